@@ -1,0 +1,9 @@
+"""Equivariant neural fields in PyTorch."""
+
+from enf import geometry
+from enf.latents import Latents
+from enf.nn import EquivariantNeuralField
+
+__version__ = "0.1.0"
+
+__all__ = ["EquivariantNeuralField", "Latents", "geometry", "__version__"]

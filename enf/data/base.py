@@ -1,0 +1,236 @@
+"""Image dataset building blocks: in-memory arrays and lazily decoded image files.
+
+Every image dataset in ``enf`` returns, for item ``i``, a dict with
+
+* ``"image"``: float32 tensor ``[H, W, C]`` with values in ``[0, 1]`` (channels last);
+* ``"index"``: ``i``, the position of the item in this split (use it to index per-sample latent tables);
+* ``"label"``: int class label, only for labelled datasets (MNIST, CIFAR-10, STL-10).
+
+All images of one dataset share one shape, available without loading as ``dataset.image_shape``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+__all__ = ["ArrayImageDataset", "FileImageDataset", "ImageDataset", "collate", "load_image_file"]
+
+log = logging.getLogger(__name__)
+
+
+class ImageDataset(Dataset):
+    """Base class: a split of images of one shape ``image_shape = (H, W, C)``.
+
+    Subclasses implement ``__len__``, ``_image(i) -> float32 array [H, W, C] in [0, 1]`` and ``head(n)``.
+    """
+
+    name: str
+    split: str
+    image_shape: tuple[int, int, int]
+    labels: np.ndarray | None = None
+
+    def _image(self, i: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def head(self, num_samples: int) -> ImageDataset:
+        """The first ``num_samples`` items of this split (all of them if there are fewer)."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _check_head(self, num_samples: int) -> int:
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+        if num_samples > len(self):
+            log.warning(
+                "%s/%s has %d images; num_samples=%d keeps all of them",
+                self.name,
+                self.split,
+                len(self),
+                num_samples,
+            )
+        return min(num_samples, len(self))
+
+    def __getitem__(self, index: int) -> dict:
+        index = int(index)
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {self.name}/{self.split} of length {len(self)}")
+        index %= len(self)
+        item = {"image": torch.from_numpy(self._image(index)), "index": index}
+        if self.labels is not None:
+            item["label"] = int(self.labels[index])
+        return item
+
+    @property
+    def num_channels(self) -> int:
+        return self.image_shape[2]
+
+    def __repr__(self) -> str:
+        cls = type(self).__name__
+        return f"{cls}(name={self.name!r}, split={self.split!r}, n={len(self)}, shape={self.image_shape})"
+
+
+def _validate_array(images: np.ndarray, name: str) -> np.ndarray:
+    if images.ndim == 3:  # [N, H, W] -> [N, H, W, 1]
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[0] == 0 or 0 in images.shape[1:]:
+        raise ValueError(
+            f"dataset {name!r}: images must have shape [N, H, W, C] with N >= 1, got {images.shape}"
+        )
+    if images.dtype == np.uint8:
+        return images
+    if not np.issubdtype(images.dtype, np.floating):
+        raise ValueError(
+            f"dataset {name!r}: images must be uint8 or floating point, got dtype {images.dtype}"
+        )
+    finite = np.isfinite(images)
+    if not finite.all():
+        bad = np.argwhere(~finite.reshape(images.shape[0], -1).all(axis=1)).ravel()
+        raise ValueError(
+            f"dataset {name!r}: {bad.size} image(s) contain NaN or inf values "
+            f"(first indices: {bad[:5].tolist()})"
+        )
+    low, high = float(images.min()), float(images.max())
+    if low < 0.0 or high > 1.0:
+        raise ValueError(f"dataset {name!r}: float images must lie in [0, 1], got values in [{low}, {high}]")
+    return images
+
+
+class ArrayImageDataset(ImageDataset):
+    """Images held in an array ``[N, H, W, C]`` (or ``[N, H, W]`` for grayscale).
+
+    Args:
+        images: uint8 (0..255, scaled to ``[0, 1]`` on access; may be a ``np.memmap``) or float in ``[0, 1]``.
+            NaN/inf or out-of-range float values raise ``ValueError`` naming the dataset.
+        name: dataset name used in messages.
+        split: split name (``"train"``/``"test"``...).
+        labels: optional integer labels ``[N]``.
+    """
+
+    def __init__(
+        self, images: np.ndarray, *, name: str, split: str, labels: np.ndarray | Sequence[int] | None = None
+    ) -> None:
+        if isinstance(images, torch.Tensor):
+            images = images.detach().cpu().numpy()
+        self.images = _validate_array(np.asanyarray(images), name)
+        self.name = name
+        self.split = split
+        self.image_shape = tuple(int(s) for s in self.images.shape[1:])  # type: ignore[assignment]
+        if labels is not None:
+            labels = np.asarray(labels, dtype=np.int64)
+            if labels.shape != (self.images.shape[0],):
+                raise ValueError(
+                    f"dataset {name!r}: labels must have shape [{self.images.shape[0]}], got {labels.shape}"
+                )
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def _image(self, i: int) -> np.ndarray:
+        img = np.asarray(self.images[i])
+        if img.dtype == np.uint8:
+            return img.astype(np.float32) / np.float32(255.0)
+        return np.ascontiguousarray(img, dtype=np.float32)
+
+    def head(self, num_samples: int) -> ArrayImageDataset:
+        n = self._check_head(num_samples)
+        out = ArrayImageDataset.__new__(ArrayImageDataset)
+        out.__dict__.update(self.__dict__)
+        out.images = self.images[:n]
+        out.labels = None if self.labels is None else self.labels[:n]
+        return out
+
+
+def load_image_file(path: Path, *, grayscale: bool, size: int | None, center_crop: bool = True) -> np.ndarray:
+    """Decode one 8-bit image file with PIL into uint8 ``[H, W, C]`` (C = 1 if ``grayscale`` else 3).
+
+    With ``size``: centre-crop to a square (if ``center_crop``) and resize to ``size x size`` (bicubic,
+    antialiased); without ``center_crop`` the image is resized to ``size x size`` directly (aspect changes).
+    """
+    with Image.open(path) as im:
+        im = im.convert("L" if grayscale else "RGB")
+        if size is not None:
+            if center_crop:
+                w, h = im.size
+                side = min(w, h)
+                left, top = (w - side) // 2, (h - side) // 2
+                im = im.crop((left, top, left + side, top + side))
+            if im.size != (size, size):
+                im = im.resize((size, size), resample=Image.Resampling.BICUBIC)
+        arr = np.asarray(im, dtype=np.uint8)
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+class FileImageDataset(ImageDataset):
+    """Images decoded from files on access (for folders and CelebA: nothing is held in memory).
+
+    Args:
+        paths: image files, in dataset order.
+        image_shape: ``(H, W, C)`` every decoded image must have (checked on access).
+        name, split: used in messages.
+        grayscale: decode as one channel (``"L"``) instead of RGB.
+        size: optional square output size (centre crop + resize, see :func:`load_image_file`).
+        center_crop: centre-crop to a square before resizing.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        *,
+        image_shape: tuple[int, int, int],
+        name: str,
+        split: str,
+        grayscale: bool = False,
+        size: int | None = None,
+        center_crop: bool = True,
+    ) -> None:
+        if len(paths) == 0:
+            raise ValueError(f"dataset {name!r}/{split}: no image files")
+        self.paths = [Path(p) for p in paths]
+        self.image_shape = tuple(int(s) for s in image_shape)  # type: ignore[assignment]
+        self.name = name
+        self.split = split
+        self.grayscale = grayscale
+        self.size = size
+        self.center_crop = center_crop
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _image(self, i: int) -> np.ndarray:
+        path = self.paths[i]
+        arr = load_image_file(path, grayscale=self.grayscale, size=self.size, center_crop=self.center_crop)
+        if arr.shape != self.image_shape:
+            raise ValueError(
+                f"dataset {self.name!r}: {path} decodes to shape {arr.shape}, expected {self.image_shape}"
+            )
+        return arr.astype(np.float32) / np.float32(255.0)
+
+    def head(self, num_samples: int) -> FileImageDataset:
+        n = self._check_head(num_samples)
+        out = FileImageDataset.__new__(FileImageDataset)
+        out.__dict__.update(self.__dict__)
+        out.paths = self.paths[:n]
+        return out
+
+
+def collate(items: Sequence[dict]) -> dict[str, torch.Tensor]:
+    """Stack items into ``{"image": [B, H, W, C], "index": [B]}`` (plus ``"label": [B]`` if present)."""
+    if not items:
+        raise ValueError("cannot collate an empty list of items")
+    batch = {
+        "image": torch.stack([it["image"] for it in items]),
+        "index": torch.tensor([it["index"] for it in items]),
+    }
+    if all("label" in it for it in items):
+        batch["label"] = torch.tensor([it["label"] for it in items], dtype=torch.int64)
+    return batch

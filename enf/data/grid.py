@@ -1,0 +1,79 @@
+"""The one pixel -> coordinate convention used everywhere in ``enf`` (training, metrics and plots).
+
+An image ``[H, W, C]`` (channels last; a batch is ``[B, H, W, C]``) is a signal sampled on a regular grid of
+``[-1, 1]^2``. Pixel ``(row, col)`` sits at the coordinate ``(x, y)`` with
+
+* ``x = linspace(-1, 1, W)[col]``: x grows from the left column (``x = -1``) to the right column (``x = +1``);
+* ``y = linspace(1, -1, H)[row]``: y points **up**, the top row is ``y = +1`` and the bottom row ``y = -1``.
+
+(An axis of length 1 sits at 0.) Pixels are flattened in row-major order, so ``pixel_coords(H, W)[r * W + c]``
+is the coordinate of pixel ``(r, c)`` and ``image_to_signal`` / ``signal_to_image`` flatten/unflatten
+images in exactly that order.
+
+Plotting: with ``plt.imshow(image, extent=imshow_extent(H, W))`` (default ``origin="upper"``) a latent
+at ``(x, y)`` drawn with ``plt.scatter(x, y)`` lands on the pixel whose centre is ``(x, y)``.
+``extent=(-1, 1, -1, 1)`` is the same picture up to half a pixel at the borders (it puts the image
+*edges*, not the outermost pixel *centres*, at +-1).
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import Tensor
+
+__all__ = ["image_to_signal", "imshow_extent", "pixel_coords", "signal_to_image"]
+
+
+def _axis(n: int, start: float, end: float, dtype: torch.dtype, device: torch.device | str | None) -> Tensor:
+    if n == 1:
+        return torch.zeros(1, dtype=dtype, device=device)
+    return torch.linspace(start, end, n, dtype=torch.float64, device=device).to(dtype)
+
+
+def _check_size(height: int, width: int) -> None:
+    for label, value in (("height", height), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{label} must be a positive int, got {value!r}")
+
+
+def pixel_coords(
+    height: int, width: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> Tensor:
+    """Coordinates ``(x, y)`` of every pixel of an ``height x width`` image, ``[H * W, 2]``, row-major.
+
+    ``x = linspace(-1, 1, W)[col]`` (left to right) and ``y = linspace(1, -1, H)[row]`` (top row ``y = +1``).
+
+    Example: ``pixel_coords(2, 3)`` is ``[[-1, 1], [0, 1], [1, 1], [-1, -1], [0, -1], [1, -1]]``.
+    """
+    _check_size(height, width)
+    xs = _axis(width, -1.0, 1.0, dtype, device)
+    ys = _axis(height, 1.0, -1.0, dtype, device)
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")  # [H, W] each, row-major
+    return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=-1)
+
+
+def imshow_extent(height: int, width: int) -> tuple[float, float, float, float]:
+    """``extent`` for ``plt.imshow`` (``origin="upper"``): pixel centres land exactly on ``pixel_coords``."""
+    _check_size(height, width)
+    half_x = 1.0 / (width - 1) if width > 1 else 1.0
+    half_y = 1.0 / (height - 1) if height > 1 else 1.0
+    return (-1.0 - half_x, 1.0 + half_x, -1.0 - half_y, 1.0 + half_y)
+
+
+def image_to_signal(image: Tensor) -> Tensor:
+    """Flatten images ``[B, H, W, C]`` into signals ``[B, H * W, C]`` in the order of :func:`pixel_coords`."""
+    if image.ndim != 4:
+        raise ValueError(f"image must have shape [B, H, W, C], got shape {tuple(image.shape)}")
+    return rearrange(image, "b h w c -> b (h w) c")
+
+
+def signal_to_image(signal: Tensor, height: int, width: int) -> Tensor:
+    """Unflatten signals ``[B, H * W, C]`` (order of :func:`pixel_coords`) into images ``[B, H, W, C]``."""
+    _check_size(height, width)
+    if signal.ndim != 3 or signal.shape[1] != height * width:
+        raise ValueError(
+            f"signal must have shape [B, {height} * {width} = {height * width}, C], "
+            f"got shape {tuple(signal.shape)}"
+        )
+    return rearrange(signal, "b (h w) c -> b h w c", h=height, w=width)

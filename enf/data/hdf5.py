@@ -1,0 +1,166 @@
+"""HDF5 I/O for generated and converted datasets: atomic writes and validating reads.
+
+Layout (DESIGN section 9): flat root-level datasets (``fields``, ``coords``, ``times``...) and root
+attributes. Attributes may be ``str``, ``int``, ``float``, ``bool``, lists of those (e.g. ``channel_names``)
+or 1-D numeric numpy arrays (both read back as lists), or dicts: dicts are stored as JSON strings (their
+names listed in the reserved attribute ``_json_attrs``) and decoded back by :func:`read_h5`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+__all__ = ["read_h5", "write_h5"]
+
+log = logging.getLogger(__name__)
+
+_JSON_ATTRS = "_json_attrs"
+
+
+def _attr_value(key: str, value: Any) -> Any:
+    if isinstance(value, (str, bool, int, float, np.integer, np.floating, np.bool_)):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return np.array(value, dtype=h5py.string_dtype())
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value):
+        return np.asarray(value)
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf" and value.ndim == 1:
+        return value
+    raise TypeError(
+        f"attribute {key!r} must be str, int, float, bool, a list of those or a dict, "
+        f"got {type(value).__name__}"
+    )
+
+
+def write_h5(
+    path: str | Path,
+    arrays: Mapping[str, np.ndarray],
+    attrs: Mapping[str, Any] | None = None,
+    *,
+    compression_level: int | None = None,
+) -> Path:
+    """Write ``arrays`` and ``attrs`` to ``path`` atomically (temporary file + ``os.replace``).
+
+    Arrays of rank >= 2 are chunked per first-axis entry (one trajectory/image per chunk), so readers can
+    stream them; ``compression_level`` (0-9) turns on gzip. The parent directory is created if needed.
+    A failure leaves any existing ``path`` untouched and no temporary file behind. Returns the path.
+    """
+    path = Path(path)
+    if compression_level is not None and not 0 <= compression_level <= 9:
+        raise ValueError(f"compression_level must be in 0..9 or None, got {compression_level}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with h5py.File(tmp, "w") as f:
+            for key, value in arrays.items():
+                array = np.asarray(value)
+                if array.dtype == object:
+                    raise TypeError(f"array {key!r} has dtype object; give a numeric numpy array")
+                chunked = array.ndim >= 2 and array.shape[0] > 0 and array.size > 0
+                chunks = (1, *array.shape[1:]) if chunked else None
+                compress = compression_level is not None and array.ndim >= 1 and array.size > 0
+                f.create_dataset(
+                    key,
+                    data=array,
+                    chunks=chunks if chunks else (True if compress else None),
+                    compression="gzip" if compress else None,
+                    compression_opts=compression_level if compress else None,
+                )
+            json_keys = []
+            for key, value in (attrs or {}).items():
+                if key == _JSON_ATTRS:
+                    raise ValueError(f"attribute name {_JSON_ATTRS!r} is reserved")
+                if isinstance(value, Mapping):
+                    f.attrs[key] = json.dumps(value, sort_keys=True)
+                    json_keys.append(key)
+                else:
+                    f.attrs[key] = _attr_value(key, value)
+            if json_keys:
+                f.attrs[_JSON_ATTRS] = json.dumps(json_keys)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    log.debug("wrote %s (%s)", path, ", ".join(f"{k}{np.shape(v)}" for k, v in arrays.items()))
+    return path
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()] if value.ndim else _plain(value.item())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_h5(
+    path: str | Path,
+    *,
+    required: Mapping[str, int | None] | None = None,
+    required_attrs: Iterable[str] = (),
+    keys: Iterable[str] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read the root-level datasets and attributes of ``path`` into memory, validating them.
+
+    Args:
+        path: the HDF5 file.
+        required: dataset name -> expected number of dimensions (``None``: any) that must be present.
+        required_attrs: attribute names that must be present.
+        keys: read only these datasets (default: all root-level datasets).
+
+    Returns:
+        ``(arrays, attrs)``: dicts of numpy arrays and of plain Python attribute values (JSON dicts decoded).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file is corrupt/truncated/not HDF5, or a required dataset/attribute is missing or a
+            dataset has the wrong number of dimensions (the message names the file and the key).
+    """
+    path = Path(path)
+    required = dict(required or {})
+    if not path.exists():
+        raise FileNotFoundError(f"HDF5 file {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"HDF5 path {path} is not a file")
+    try:
+        with h5py.File(path, "r") as f:
+            for key, ndim in required.items():
+                if key not in f or not isinstance(f[key], h5py.Dataset):
+                    raise ValueError(
+                        f"HDF5 file {path} has no dataset {key!r} (expected ndim {ndim}); "
+                        f"it holds {sorted(f.keys())}"
+                    )
+                if ndim is not None and f[key].ndim != ndim:
+                    raise ValueError(
+                        f"HDF5 file {path}: dataset {key!r} has shape {f[key].shape} (ndim {f[key].ndim}), "
+                        f"expected ndim {ndim}"
+                    )
+            attrs = {k: _plain(v) for k, v in f.attrs.items()}
+            wanted = list(keys) if keys is not None else [k for k in f if isinstance(f[k], h5py.Dataset)]
+            arrays = {}
+            for key in wanted:
+                if key not in f:
+                    raise ValueError(f"HDF5 file {path} has no dataset {key!r}; it holds {sorted(f.keys())}")
+                arrays[key] = f[key][()]
+    except OSError as err:
+        raise ValueError(f"HDF5 file {path} is corrupt, truncated or not an HDF5 file ({err})") from err
+    json_keys = json.loads(attrs.pop(_JSON_ATTRS, "[]"))
+    for key in json_keys:
+        attrs[key] = json.loads(attrs[key])
+    missing = [a for a in required_attrs if a not in attrs]
+    if missing:
+        raise ValueError(f"HDF5 file {path} lacks attribute(s) {missing}; it has {sorted(attrs)}")
+    return arrays, attrs

@@ -1,0 +1,312 @@
+"""The geometry interface: a group acting on coordinates and latent poses, and its bi-invariants.
+
+Every geometry stores poses as plain real vectors made of ``num_pose_blocks`` blocks of ``space_dim``
+numbers: block 0 is a position (or a point on the sphere), the others are orientation vectors. A group
+element ``g = (R, t)`` acts on a coordinate by ``x -> R x + t`` and on a pose by rotating every block and
+translating block 0 only. Projections onto the manifold (normalising an orientation, Gram-Schmidt of a
+frame) happen inside :meth:`Geometry.pair_invariant`, so gradient steps with scalar step sizes commute
+with the group action (DESIGN.md section 4).
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["Geometry", "GroupElement", "random_rotation", "grid_points", "fibonacci_sphere"]
+
+
+@dataclass(frozen=True)
+class GroupElement:
+    """A batch of group elements ``x -> R x + t``.
+
+    Attributes:
+        rotation: ``[B, n, n]`` orthogonal matrices, or ``None`` for the identity.
+        translation: ``[B, n]`` translations, or ``None`` for zero.
+    """
+
+    rotation: Tensor | None = None
+    translation: Tensor | None = None
+
+    @property
+    def batch_size(self) -> int:
+        ref = self.rotation if self.rotation is not None else self.translation
+        return 0 if ref is None else ref.shape[0]
+
+    def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> GroupElement:
+        def conv(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(dtype=dtype, device=device)
+
+        return GroupElement(rotation=conv(self.rotation), translation=conv(self.translation))
+
+
+def random_rotation(
+    batch_size: int, dim: int, *, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """Haar-random rotations ``[B, dim, dim]`` with determinant +1 (QR of a Gaussian, sign-fixed)."""
+    a = torch.randn(batch_size, dim, dim, generator=generator, dtype=torch.float64)
+    q, r = torch.linalg.qr(a)
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+    det = torch.linalg.det(q)
+    q[:, :, 0] = q[:, :, 0] * det.unsqueeze(-1)
+    return q.to(dtype)
+
+
+def grid_points(
+    num_points: int, dim: int, *, low: float = -1.0, high: float = 1.0, periodic: bool = False
+) -> Tensor:
+    """``num_points`` points on a regular grid in ``[low, high]^dim`` (cell centres), ``[num_points, dim]``.
+
+    Uses ``ceil(num_points ** (1/dim))`` points per axis and keeps the first ``num_points`` in
+    row-major order when ``num_points`` is not a perfect power.
+    """
+    per_axis = math.ceil(round(num_points ** (1.0 / dim), 8))
+    step = (high - low) / per_axis
+    axis = low + step * (torch.arange(per_axis, dtype=torch.float64) + (0.0 if periodic else 0.5))
+    mesh = torch.meshgrid(*([axis] * dim), indexing="ij")
+    pts = torch.stack([m.reshape(-1) for m in mesh], dim=-1)
+    return pts[:num_points]
+
+
+def fibonacci_sphere(num_points: int) -> Tensor:
+    """Fibonacci lattice of ``num_points`` unit vectors ``[num_points, 3]`` (nearly uniform on S^2)."""
+    i = torch.arange(num_points, dtype=torch.float64) + 0.5
+    z = 1.0 - 2.0 * i / num_points
+    phi = math.pi * (1.0 + math.sqrt(5.0)) * i
+    r = torch.sqrt(torch.clamp(1.0 - z**2, min=0.0))
+    return torch.stack([r * torch.cos(phi), r * torch.sin(phi), z], dim=-1)
+
+
+class Geometry(abc.ABC):
+    """A group ``G`` acting on coordinates and latent poses, with its bi-invariants.
+
+    Subclasses set the class attributes and implement :meth:`pair_invariant`, :meth:`pair_distance2`,
+    :meth:`pose_invariant`, :meth:`sample_group` and :meth:`init_poses`.
+
+    Attributes:
+        name: registry name.
+        space_dim: dimension of the ambient space the group acts on (2 or 3).
+        coord_dim: width of a coordinate vector (``== space_dim``).
+        pose_dim: width of a pose vector (``space_dim * num_pose_blocks``).
+        num_pose_blocks: 1 position block + number of orientation vectors.
+        invariant_dim: width of :meth:`invariant`.
+        pose_invariant_dim: width of :meth:`pose_invariant`.
+        translates: whether group elements carry a translation.
+        periodic: coordinates live on the torus ``[-1, 1)^n`` (translations wrap).
+    """
+
+    name: str = ""
+    space_dim: int = 2
+    num_pose_blocks: int = 1
+    invariant_dim: int = 0
+    pose_invariant_dim: int = 0
+    translates: bool = True
+    periodic: bool = False
+
+    @property
+    def coord_dim(self) -> int:
+        return self.space_dim
+
+    @property
+    def pose_dim(self) -> int:
+        return self.space_dim * self.num_pose_blocks
+
+    @property
+    def position_dim(self) -> int:
+        """Number of leading pose entries that form the position block."""
+        return self.space_dim
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    # ------------------------------------------------------------------ group
+    @abc.abstractmethod
+    def sample_group(
+        self,
+        batch_size: int,
+        *,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> GroupElement:
+        """Random group elements, one per batch entry."""
+
+    def identity(
+        self, batch_size: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+    ) -> GroupElement:
+        n = self.space_dim
+        rot = torch.eye(n, dtype=dtype, device=device).expand(batch_size, n, n).clone()
+        trans = torch.zeros(batch_size, n, dtype=dtype, device=device) if self.translates else None
+        return GroupElement(rotation=rot, translation=trans)
+
+    def compose(self, g: GroupElement, h: GroupElement) -> GroupElement:
+        """``g * h``: first apply ``h``, then ``g``."""
+        rot = _matmul(g.rotation, h.rotation)
+        trans = None
+        if g.translation is not None or h.translation is not None:
+            th = h.translation
+            trans = _apply(g.rotation, th) if th is not None else None
+            trans = _add(trans, g.translation)
+            trans = self._wrap(trans)
+        return GroupElement(rotation=rot, translation=trans)
+
+    def inverse(self, g: GroupElement) -> GroupElement:
+        rot_t = None if g.rotation is None else g.rotation.transpose(-1, -2)
+        trans = None if g.translation is None else self._wrap(-_apply(rot_t, g.translation))
+        return GroupElement(rotation=rot_t, translation=trans)
+
+    def act_coords(self, g: GroupElement, x: Tensor) -> Tensor:
+        """Act on coordinates ``x [B, N, coord_dim]`` -> same shape."""
+        self._check_last(x, self.coord_dim, "coords")
+        y = _apply(g.rotation, x)
+        if g.translation is not None:
+            y = self._wrap(y + g.translation.to(y.dtype).unsqueeze(-2))
+        return y
+
+    def act_poses(self, g: GroupElement, poses: Tensor) -> Tensor:
+        """Act on poses ``[B, L, pose_dim]`` -> same shape: rotate every block, translate the position."""
+        self._check_last(poses, self.pose_dim, "poses")
+        blocks = poses.unflatten(-1, (self.num_pose_blocks, self.space_dim))  # [B, L, K, n]
+        if g.rotation is not None:
+            blocks = torch.einsum("bij,blkj->blki", g.rotation.to(poses.dtype), blocks)
+        if g.translation is not None:
+            pos = self._wrap(blocks[..., 0, :] + g.translation.to(poses.dtype).unsqueeze(-2))
+            blocks = torch.cat([pos.unsqueeze(-2), blocks[..., 1:, :]], dim=-2)
+        return blocks.flatten(-2)
+
+    def act_pose_velocity(self, g: GroupElement, velocity: Tensor) -> Tensor:
+        """Act on a pose tangent vector ``[B, L, pose_dim]``: rotate every block, never translate."""
+        blocks = velocity.unflatten(-1, (self.num_pose_blocks, self.space_dim))
+        if g.rotation is not None:
+            blocks = torch.einsum("bij,blkj->blki", g.rotation.to(velocity.dtype), blocks)
+        return blocks.flatten(-2)
+
+    # ------------------------------------------------------------ invariants
+    @abc.abstractmethod
+    def pair_invariant(self, x: Tensor, poses: Tensor) -> Tensor:
+        """Bi-invariant of broadcastable ``x [..., coord_dim]``, ``poses [..., pose_dim]``.
+
+        Returns ``[..., invariant_dim]``.
+        """
+
+    @abc.abstractmethod
+    def pair_distance2(self, x: Tensor, poses: Tensor) -> Tensor:
+        """Invariant squared distance of broadcastable ``x [..., coord_dim]``, ``poses [..., pose_dim]``.
+
+        Returns ``[...]``.
+        """
+
+    @abc.abstractmethod
+    def pose_invariant(self, poses_i: Tensor, poses_j: Tensor) -> Tensor:
+        """Invariant of the pose of ``i`` relative to ``j``.
+
+        ``[..., pose_dim] x [..., pose_dim] -> [..., pose_invariant_dim]`` (broadcastable inputs).
+        """
+
+    def invariant(self, x: Tensor, poses: Tensor) -> Tensor:
+        """All pairs: ``x [B, N, coord_dim]``, ``poses [B, L, pose_dim]`` -> ``[B, N, L, invariant_dim]``."""
+        self._check_pair_shapes(x, poses)
+        return self.pair_invariant(x.unsqueeze(2), poses.unsqueeze(1))
+
+    def distance2(self, x: Tensor, poses: Tensor) -> Tensor:
+        """All pairs: ``x [B, N, coord_dim]``, ``poses [B, L, pose_dim]`` -> ``[B, N, L]``."""
+        self._check_pair_shapes(x, poses)
+        return self.pair_distance2(x.unsqueeze(2), poses.unsqueeze(1))
+
+    # ----------------------------------------------------------- initialisers
+    @abc.abstractmethod
+    def init_poses(
+        self,
+        num_latents: int,
+        *,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """Initial poses ``[num_latents, pose_dim]`` spread over the domain.
+
+        Deterministic for a given generator (``None``: a generator seeded with 0).
+        """
+
+    def default_window(self, num_latents: int) -> float:
+        """A window width that lets neighbouring initial latents overlap: domain size / latents per axis."""
+        return 2.0 / num_latents ** (1.0 / self.space_dim)
+
+    @abc.abstractmethod
+    def sample_coords(
+        self,
+        batch_size: int,
+        num_coords: int,
+        *,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> Tensor:
+        """Random coordinates in the domain, ``[B, N, coord_dim]`` (for tests and benchmarks)."""
+
+    def sample_poses(
+        self,
+        batch_size: int,
+        num_latents: int,
+        *,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> Tensor:
+        """Random poses ``[B, L, pose_dim]``: positions from :meth:`sample_coords`, Gaussian orientations."""
+        pos = self.sample_coords(batch_size, num_latents, generator=generator, dtype=dtype)
+        extra = self.pose_dim - self.space_dim
+        if extra == 0:
+            return pos
+        ori = torch.randn(batch_size, num_latents, extra, generator=generator, dtype=torch.float64).to(dtype)
+        return torch.cat([pos, ori], dim=-1)
+
+    # ---------------------------------------------------------------- helpers
+    def _wrap(self, x: Tensor | None) -> Tensor | None:
+        if x is None or not self.periodic:
+            return x
+        return torch.remainder(x + 1.0, 2.0) - 1.0
+
+    def _check_last(self, t: Tensor, expected: int, what: str) -> None:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{self.name}: {what} must be a torch.Tensor, got {type(t).__name__}")
+        if t.shape[-1] != expected:
+            raise ValueError(
+                f"{self.name}: {what} must have last dimension {expected}, got shape {tuple(t.shape)}"
+            )
+
+    def _check_pair_shapes(self, x: Tensor, poses: Tensor) -> None:
+        self._check_last(x, self.coord_dim, "coords")
+        self._check_last(poses, self.pose_dim, "poses")
+        if x.dim() != 3 or poses.dim() != 3 or x.shape[0] != poses.shape[0]:
+            raise ValueError(
+                f"{self.name}: expected coords [B, N, {self.coord_dim}] and poses [B, L, {self.pose_dim}] "
+                f"with the same B, got {tuple(x.shape)} and {tuple(poses.shape)}"
+            )
+
+
+def _matmul(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a @ b
+
+
+def _apply(rotation: Tensor | None, x: Tensor) -> Tensor:
+    """Apply ``[B, n, n]`` to ``x [B, ..., n]``."""
+    if rotation is None:
+        return x
+    shape = x.shape
+    flat = x.reshape(shape[0], -1, shape[-1])
+    return torch.einsum("bij,bnj->bni", rotation.to(x.dtype), flat).reshape(shape)
+
+
+def _add(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b

@@ -1,0 +1,42 @@
+"""Metrics: per-sample MSE, PSNR and the equivariance error of a decoder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from enf.geometry import Geometry
+from enf.latents import Latents
+
+__all__ = ["equivariance_error", "per_sample_mse", "psnr"]
+
+
+def per_sample_mse(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error per batch entry: ``[B, N, C] x [B, N, C] -> [B]``."""
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} shapes differ")
+    return (pred - target).square().flatten(1).mean(1)
+
+
+def psnr(pred: Tensor, target: Tensor, *, data_range: float = 1.0) -> Tensor:
+    """Peak signal-to-noise ratio per batch entry in dB, predictions clipped to ``[0, data_range]``."""
+    mse = per_sample_mse(pred.clamp(0.0, data_range), target)
+    return 10.0 * torch.log10(data_range**2 / mse.clamp_min(1e-12))
+
+
+@torch.no_grad()
+def equivariance_error(
+    decoder: Callable[[Tensor, Latents], Tensor],
+    geometry: Geometry,
+    coords: Tensor,
+    latents: Latents,
+    *,
+    generator: torch.Generator | None = None,
+) -> float:
+    """``max |f(g x; g z) - f(x; z)|`` over one random group element per batch entry."""
+    g = geometry.sample_group(coords.shape[0], generator=generator, dtype=coords.dtype, device=coords.device)
+    ref = decoder(coords, latents)
+    moved = decoder(geometry.act_coords(g, coords), latents.transform(geometry, g))
+    return float((moved - ref).abs().max())

@@ -1,0 +1,342 @@
+"""Tests of Meta-SGD auto-decoding: equivariance of the fit, per-sample steps, step sizes, first/second order."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from enf import EquivariantNeuralField, Latents, geometry
+from enf.fitting import MetaSGD, sample_coordinate_subsets
+from enf.metrics import per_sample_mse
+
+F64 = torch.float64
+CONTEXT_DIM = 8
+SMALL = dict(
+    context_dim=CONTEXT_DIM,
+    hidden_dim=32,
+    num_heads=2,
+    num_query_frequencies=8,
+    num_value_frequencies=8,
+    value_hidden_dim=16,
+    num_output_layers=1,
+)
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def make_decoder(geom, *, num_out: int = 2, k_nearest=None, seed: int = 0) -> EquivariantNeuralField:
+    torch.manual_seed(seed)
+    model = EquivariantNeuralField(geometry=geom, num_out=num_out, k_nearest=k_nearest, **SMALL)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model.double()
+
+
+def make_meta(geom, *, num_latents: int = 9, **kwargs) -> MetaSGD:
+    kwargs.setdefault("lr_context", 1.0)
+    return MetaSGD(geometry=geom, num_latents=num_latents, context_dim=CONTEXT_DIM, **kwargs).double()
+
+
+def random_latents(geom, batch_size: int, num_latents: int, *, seed: int) -> Latents:
+    g = gen(seed)
+    poses = geom.sample_poses(batch_size, num_latents, generator=g, dtype=F64)
+    context = torch.randn(batch_size, num_latents, CONTEXT_DIM, generator=g, dtype=F64)
+    window = geom.default_window(num_latents) * (0.7 + 0.6 * torch.rand(batch_size, num_latents, 1, generator=g))
+    return Latents(poses=poses, context=context, window=window.to(F64))
+
+
+def problem(geom, batch_size: int = 2, num_coords: int = 30, channels: int = 2, *, seed: int = 0):
+    x = geom.sample_coords(batch_size, num_coords, generator=gen(seed), dtype=F64)
+    y = torch.randn(batch_size, num_coords, channels, generator=gen(seed + 1), dtype=F64)
+    return x, y
+
+
+def fixed_subsets(num_coords: int, size: int, steps: int, seed: int = 0) -> list[torch.Tensor]:
+    return sample_coordinate_subsets(num_coords, size, steps, generator=gen(seed))
+
+
+# --------------------------------------------------------------------------------------- equivariance
+@pytest.mark.parametrize(
+    "name,k_nearest", [("translation2d", None), ("se2", None), ("se2", 4), ("ball", None), ("se3", None)]
+)
+def test_fit_is_equivariant(name, k_nearest):
+    geom = geometry.get(name)
+    decoder = make_decoder(geom, k_nearest=k_nearest)
+    meta = make_meta(geom, lr_window=0.05)
+    x, y = problem(geom)
+    subsets = fixed_subsets(30, 20, 3)
+    z0 = random_latents(geom, 2, 9, seed=2)
+    for seed in (3, 4):
+        g = geom.sample_group(2, generator=gen(seed), dtype=F64)
+        fit1 = meta(decoder, x, y, subsets=subsets, init=z0)
+        fit2 = meta(decoder, geom.act_coords(g, x), y, subsets=subsets, init=z0.transform(geom, g))
+        torch.testing.assert_close(fit2.poses, geom.act_poses(g, fit1.poses), atol=1e-9, rtol=0)
+        torch.testing.assert_close(fit2.context, fit1.context, atol=1e-9, rtol=0)
+        torch.testing.assert_close(fit2.window, fit1.window, atol=1e-9, rtol=0)
+    # the fit moved everything, so the comparison is not trivially about the initial latent
+    assert (fit1.poses - z0.poses).abs().max() > 1e-4
+    assert (fit1.context - z0.context).abs().max() > 1e-4
+    assert (fit1.window - z0.window).abs().max() > 1e-6
+
+
+def test_fit_is_not_equivariant_for_absolute2d():
+    geom = geometry.get("absolute2d")
+    decoder = make_decoder(geom)
+    meta = make_meta(geom)
+    x, y = problem(geom)
+    subsets = fixed_subsets(30, 20, 3)
+    z0 = random_latents(geom, 2, 9, seed=2)
+    g = geom.sample_group(2, generator=gen(3), dtype=F64)
+    fit1 = meta(decoder, x, y, subsets=subsets, init=z0)
+    fit2 = meta(decoder, geom.act_coords(g, x), y, subsets=subsets, init=z0.transform(geom, g))
+    assert (fit2.poses - geom.act_poses(g, fit1.poses)).abs().max() > 1e-4
+    assert (fit2.context - fit1.context).abs().max() > 1e-4
+
+
+# ------------------------------------------------------------------------------------- per-sample steps
+@pytest.mark.parametrize("name", ["translation2d", "se2"])
+def test_per_sample_inner_gradients(name):
+    geom = geometry.get(name)
+    decoder = make_decoder(geom)
+    meta = make_meta(geom, lr_window=0.05)
+    x, y = problem(geom, batch_size=3)
+    subsets = fixed_subsets(30, 15, 3)
+    batched = meta(decoder, x, y, subsets=subsets)
+    alone = meta(decoder, x[:1], y[:1], subsets=subsets)
+    for field in ("poses", "context", "window"):
+        torch.testing.assert_close(getattr(batched, field)[:1], getattr(alone, field), atol=1e-12, rtol=0)
+    # a different signal in another batch entry does not change sample 0
+    y2 = y.clone()
+    y2[1:] += 1.0
+    other = meta(decoder, x, y2, subsets=subsets)
+    torch.testing.assert_close(other.context[:1], batched.context[:1], atol=1e-12, rtol=0)
+    assert (other.context[1:] - batched.context[1:]).abs().max() > 1e-4
+
+
+def test_one_inner_step_is_sgd_on_the_per_sample_mse():
+    geom = geometry.get("se2")
+    decoder = make_decoder(geom)
+    meta = make_meta(geom, lr_position=0.3, lr_orientation=0.7, lr_context=2.0, lr_window=0.4, min_window=1e-3)
+    with torch.no_grad():  # exact float64 values (the constructor stores float32)
+        meta.lr_position.fill_(0.3)
+        meta.lr_orientation.fill_(0.7)
+        meta.lr_window.fill_(0.4)
+        meta.lr_context.copy_(torch.linspace(0.5, 3.0, CONTEXT_DIM, dtype=F64))
+    x, y = problem(geom, batch_size=2)
+    z0 = random_latents(geom, 2, 9, seed=5)
+    idx = fixed_subsets(30, 12, 1)[0]
+    fit = meta(decoder, x, y, subsets=[idx], num_steps=1, init=z0)
+
+    leaves = [t.clone().requires_grad_(True) for t in (z0.poses, z0.context, z0.window)]
+    pred = decoder(x[:, idx], Latents(*leaves))
+    loss = ((pred - y[:, idx]) ** 2).mean(dim=(1, 2)).sum()  # each sample's own mean
+    gp, gc, gw = torch.autograd.grad(loss, leaves)
+    lr_pose = torch.tensor([0.3, 0.3, 0.7, 0.7], dtype=F64)
+    torch.testing.assert_close(fit.poses, z0.poses - lr_pose * gp, atol=1e-12, rtol=0)
+    torch.testing.assert_close(fit.context, z0.context - meta.lr_context.detach() * gc, atol=1e-12, rtol=0)
+    torch.testing.assert_close(fit.window, (z0.window - 0.4 * gw).clamp_min(1e-3), atol=1e-12, rtol=0)
+
+
+def test_inner_loop_reduces_the_loss():
+    geom = geometry.get("translation2d")
+    torch.manual_seed(0)
+    decoder = EquivariantNeuralField(geometry=geom, num_out=1, **SMALL).double()  # at init
+    meta = MetaSGD(geometry=geom, num_latents=9, context_dim=CONTEXT_DIM).double()  # default step sizes
+    axis = torch.linspace(-1.0, 1.0, 12, dtype=F64)
+    x = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), dim=-1).reshape(1, -1, 2)
+    y = 0.5 + 0.4 * torch.sin(2.0 * x[..., :1]) * torch.cos(3.0 * x[..., 1:])
+    with torch.no_grad():
+        losses = [float(per_sample_mse(decoder(x, meta(decoder, x, y, num_steps=k)), y)) for k in (0, 1, 3, 10)]
+        at_init = float(per_sample_mse(decoder(x, meta.initial(1)), y))
+    assert losses[0] == pytest.approx(at_init, abs=1e-14)
+    assert losses[0] > losses[1] > losses[2] > losses[3]
+
+
+# ------------------------------------------------------------------------------- first / second order
+def _outer(meta, decoder, x, y, subsets, outer_idx):
+    fit = meta(decoder, x, y, subsets=subsets, num_steps=len(subsets))
+    return per_sample_mse(decoder(x[:, outer_idx], fit), y[:, outer_idx]).mean()
+
+
+def test_second_order_gradients_differ_from_first_order():
+    geom = geometry.get("se2")
+    decoder = make_decoder(geom)
+    second = make_meta(geom, first_order=False)
+    first = make_meta(geom, first_order=True)
+    for (n1, a), (n2, b) in zip(second.state_dict().items(), first.state_dict().items(), strict=True):
+        assert n1 == n2 and torch.equal(a, b)
+    x, y = problem(geom)
+    subsets = fixed_subsets(30, 20, 2)
+    outer_idx = fixed_subsets(30, 20, 1, seed=9)[0]
+    params = list(decoder.parameters())
+
+    grads = {}
+    for label, meta in (("second", second), ("first", first)):
+        decoder.zero_grad()
+        meta.zero_grad()
+        _outer(meta, decoder, x, y, subsets, outer_idx).backward()
+        grads[label] = torch.cat([p.grad.flatten() for p in params])
+        for name in ("lr_position", "lr_orientation", "lr_context", "init_poses", "init_context"):
+            grad = getattr(meta, name).grad
+            assert grad is not None and grad.abs().max() > 0, f"{label}: no gradient for {name}"
+        assert meta.lr_window.grad is None and not meta.lr_window.requires_grad  # lr_window=0: frozen
+    diff = (grads["second"] - grads["first"]).norm()
+    assert diff > 1e-3 * grads["second"].norm()
+
+    # the second-order gradient is the true derivative: compare with central finite differences
+    direction = [torch.randn(p.shape, generator=gen(10), dtype=F64) for p in params]
+    eps = 1e-5
+
+    def outer_at(t: float) -> float:
+        with torch.no_grad():
+            for p, d in zip(params, direction, strict=True):
+                p.add_(t * d)
+        value = float(_outer(second, decoder, x, y, subsets, outer_idx).detach())
+        with torch.no_grad():
+            for p, d in zip(params, direction, strict=True):
+                p.sub_(t * d)
+        return value
+
+    fd = (outer_at(eps) - outer_at(-eps)) / (2 * eps)
+    flat_dir = torch.cat([d.flatten() for d in direction])
+    assert float(grads["second"] @ flat_dir) == pytest.approx(fd, rel=1e-6, abs=1e-9)
+    assert abs(float(grads["first"] @ flat_dir) - fd) > 1e-4 * abs(fd)
+
+
+def test_first_order_keeps_no_graph_through_inner_gradients():
+    geom = geometry.get("translation2d")
+    decoder = make_decoder(geom)
+    meta = make_meta(geom, first_order=True)
+    x, y = problem(geom)
+    fit = meta(decoder, x, y, subsets=fixed_subsets(30, 20, 3))
+    # the fitted latent depends on the decoder only through constant offsets: no decoder gradient
+    grads = torch.autograd.grad(fit.context.sum(), list(decoder.parameters()), allow_unused=True)
+    assert all(g is None or g.abs().max() == 0 for g in grads)
+    second = make_meta(geom, first_order=False)
+    fit2 = meta(decoder, x, y, subsets=fixed_subsets(30, 20, 3), create_graph=False)
+    fit3 = second(decoder, x, y, subsets=fixed_subsets(30, 20, 3))
+    torch.testing.assert_close(fit2.context, fit3.context, atol=1e-12, rtol=0)  # same values either way
+    grads = torch.autograd.grad(fit3.context.sum(), list(decoder.parameters()), allow_unused=True)
+    assert any(g is not None and g.abs().max() > 0 for g in grads)
+
+
+# ------------------------------------------------------------------------------------------ step sizes
+def test_step_sizes_are_clipped_into_bounds():
+    geom = geometry.get("se2")
+    meta = make_meta(geom, lr_bounds=(1e-3, 10.0))
+    with torch.no_grad():
+        meta.lr_position.fill_(1e6)
+        meta.lr_orientation.fill_(-5.0)
+        meta.lr_context.copy_(torch.linspace(-1.0, 20.0, CONTEXT_DIM))
+    sizes = meta.step_sizes()
+    assert torch.equal(sizes["poses"], torch.tensor([10.0, 10.0, 1e-3, 1e-3], dtype=F64))
+    expected = torch.linspace(-1.0, 20.0, CONTEXT_DIM, dtype=F64).clamp(1e-3, 10.0)
+    torch.testing.assert_close(sizes["context"], expected, atol=1e-12, rtol=0)
+    assert sizes["window"].item() == pytest.approx(1e-3)  # lr_window=0 becomes the lower bound (and is frozen)
+    # constructor values are clipped too
+    clipped = MetaSGD(geometry=geom, num_latents=4, context_dim=3, lr_context=1e9, lr_position=0.0,
+                      lr_bounds=(1e-3, 10.0))
+    assert torch.equal(clipped.lr_context.detach(), torch.full((3,), 10.0))
+    assert clipped.lr_position.item() == pytest.approx(1e-3)
+
+
+def test_clipped_step_sizes_are_what_the_inner_loop_uses():
+    geom = geometry.get("translation2d")
+    decoder = make_decoder(geom)
+    x, y = problem(geom)
+    subsets = fixed_subsets(30, 20, 2)
+    at_bound = make_meta(geom, lr_bounds=(1e-4, 0.5), lr_position=0.5, lr_context=0.5)
+    beyond = make_meta(geom, lr_bounds=(1e-4, 0.5), lr_position=0.5, lr_context=0.5)
+    with torch.no_grad():
+        beyond.lr_position.fill_(50.0)
+        beyond.lr_context.fill_(7.0)
+    a = at_bound(decoder, x, y, subsets=subsets, num_steps=2)
+    b = beyond(decoder, x, y, subsets=subsets, num_steps=2)
+    torch.testing.assert_close(a.poses, b.poses, atol=1e-14, rtol=0)
+    torch.testing.assert_close(a.context, b.context, atol=1e-14, rtol=0)
+
+
+def test_lr_bounds_and_steps_are_validated():
+    geom = geometry.get("se2")
+    with pytest.raises(ValueError, match="lr_bounds"):
+        MetaSGD(geometry=geom, num_latents=4, context_dim=3, lr_bounds=(0.0, 1.0))
+    with pytest.raises(ValueError, match="lr_bounds"):
+        MetaSGD(geometry=geom, num_latents=4, context_dim=3, lr_bounds=(2.0, 1.0))
+    with pytest.raises(ValueError, match="num_inner_steps"):
+        MetaSGD(geometry=geom, num_latents=4, context_dim=3, num_inner_steps=-1)
+
+
+# ----------------------------------------------------------------------------------------------- window
+def test_lr_window_zero_freezes_the_window():
+    geom = geometry.get("se2")
+    decoder = make_decoder(geom)
+    meta = make_meta(geom, lr_window=0.0)
+    x, y = problem(geom)
+    z0 = random_latents(geom, 2, 9, seed=6)
+    fit = meta(decoder, x, y, init=z0, subsets=fixed_subsets(30, 20, 3))
+    assert torch.equal(fit.window, z0.window)
+    assert (fit.context - z0.context).abs().max() > 1e-4
+    assert not meta.lr_window.requires_grad
+
+
+def test_lr_window_positive_moves_the_window_and_respects_min_window():
+    geom = geometry.get("se2")
+    decoder = make_decoder(geom)
+    meta = make_meta(geom, lr_window=100.0, min_window=0.2)
+    x, y = problem(geom)
+    z0 = random_latents(geom, 2, 9, seed=3)
+    fit = meta(decoder, x, y, init=z0, num_steps=1)
+    assert meta.lr_window.requires_grad
+    assert (fit.window >= 0.2).all()
+    assert (fit.window == 0.2).any(), "no window hit the lower clamp"
+    assert (fit.window > z0.window + 0.1).any(), "no window grew"
+    small = make_meta(geom, lr_window=1e-3)
+    fit_small = small(decoder, x, y, init=z0, num_steps=1)
+    change = (fit_small.window - z0.window).abs()
+    assert 0 < change.max() < 0.1
+
+
+# ----------------------------------------------------------------------------------------- bad inputs
+def test_bad_inputs_raise():
+    geom = geometry.get("translation2d")
+    decoder = make_decoder(geom)
+    meta = make_meta(geom)
+    x, y = problem(geom)
+    with pytest.raises(ValueError, match=r"\(2, 30, 2\).*\(2, 29, 2\)"):
+        meta(decoder, x, y[:, :29])
+    with pytest.raises(ValueError, match="must agree"):
+        meta(decoder, x, y[:1])
+    with pytest.raises(ValueError, match="must agree"):
+        meta(decoder, x[0], y[0])
+    with pytest.raises(ValueError, match=r"one coordinate subset per inner step \(3\), got 2"):
+        meta(decoder, x, y, subsets=fixed_subsets(30, 10, 2))
+    with pytest.raises(ValueError, match=r"\(5\), got 3"):
+        meta(decoder, x, y, num_steps=5, subsets=fixed_subsets(30, 10, 3))
+
+
+def test_sample_coordinate_subsets():
+    a = sample_coordinate_subsets(20, 7, 3, generator=gen(0))
+    b = sample_coordinate_subsets(20, 7, 3, generator=gen(0))
+    assert len(a) == 3
+    for s, t in zip(a, b, strict=True):
+        assert torch.equal(s, t)
+        assert s.numel() == 7 and s.unique().numel() == 7 and 0 <= s.min() and s.max() < 20
+    assert not torch.equal(a[0], a[1])
+    assert sample_coordinate_subsets(20, None, 2) == [None, None]
+    assert sample_coordinate_subsets(20, 20, 2) == [None, None]
+
+
+def test_initial_latent_is_shared_and_learnable():
+    geom = geometry.get("se2")
+    meta = make_meta(geom)
+    z = meta.initial(3)
+    expected = geom.init_poses(9, dtype=F64)
+    for i in range(3):
+        torch.testing.assert_close(z.poses[i], expected, atol=1e-7, rtol=0)
+    assert torch.equal(z.context, torch.ones(3, 9, CONTEXT_DIM, dtype=F64))
+    assert meta.init_poses.requires_grad and meta.lr_context.requires_grad
+    frozen = MetaSGD(geometry=geom, num_latents=9, context_dim=CONTEXT_DIM, learn_init=False, learn_lr=False)
+    assert not any(p.requires_grad for p in frozen.parameters())

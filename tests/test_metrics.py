@@ -1,0 +1,94 @@
+"""Tests of the metrics: per-sample MSE, PSNR and the decoder equivariance error."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from enf import EquivariantNeuralField, Latents, geometry
+from enf.metrics import equivariance_error, per_sample_mse, psnr
+
+F64 = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_per_sample_mse_by_hand():
+    target = torch.zeros(2, 3, 2, dtype=F64)
+    pred = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]], [[3.0, 0.0], [0.0, 0.0], [0.0, 0.0]]], dtype=F64)
+    assert torch.equal(per_sample_mse(pred, target), torch.tensor([2.0 / 6.0, 9.0 / 6.0], dtype=F64))
+    with pytest.raises(ValueError, match=r"\(2, 3, 2\).*\(2, 3, 1\)"):
+        per_sample_mse(pred, target[..., :1])
+
+
+def test_psnr_of_known_mse():
+    target = torch.full((3, 10, 1), 0.5, dtype=F64)
+    offsets = torch.tensor([0.1, 0.01, 0.3], dtype=F64)
+    pred = target + offsets.view(3, 1, 1) * torch.tensor([1.0, -1.0] * 5, dtype=F64).view(1, 10, 1)
+    expected = torch.tensor([10.0 * math.log10(1.0 / d**2) for d in (0.1, 0.01, 0.3)], dtype=F64)
+    torch.testing.assert_close(psnr(pred, target), expected, atol=1e-10, rtol=0)
+    assert psnr(pred, target)[0].item() == pytest.approx(20.0)
+    assert psnr(pred, target)[1].item() == pytest.approx(40.0)
+    # data range 255: the same relative error gives the same PSNR
+    torch.testing.assert_close(psnr(255 * pred, 255 * target, data_range=255.0), expected, atol=1e-9, rtol=0)
+
+
+def test_psnr_clips_predictions():
+    target = torch.tensor([[[1.0], [0.0], [0.2], [0.8]]], dtype=F64)
+    pred = torch.tensor([[[1.7], [-0.4], [-0.3], [1.5]]], dtype=F64)
+    # clipped to [1, 0, 0, 1]: squared errors 0, 0, 0.04, 0.04 -> mse 0.02
+    assert psnr(pred, target).item() == pytest.approx(10.0 * math.log10(1.0 / 0.02), abs=1e-10)
+    # a perfect (after clipping) prediction is capped, not infinite
+    perfect = psnr(torch.tensor([[[2.0], [-1.0]]]), torch.tensor([[[1.0], [0.0]]]))
+    assert perfect.item() == pytest.approx(120.0, abs=1e-3)
+    # targets are not clipped: the error to an out-of-range target remains
+    assert psnr(torch.tensor([[[1.0]]], dtype=F64), torch.tensor([[[1.5]]], dtype=F64)).item() == pytest.approx(
+        10.0 * math.log10(1.0 / 0.25)
+    )
+
+
+def _decoder_and_latents(name: str):
+    torch.manual_seed(0)
+    geom = geometry.get(name)
+    model = EquivariantNeuralField(
+        geometry=geom, num_out=2, context_dim=8, hidden_dim=32, num_query_frequencies=8,
+        num_value_frequencies=8, value_hidden_dim=16, num_output_layers=1,
+    ).double()
+    g = gen(1)
+    z = Latents(
+        poses=geom.sample_poses(2, 9, generator=g, dtype=F64),
+        context=torch.randn(2, 9, 8, generator=g, dtype=F64),
+        window=torch.full((2, 9, 1), 0.6, dtype=F64),
+    )
+    x = geom.sample_coords(2, 20, generator=g, dtype=F64)
+    return model, geom, x, z
+
+
+@pytest.mark.parametrize("name", ["translation2d", "se2"])
+def test_equivariance_error_small_for_equivariant_decoder(name):
+    model, geom, x, z = _decoder_and_latents(name)
+    err = equivariance_error(model, geom, x, z, generator=gen(2))
+    assert isinstance(err, float) and 0.0 <= err < 1e-9
+
+
+def test_equivariance_error_large_for_absolute2d():
+    model, geom, x, z = _decoder_and_latents("absolute2d")
+    err = equivariance_error(model, geom, x, z, generator=gen(2))
+    assert err > 1e-3
+    # it is the max |f(g x; g z) - f(x; z)| for the group element drawn from the generator
+    g = geom.sample_group(2, generator=gen(2), dtype=F64)
+    with torch.no_grad():
+        expected = (model(geom.act_coords(g, x), z.transform(geom, g)) - model(x, z)).abs().max().item()
+    assert err == pytest.approx(expected, rel=1e-12)
