@@ -70,7 +70,9 @@ class Latents:
     def __getitem__(self, index) -> Latents:
         """Select batch entries (``index`` is anything a tensor accepts on dim 0; keeps the batch dim)."""
         if isinstance(index, int):
-            index = slice(index, index + 1)
+            if not -self.batch_size <= index < self.batch_size:
+                raise IndexError(f"latent index {index} out of range for batch size {self.batch_size}")
+            index = slice(index % self.batch_size, index % self.batch_size + 1)
         return Latents(poses=self.poses[index], context=self.context[index], window=self.window[index])
 
     @staticmethod

@@ -120,6 +120,16 @@ def test_getitem_cat_detach_to():
     assert not Latents(z.poses, leaf * 2.0, z.window).detach().context.requires_grad
 
 
+def test_getitem_negative_int_selects_from_the_end():
+    """BUG (enf/latents.py, Latents.__getitem__): an int index becomes ``slice(i, i + 1)``, so ``z[-1]`` is
+    ``slice(-1, 0)``: an empty batch instead of the last sample (tensors give ``t[-1]`` = last entry)."""
+    z = random_latents(batch_size=3)
+    last = z[-1]
+    assert last.batch_size == 1
+    assert torch.equal(last.poses[0], z.poses[2])
+    assert torch.equal(z[-3].context[0], z.context[0])
+
+
 # -------------------------------------------------------------------------------------- initial latent
 @pytest.mark.parametrize("name", geometry.names())
 def test_initial_latents_values(name):

@@ -27,7 +27,9 @@ def gen(seed: int) -> torch.Generator:
 
 def test_per_sample_mse_by_hand():
     target = torch.zeros(2, 3, 2, dtype=F64)
-    pred = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]], [[3.0, 0.0], [0.0, 0.0], [0.0, 0.0]]], dtype=F64)
+    pred = torch.tensor(
+        [[[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]], [[3.0, 0.0], [0.0, 0.0], [0.0, 0.0]]], dtype=F64
+    )
     assert torch.equal(per_sample_mse(pred, target), torch.tensor([2.0 / 6.0, 9.0 / 6.0], dtype=F64))
     with pytest.raises(ValueError, match=r"\(2, 3, 2\).*\(2, 3, 1\)"):
         per_sample_mse(pred, target[..., :1])
@@ -54,17 +56,23 @@ def test_psnr_clips_predictions():
     perfect = psnr(torch.tensor([[[2.0], [-1.0]]]), torch.tensor([[[1.0], [0.0]]]))
     assert perfect.item() == pytest.approx(120.0, abs=1e-3)
     # targets are not clipped: the error to an out-of-range target remains
-    assert psnr(torch.tensor([[[1.0]]], dtype=F64), torch.tensor([[[1.5]]], dtype=F64)).item() == pytest.approx(
-        10.0 * math.log10(1.0 / 0.25)
-    )
+    assert psnr(
+        torch.tensor([[[1.0]]], dtype=F64), torch.tensor([[[1.5]]], dtype=F64)
+    ).item() == pytest.approx(10.0 * math.log10(1.0 / 0.25))
 
 
 def _decoder_and_latents(name: str):
     torch.manual_seed(0)
     geom = geometry.get(name)
     model = EquivariantNeuralField(
-        geometry=geom, num_out=2, context_dim=8, hidden_dim=32, num_query_frequencies=8,
-        num_value_frequencies=8, value_hidden_dim=16, num_output_layers=1,
+        geometry=geom,
+        num_out=2,
+        context_dim=8,
+        hidden_dim=32,
+        num_query_frequencies=8,
+        num_value_frequencies=8,
+        value_hidden_dim=16,
+        num_output_layers=1,
     ).double()
     g = gen(1)
     z = Latents(

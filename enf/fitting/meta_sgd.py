@@ -187,7 +187,11 @@ class MetaSGD(nn.Module):
             pred = decoder(x, zz)
             loss = per_sample_mse(pred, y).sum()  # sum over batch: per-sample gradients
             wanted = [0, 1] + ([] if self.freeze_window else [2])
-            grads = torch.autograd.grad(loss, [leaves[i] for i in wanted], create_graph=create_graph)
+            grads = torch.autograd.grad(
+                loss, [leaves[i] for i in wanted], create_graph=create_graph, allow_unused=True
+            )
+            # A latent part the decoder ignores (e.g. the window with use_window=False) gets a zero gradient.
+            grads = [torch.zeros_like(leaves[i]) if gr is None else gr for i, gr in zip(wanted, grads)]
         g_poses, g_context = grads[0], grads[1]
         if not create_graph:
             # First order: the update is a constant offset; gradients flow to z and the step sizes only.

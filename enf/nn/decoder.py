@@ -83,6 +83,8 @@ class EquivariantNeuralField(nn.Module):
         ``chunk_size`` decodes the coordinates in chunks (same result, bounded memory).
         """
         self._check_inputs(coords, latents)
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size}")
         if chunk_size is not None and coords.shape[1] > chunk_size:
             parts = [self._decode(c, latents) for c in coords.split(chunk_size, dim=1)]
             return torch.cat(parts, dim=1)

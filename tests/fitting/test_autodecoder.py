@@ -28,7 +28,9 @@ def gen(seed: int) -> torch.Generator:
 def make_table(name: str = "se2", num_signals: int = 5, **kwargs) -> AutoDecoderTable:
     torch.manual_seed(0)
     geom = geometry.get(name)
-    return AutoDecoderTable(geometry=geom, num_signals=num_signals, num_latents=9, context_dim=8, **kwargs).double()
+    return AutoDecoderTable(
+        geometry=geom, num_signals=num_signals, num_latents=9, context_dim=8, **kwargs
+    ).double()
 
 
 def test_table_initialisation():
@@ -37,7 +39,9 @@ def test_table_initialisation():
     expected_poses = geom.init_poses(9, dtype=F64)
     for i in range(5):
         torch.testing.assert_close(table.poses[i], expected_poses, atol=1e-7, rtol=0)
-    torch.testing.assert_close(table.window, torch.full((5, 9, 1), geom.default_window(9), dtype=F64), atol=1e-7, rtol=0)
+    torch.testing.assert_close(
+        table.window, torch.full((5, 9, 1), geom.default_window(9), dtype=F64), atol=1e-7, rtol=0
+    )
     # context: ones plus small per-row noise, so rows are distinguishable
     assert (table.context - 1.0).abs().max() < 0.1
     assert (table.context[0] - table.context[1]).abs().max() > 0
@@ -99,7 +103,9 @@ def test_optimise_latents_reduces_loss_and_leaves_decoder_alone(learn_window):
     y = torch.stack([torch.sin(2.0 * x[0, :, :1]), torch.cos(3.0 * x[1, :, 1:]) * x[1, :, :1]])
     table = make_table("translation2d", num_signals=2)
     init = table(torch.tensor([0, 1]))
-    init_copy = Latents(init.poses.detach().clone(), init.context.detach().clone(), init.window.detach().clone())
+    init_copy = Latents(
+        init.poses.detach().clone(), init.context.detach().clone(), init.window.detach().clone()
+    )
     fit = optimise_latents(decoder, x, y, init, num_steps=30, lr=3e-2, learn_window=learn_window)
     with torch.no_grad():
         loss0 = per_sample_mse(decoder(x, init), y)

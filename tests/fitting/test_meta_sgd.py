@@ -1,4 +1,4 @@
-"""Tests of Meta-SGD auto-decoding: equivariance of the fit, per-sample steps, step sizes, first/second order."""
+"""Tests of Meta-SGD auto-decoding: equivariance of the fit, per-sample steps, step sizes, 1st/2nd order."""
 
 from __future__ import annotations
 
@@ -26,9 +26,12 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def make_decoder(geom, *, num_out: int = 2, k_nearest=None, seed: int = 0) -> EquivariantNeuralField:
+def make_decoder(
+    geom, *, num_out: int = 2, k_nearest=None, seed: int = 0, **overrides
+) -> EquivariantNeuralField:
     torch.manual_seed(seed)
-    model = EquivariantNeuralField(geometry=geom, num_out=num_out, k_nearest=k_nearest, **SMALL)
+    kw = {**SMALL, **overrides}
+    model = EquivariantNeuralField(geometry=geom, num_out=num_out, k_nearest=k_nearest, **kw)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -44,7 +47,9 @@ def random_latents(geom, batch_size: int, num_latents: int, *, seed: int) -> Lat
     g = gen(seed)
     poses = geom.sample_poses(batch_size, num_latents, generator=g, dtype=F64)
     context = torch.randn(batch_size, num_latents, CONTEXT_DIM, generator=g, dtype=F64)
-    window = geom.default_window(num_latents) * (0.7 + 0.6 * torch.rand(batch_size, num_latents, 1, generator=g))
+    window = geom.default_window(num_latents) * (
+        0.7 + 0.6 * torch.rand(batch_size, num_latents, 1, generator=g)
+    )
     return Latents(poses=poses, context=context, window=window.to(F64))
 
 
@@ -60,11 +65,22 @@ def fixed_subsets(num_coords: int, size: int, steps: int, seed: int = 0) -> list
 
 # --------------------------------------------------------------------------------------- equivariance
 @pytest.mark.parametrize(
-    "name,k_nearest", [("translation2d", None), ("se2", None), ("se2", 4), ("ball", None), ("se3", None)]
+    "name,k_nearest,value_hidden_dim",
+    [
+        ("translation2d", None, 16),
+        ("translation2d", None, 0),  # the fully separable (GEMM) decoder path
+        ("translation2d", 4, 0),
+        ("se2", None, 16),
+        ("se2", 4, 16),
+        ("se2", None, 0),
+        ("sphere", None, 16),
+        ("ball", None, 16),
+        ("se3", None, 16),
+    ],
 )
-def test_fit_is_equivariant(name, k_nearest):
+def test_fit_is_equivariant(name, k_nearest, value_hidden_dim):
     geom = geometry.get(name)
-    decoder = make_decoder(geom, k_nearest=k_nearest)
+    decoder = make_decoder(geom, k_nearest=k_nearest, value_hidden_dim=value_hidden_dim)
     meta = make_meta(geom, lr_window=0.05)
     x, y = problem(geom)
     subsets = fixed_subsets(30, 20, 3)
@@ -97,21 +113,24 @@ def test_fit_is_not_equivariant_for_absolute2d():
 
 
 # ------------------------------------------------------------------------------------- per-sample steps
+@pytest.mark.parametrize("mode", ["second_order", "first_order", "no_grad"])
 @pytest.mark.parametrize("name", ["translation2d", "se2"])
-def test_per_sample_inner_gradients(name):
+def test_per_sample_inner_gradients(name, mode):
     geom = geometry.get(name)
     decoder = make_decoder(geom)
-    meta = make_meta(geom, lr_window=0.05)
+    meta = make_meta(geom, lr_window=0.05, first_order=mode == "first_order")
     x, y = problem(geom, batch_size=3)
     subsets = fixed_subsets(30, 15, 3)
-    batched = meta(decoder, x, y, subsets=subsets)
-    alone = meta(decoder, x[:1], y[:1], subsets=subsets)
+    with torch.set_grad_enabled(mode != "no_grad"):
+        batched = meta(decoder, x, y, subsets=subsets)
+        alone = meta(decoder, x[:1], y[:1], subsets=subsets)
+        y2 = y.clone()
+        y2[1:] += 1.0
+        other = meta(decoder, x, y2, subsets=subsets)
+    assert batched.context.requires_grad == (mode != "no_grad")
     for field in ("poses", "context", "window"):
         torch.testing.assert_close(getattr(batched, field)[:1], getattr(alone, field), atol=1e-12, rtol=0)
     # a different signal in another batch entry does not change sample 0
-    y2 = y.clone()
-    y2[1:] += 1.0
-    other = meta(decoder, x, y2, subsets=subsets)
     torch.testing.assert_close(other.context[:1], batched.context[:1], atol=1e-12, rtol=0)
     assert (other.context[1:] - batched.context[1:]).abs().max() > 1e-4
 
@@ -119,7 +138,9 @@ def test_per_sample_inner_gradients(name):
 def test_one_inner_step_is_sgd_on_the_per_sample_mse():
     geom = geometry.get("se2")
     decoder = make_decoder(geom)
-    meta = make_meta(geom, lr_position=0.3, lr_orientation=0.7, lr_context=2.0, lr_window=0.4, min_window=1e-3)
+    meta = make_meta(
+        geom, lr_position=0.3, lr_orientation=0.7, lr_context=2.0, lr_window=0.4, min_window=1e-3
+    )
     with torch.no_grad():  # exact float64 values (the constructor stores float32)
         meta.lr_position.fill_(0.3)
         meta.lr_orientation.fill_(0.7)
@@ -149,7 +170,9 @@ def test_inner_loop_reduces_the_loss():
     x = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), dim=-1).reshape(1, -1, 2)
     y = 0.5 + 0.4 * torch.sin(2.0 * x[..., :1]) * torch.cos(3.0 * x[..., 1:])
     with torch.no_grad():
-        losses = [float(per_sample_mse(decoder(x, meta(decoder, x, y, num_steps=k)), y)) for k in (0, 1, 3, 10)]
+        losses = [
+            float(per_sample_mse(decoder(x, meta(decoder, x, y, num_steps=k)), y)) for k in (0, 1, 3, 10)
+        ]
         at_init = float(per_sample_mse(decoder(x, meta.initial(1)), y))
     assert losses[0] == pytest.approx(at_init, abs=1e-14)
     assert losses[0] > losses[1] > losses[2] > losses[3]
@@ -235,10 +258,13 @@ def test_step_sizes_are_clipped_into_bounds():
     assert torch.equal(sizes["poses"], torch.tensor([10.0, 10.0, 1e-3, 1e-3], dtype=F64))
     expected = torch.linspace(-1.0, 20.0, CONTEXT_DIM, dtype=F64).clamp(1e-3, 10.0)
     torch.testing.assert_close(sizes["context"], expected, atol=1e-12, rtol=0)
-    assert sizes["window"].item() == pytest.approx(1e-3)  # lr_window=0 becomes the lower bound (and is frozen)
+    assert sizes["window"].item() == pytest.approx(
+        1e-3
+    )  # lr_window=0 becomes the lower bound (and is frozen)
     # constructor values are clipped too
-    clipped = MetaSGD(geometry=geom, num_latents=4, context_dim=3, lr_context=1e9, lr_position=0.0,
-                      lr_bounds=(1e-3, 10.0))
+    clipped = MetaSGD(
+        geometry=geom, num_latents=4, context_dim=3, lr_context=1e9, lr_position=0.0, lr_bounds=(1e-3, 10.0)
+    )
     assert torch.equal(clipped.lr_context.detach(), torch.full((3,), 10.0))
     assert clipped.lr_position.item() == pytest.approx(1e-3)
 
@@ -297,6 +323,29 @@ def test_lr_window_positive_moves_the_window_and_respects_min_window():
     fit_small = small(decoder, x, y, init=z0, num_steps=1)
     change = (fit_small.window - z0.window).abs()
     assert 0 < change.max() < 0.1
+
+
+def test_lr_window_with_a_decoder_that_ignores_the_window():
+    """BUG (enf/fitting/meta_sgd.py, MetaSGD._step): with ``lr_window > 0`` and a decoder whose output does
+    not depend on the window (translation fast path with ``use_window=False``), ``torch.autograd.grad``
+    raises ``RuntimeError: The differentiated Tensor at index 2 appears to not have been used in the
+    graph``. Expected: a zero window gradient (window unchanged), or a ``ValueError`` explaining that
+    ``lr_window`` needs a windowed decoder."""
+    geom = geometry.get("translation2d")
+    torch.manual_seed(0)
+    kw = {**SMALL, "value_hidden_dim": 0}  # the fully separable translation path
+    decoder = EquivariantNeuralField(geometry=geom, num_out=2, use_window=False, **kw).double()
+    meta = make_meta(geom, lr_window=0.1)
+    x, y = problem(geom)
+    z0 = random_latents(geom, 2, 9, seed=7)
+    wide = Latents(poses=z0.poses, context=z0.context, window=2.0 * z0.window)
+    assert torch.equal(decoder(x, wide), decoder(x, z0))  # the window is not used
+    try:
+        fit = meta(decoder, x, y, init=z0, subsets=fixed_subsets(30, 20, 3))
+    except ValueError:
+        return
+    torch.testing.assert_close(fit.window, z0.window, atol=0, rtol=0)
+    assert (fit.context - z0.context).abs().max() > 1e-4
 
 
 # ----------------------------------------------------------------------------------------- bad inputs

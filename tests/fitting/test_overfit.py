@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from enf import EquivariantNeuralField, geometry
@@ -12,7 +13,7 @@ from enf.metrics import per_sample_mse, psnr
 
 
 def smooth_image(n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixel-centre coordinates ``[1, n*n, 2]`` in ``[-1, 1]^2`` and a smooth image ``[1, n*n, 1]`` in [0, 1]."""
+    """Pixel-centre coords ``[1, n*n, 2]`` in ``[-1, 1]^2`` and a smooth image ``[1, n*n, 1]`` in [0, 1]."""
     axis = (torch.arange(n, dtype=torch.float32) + 0.5) / n * 2.0 - 1.0
     coords = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), dim=-1).reshape(1, -1, 2)
     x, y = coords[..., 0], coords[..., 1]
@@ -21,19 +22,28 @@ def smooth_image(n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     return coords, image.clamp(0.0, 1.0).unsqueeze(-1)
 
 
-def test_overfit_single_image_reaches_psnr():
+@pytest.mark.parametrize("value_hidden_dim", [None, 32])  # None: the library default
+def test_overfit_single_image_reaches_psnr(value_hidden_dim):
     torch.manual_seed(0)
     geom = geometry.get("translation2d")
+    extra = {} if value_hidden_dim is None else {"value_hidden_dim": value_hidden_dim}
     decoder = EquivariantNeuralField(
-        geometry=geom, num_out=1, context_dim=16, hidden_dim=64, num_heads=2, num_query_frequencies=16,
-        num_value_frequencies=16, value_hidden_dim=32, num_output_layers=2,
+        **extra,
+        geometry=geom,
+        num_out=1,
+        context_dim=16,
+        hidden_dim=64,
+        num_heads=2,
+        num_query_frequencies=16,
+        num_value_frequencies=16,
+        num_output_layers=2,
     )
     meta = MetaSGD(geometry=geom, num_latents=16, context_dim=16, num_inner_steps=3)
     coords, image = smooth_image(16)
     assert 0.2 < float(image.min()) and float(image.max()) < 0.9  # no clipping inside the metric
 
     def reconstruction_psnr() -> float:
-        fitted = meta(decoder, coords, image, create_graph=False)  # the inner loop needs gradients
+        fitted = meta(decoder, coords, image, create_graph=False)  # no second-order graph for evaluation
         with torch.no_grad():
             return float(psnr(decoder(coords, fitted), image).mean())
 
