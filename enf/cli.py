@@ -1,6 +1,7 @@
 """The ``enf`` command line.
 
     enf fit|validate|test --config configs/<task>.yaml [--trainer.max_epochs ...]   (LightningCLI)
+    enf data list | generate <name> --preset small --out data/<name> | show <file.h5> --out traj.png
     enf encode --ckpt runs/<name>/version_0/checkpoints/last.ckpt --split test --out latents.h5
     enf bench [--geometry se2] [--device cuda]
 """
@@ -29,6 +30,12 @@ def _encode(argv: Sequence[str]) -> None:
     from enf.training.encode import encode_main
 
     encode_main(list(argv))
+
+
+def _data(argv: Sequence[str]) -> None:
+    from enf.data.pde.cli import data_main
+
+    data_main(list(argv))
 
 
 def _bench(argv: Sequence[str]) -> None:
@@ -65,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         _lightning(argv)
     elif command == "encode":
         _encode(rest)
+    elif command == "data":
+        _data(rest)
     elif command == "bench":
         _bench(rest)
     else:

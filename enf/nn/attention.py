@@ -157,8 +157,11 @@ class BiInvariantCrossAttention(nn.Module):
             logits = self._separable_logits(coords, latents.poses, key_freq, idx) + sel_key_bias
         else:
             gamma_q = self.query_embedding(a)  # [B, N, K, 2Fq]
-            kf = sel_key_freq.unflatten(-1, (heads, fq))  # [B, N|1, K, H, 2Fq]
-            logits = torch.matmul(kf, gamma_q.unsqueeze(-1)).squeeze(-1) + sel_key_bias  # [B, N, K, H]
+            if idx is None:  # keys per latent: [B, L, H, 2Fq], contracted without broadcasting over N
+                logits = torch.einsum("bnlf,blhf->bnlh", gamma_q, key_freq) + key_bias.unsqueeze(1)
+            else:
+                kf = sel_key_freq.unflatten(-1, (heads, fq))  # [B, N, K, H, 2Fq]
+                logits = torch.einsum("bnkf,bnkhf->bnkh", gamma_q, kf) + sel_key_bias  # [B, N, K, H]
         if self.use_window:
             d2 = geom.pair_distance2(x, sel_poses)  # [B, N, K]
             logits = logits - d2.unsqueeze(-1) * sel_inv_window2

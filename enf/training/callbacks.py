@@ -17,7 +17,10 @@ log = logging.getLogger(__name__)
 
 
 class RunArtifacts(L.Callback):
-    """Save validation figures to ``<run>/figures/`` and final metrics to ``<run>/metrics.json``.
+    """Save figures to ``<run>/figures/`` and final metrics to ``<run>/metrics.json``.
+
+    Figures: ``val_epoch<NNN>.png`` after each validation, ``test.png`` after ``enf test`` and ``final.png``
+    (test reconstructions of the final model) at the end of fitting.
 
     ``metrics.json`` (numbers only): ``psnr_train``, ``mse_train`` (on up to ``num_train_eval`` training
     signals, encoded like test signals), ``psnr_test``, ``mse_test``, ``equivariance_error`` (test data),
@@ -40,28 +43,56 @@ class RunArtifacts(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = time.perf_counter()
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    # Figures are saved in on_validation_end/on_test_end: Lightning calls the callbacks' *_epoch_end hooks
+    # before the module's, so the module's figure of the current epoch only exists from here on.
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._save_figure(trainer, pl_module, f"val_epoch{trainer.current_epoch:03d}.png")
-
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._save_figure(trainer, pl_module, "test.png")
 
     def _save_figure(self, trainer: L.Trainer, pl_module: L.LightningModule, name: str) -> None:
         fig = getattr(pl_module, "latest_figure", None)
-        if fig is None or not trainer.is_global_zero or trainer.sanity_checking:
+        if fig is None:
+            return
+        pl_module.latest_figure = None
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
             return
         from enf.plotting import save_figure
 
         folder = self.run_dir(trainer) / "figures"
         folder.mkdir(parents=True, exist_ok=True)
         save_figure(fig, folder / name)
-        pl_module.latest_figure = None
+
+    def _final_figure(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """``figures/final.png``: test reconstructions of the final model (also when no validation ran)."""
+        dm = trainer.datamodule
+        if not trainer.is_global_zero or dm is None or not hasattr(dm, "eval_dataloader"):
+            return
+        if not hasattr(pl_module, "_eval_step"):
+            return
+        batch = next(iter(dm.eval_dataloader("test")), None)
+        if batch is None or "image" not in batch:
+            return
+        batch = {k: (v.to(pl_module.device) if hasattr(v, "to") else v) for k, v in batch.items()}
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            pl_module._plot_batch = None
+            pl_module._eval_step(batch, "final")
+        finally:
+            pl_module._eval_outputs.pop("final", None)
+            pl_module.train(was_training)
+        pl_module._plot_batch_to_loggers("final")
+        self._save_figure(trainer, pl_module, "final.png")
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         fit_time = time.perf_counter() - self._t0 if self._t0 is not None else math.nan
         self._write_metrics(trainer, pl_module, extra={"fit_time_s": fit_time})
+        self._final_figure(trainer, pl_module)
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._save_figure(trainer, pl_module, "test.png")
         self._write_metrics(trainer, pl_module, extra={}, with_train=False)
 
     def _write_metrics(self, trainer, pl_module, *, extra: dict, with_train: bool = True) -> None:
@@ -69,7 +100,9 @@ class RunArtifacts(L.Callback):
             return
         dm = trainer.datamodule
         if dm is None or not hasattr(dm, "eval_dataloader"):
-            log.warning("RunArtifacts: the datamodule has no eval_dataloader(split); metrics.json not written")
+            log.warning(
+                "RunArtifacts: the datamodule has no eval_dataloader(split); metrics.json not written"
+            )
             return
         was_training = pl_module.training
         pl_module.eval()
@@ -77,7 +110,9 @@ class RunArtifacts(L.Callback):
             metrics: dict[str, float] = {}
             if with_train:
                 train = pl_module.evaluate(dm.eval_dataloader("train"), max_samples=self.num_train_eval)
-                metrics.update(psnr_train=train["psnr"], mse_train=train["mse"], num_train_eval=train["num_samples"])
+                metrics.update(
+                    psnr_train=train["psnr"], mse_train=train["mse"], num_train_eval=train["num_samples"]
+                )
             test = pl_module.evaluate(dm.eval_dataloader("test"), max_samples=self.num_test_eval)
             metrics.update(
                 psnr_test=test["psnr"],

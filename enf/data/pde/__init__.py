@@ -1,0 +1,34 @@
+"""PDE datasets: generators (``enf data generate``), the HDF5 trajectory format, and loaders.
+
+Generators are :class:`PDESpec` objects registered by name; their modules are imported lazily so that an
+optional solver dependency (torch-harmonics, Dedalus) is only needed for the generator that uses it.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from enf.data.pde.base import PDESpec, trajectory_seed
+
+__all__ = ["PDESpec", "get_spec", "spec_names", "trajectory_seed"]
+
+_SPECS: dict[str, str] = {
+    "diffusion_plane": "enf.data.pde.plane:DIFFUSION_PLANE",
+    "navier_stokes_torus": "enf.data.pde.navier_stokes:NAVIER_STOKES_TORUS",
+    "diffusion_sphere": "enf.data.pde.sphere:DIFFUSION_SPHERE",
+    "shallow_water_sphere": "enf.data.pde.shallow_water:SHALLOW_WATER_SPHERE",
+    "heated_convection_ball": "enf.data.pde.ball:HEATED_CONVECTION_BALL",
+}
+
+
+def spec_names() -> list[str]:
+    """Registered PDE dataset names."""
+    return sorted(_SPECS)
+
+
+def get_spec(name: str) -> PDESpec:
+    """The :class:`PDESpec` registered as ``name`` (imports its module on first use)."""
+    if name not in _SPECS:
+        raise ValueError(f"unknown PDE dataset {name!r}; choose one of {spec_names()}")
+    module_name, _, attr = _SPECS[name].partition(":")
+    return getattr(importlib.import_module(module_name), attr)

@@ -1,0 +1,124 @@
+"""``PDETrajectories``: a lazily read trajectory dataset with time windows, sparse masks and normalisation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from enf.data.pde.io import open_trajectories
+
+__all__ = ["PDETrajectories", "channel_statistics"]
+
+
+def channel_statistics(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation ``[C]`` over all trajectories, times and grid points.
+
+    Streams one trajectory at a time (quadrature weights are not applied: plain grid averages).
+    """
+    with open_trajectories(path) as f:
+        fields = f["fields"]
+        count, total, total_sq = 0, 0.0, 0.0
+        for i in range(fields.shape[0]):
+            x = fields[i].astype(np.float64).reshape(-1, fields.shape[-1])
+            count += x.shape[0]
+            total = total + x.sum(0)
+            total_sq = total_sq + np.square(x).sum(0)
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-8).astype(np.float32)
+
+
+class PDETrajectories(Dataset):
+    """Trajectories of one split file, read lazily (one trajectory per item, HDF5 handle per worker).
+
+    Args:
+        path: a ``<split>.h5`` file written by ``enf data generate``.
+        time_window: ``(start, stop)`` frame indices to return (python slice semantics; ``None``: all).
+            E.g. ``(0, 10)`` for the training horizon and ``(10, None)`` for extrapolation.
+        observed_fraction: if set, also return ``mask [N]`` marking a seeded random subset of grid points
+            (sparse observations of the initial state), the same for a given item and ``mask_seed``.
+        mask_seed: seed of the observation masks.
+        normalize: ``(mean [C], std [C])`` to standardise fields with (e.g. from :func:`channel_statistics`
+            of the training split), or ``None``.
+
+    Items: ``coords [N, coord_dim]`` (grid flattened row-major), ``fields [T, N, C]``, ``times [T]``,
+    ``index`` and optionally ``mask [N]`` (bool).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        time_window: tuple[int, int | None] | None = None,
+        observed_fraction: float | None = None,
+        mask_seed: int = 0,
+        normalize: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        with open_trajectories(self.path) as f:
+            self.num_trajectories, self.num_times = f["fields"].shape[:2]
+            self.grid_shape = tuple(f["coords"].shape[:-1])
+            self.num_channels = f["fields"].shape[-1]
+            self.geometry = str(f.attrs["geometry"])
+            self.channel_names = [str(c) for c in f.attrs["channel_names"]]
+            coords = np.asarray(f["coords"], dtype=np.float32)
+            times = np.asarray(f["times"], dtype=np.float32)
+        start, stop = (0, None) if time_window is None else time_window
+        frames = range(self.num_times)[slice(start, stop)]
+        if len(frames) == 0:
+            raise ValueError(f"{self.path}: time_window {time_window} selects no frame of {self.num_times}")
+        self.frame_slice = slice(frames.start, frames.stop)
+        if observed_fraction is not None and not 0.0 < observed_fraction <= 1.0:
+            raise ValueError(f"observed_fraction must be in (0, 1], got {observed_fraction}")
+        self.observed_fraction = observed_fraction
+        self.mask_seed = mask_seed
+        if normalize is not None:
+            mean, std = (np.asarray(a, dtype=np.float32).reshape(-1) for a in normalize)
+            if mean.shape != (self.num_channels,) or std.shape != (self.num_channels,) or (std <= 0).any():
+                raise ValueError(f"normalize needs mean and positive std of shape [{self.num_channels}]")
+            normalize = (torch.from_numpy(mean), torch.from_numpy(std))
+        self.normalize = normalize
+        self.coords = torch.from_numpy(coords.reshape(-1, coords.shape[-1]))
+        self.times = torch.from_numpy(times[self.frame_slice])
+        self._file: h5py.File | None = None
+
+    def __len__(self) -> int:
+        return self.num_trajectories
+
+    def _fields(self) -> h5py.Dataset:
+        if self._file is None:  # opened lazily, once per worker process
+            self._file = open_trajectories(self.path)
+        return self._file["fields"]
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"trajectory {index} out of range for {len(self)} in {self.path}")
+        index = index % len(self)
+        raw = np.asarray(self._fields()[index, self.frame_slice], dtype=np.float32)
+        fields = torch.from_numpy(raw.reshape(raw.shape[0], -1, self.num_channels))
+        if self.normalize is not None:
+            fields = (fields - self.normalize[0]) / self.normalize[1]
+        item = {"coords": self.coords, "fields": fields, "times": self.times, "index": index}
+        if self.observed_fraction is not None:
+            num = self.coords.shape[0]
+            gen = torch.Generator().manual_seed(self.mask_seed * 1_000_003 + index)
+            keep = torch.randperm(num, generator=gen)[: max(1, round(self.observed_fraction * num))]
+            item["mask"] = torch.zeros(num, dtype=torch.bool).index_fill_(0, keep, True)
+        return item
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_file"] = None  # h5py handles do not pickle; each worker reopens
+        return state
+
+    def __del__(self) -> None:
+        if getattr(self, "_file", None) is not None:
+            try:
+                self._file.close()
+            except Exception:
+                pass

@@ -1,0 +1,184 @@
+"""The PDE trajectory file format (DESIGN.md section 9): resumable, atomic generation and validating reads.
+
+One file per split, ``<out>/<split>.h5``:
+
+- ``fields`` float32 ``[num_traj, num_times, *grid, channels]``, chunked per trajectory;
+- ``coords`` float32 ``[*grid, coord_dim]`` in the geometry's convention; ``times`` float32 ``[num_times]``;
+- optional ``weights`` ``[*grid]`` (quadrature) and extra arrays of the generator;
+- attributes ``geometry``, ``equation``, ``parameters`` (JSON), ``channel_names``, ``seed``, ``split``,
+  ``generator``, ``generator_version``, ``created``, ``enf_version``.
+
+Generation writes ``<split>.h5.partial`` chunk by chunk (attribute ``num_done``) and renames it to
+``<split>.h5`` when complete, so a finished file is never half-written and an interrupted run resumes
+where it stopped (when seed, parameters and version match).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from enf.data.pde.base import PDESpec, trajectory_seed
+
+__all__ = ["REQUIRED_ATTRS", "generate_split", "open_trajectories", "read_metadata"]
+
+log = logging.getLogger(__name__)
+
+REQUIRED_ATTRS = ("geometry", "equation", "parameters", "channel_names", "seed", "generator_version", "created")
+
+
+def _fingerprint(spec: PDESpec, params: Mapping[str, Any], seed: int, split: str) -> str:
+    return json.dumps({"name": spec.name, "version": spec.version, "params": params, "seed": seed, "split": split},
+                      sort_keys=True, default=str)
+
+
+def generate_split(
+    spec: PDESpec,
+    params: Mapping[str, Any],
+    *,
+    split: str,
+    out_dir: str | Path,
+    seed: int,
+    chunk_size: int = 8,
+    progress: bool = True,
+) -> Path:
+    """Generate ``params['num_<split>']`` trajectories into ``out_dir/<split>.h5`` (resumable, atomic).
+
+    Returns the path of the finished file. An existing finished file is left alone when its parameters and
+    seed match (and replaced otherwise).
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    num = int(params[f"num_{split}"])
+    if num < 1:
+        raise ValueError(f"{spec.name}: num_{split} must be >= 1, got {num}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final, partial = out_dir / f"{split}.h5", out_dir / f"{split}.h5.partial"
+    fingerprint = _fingerprint(spec, params, seed, split)
+    if final.exists():
+        try:
+            with h5py.File(final, "r") as f:
+                if f.attrs.get("fingerprint") == fingerprint:
+                    log.info("%s is complete and matches; nothing to do", final)
+                    return final
+        except OSError:
+            log.warning("%s is unreadable; regenerating it", final)
+
+    coords = np.asarray(spec.coords(params), dtype=np.float32)
+    times = np.asarray(spec.times(params), dtype=np.float32)
+    start = 0
+    if partial.exists():
+        try:
+            with h5py.File(partial, "r") as f:
+                if f.attrs.get("fingerprint") == fingerprint:
+                    start = int(f.attrs["num_done"])
+        except OSError:
+            start = 0
+        if start == 0:
+            partial.unlink()
+        else:
+            log.info("resuming %s at trajectory %d/%d", partial, start, num)
+
+    if start == 0:
+        _create_partial(partial, spec, params, split=split, seed=seed, num=num, coords=coords, times=times,
+                        fingerprint=fingerprint)
+    bar = tqdm(total=num, initial=start, desc=f"{spec.name}/{split}", unit="traj", disable=not progress)
+    for lo in range(start, num, chunk_size):
+        hi = min(num, lo + chunk_size)
+        seeds = [trajectory_seed(seed, split, i) for i in range(lo, hi)]
+        fields = np.asarray(spec.simulate(params, split, seeds), dtype=np.float32)
+        expected = (hi - lo, len(times), *coords.shape[:-1], len(spec.channel_names))
+        if fields.shape != expected:
+            raise RuntimeError(f"{spec.name}.simulate returned {fields.shape}, expected {expected}")
+        if not np.isfinite(fields).all():
+            raise RuntimeError(f"{spec.name}: non-finite values in trajectories {lo}..{hi - 1} (solver unstable?)")
+        with h5py.File(partial, "r+") as f:
+            f["fields"][lo:hi] = fields
+            f.attrs["num_done"] = hi
+            f.flush()
+        bar.update(hi - lo)
+    bar.close()
+    with h5py.File(partial, "r+") as f:
+        f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    os.replace(partial, final)
+    return final
+
+
+def _create_partial(path: Path, spec: PDESpec, params, *, split, seed, num, coords, times, fingerprint) -> None:
+    from enf import __version__
+
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        shape = (num, len(times), *coords.shape[:-1], len(spec.channel_names))
+        f.create_dataset("fields", shape=shape, dtype="float32", chunks=(1, *shape[1:]))
+        f.create_dataset("coords", data=coords)
+        f.create_dataset("times", data=times)
+        if spec.weights is not None:
+            f.create_dataset("weights", data=np.asarray(spec.weights(params), dtype=np.float32))
+        if spec.extra_arrays is not None:
+            for key, value in spec.extra_arrays(params).items():
+                f.create_dataset(key, data=np.asarray(value))
+        f.attrs.update(
+            geometry=spec.geometry, equation=spec.equation, parameters=json.dumps(dict(params), default=str),
+            channel_names=np.array(spec.channel_names, dtype=h5py.string_dtype()), seed=int(seed), split=split,
+            generator=spec.name, generator_version=spec.version, created="in progress", enf_version=__version__,
+            fingerprint=fingerprint, num_done=0,
+        )
+    os.replace(tmp, path)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """Validated attributes and shapes of a trajectory file (raises a clear error naming the file)."""
+    with open_trajectories(path) as f:
+        meta = {k: f.attrs[k] for k in f.attrs}
+        meta["parameters"] = json.loads(meta["parameters"])
+        meta["channel_names"] = [str(c) for c in meta["channel_names"]]
+        meta["fields_shape"] = tuple(f["fields"].shape)
+        return meta
+
+
+def open_trajectories(path: str | Path) -> h5py.File:
+    """Open a trajectory file read-only after validating the schema of DESIGN.md section 9."""
+    path = Path(path)
+    if path.suffix == ".partial" or path.with_name(path.name + ".partial").exists() and not path.exists():
+        raise ValueError(f"{path}: generation did not finish; run `enf data generate` again to resume it")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such trajectory file; create it with `enf data generate <name> --out ...`")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {err}") from err
+    try:
+        for key in ("fields", "coords", "times"):
+            if key not in f:
+                raise ValueError(f"{path}: missing dataset {key!r} (expected fields, coords, times)")
+        missing = [a for a in REQUIRED_ATTRS if a not in f.attrs]
+        if missing:
+            raise ValueError(f"{path}: missing attribute(s) {missing}")
+        fields, coords, times = f["fields"], f["coords"], f["times"]
+        grid = coords.shape[:-1]
+        if fields.ndim != 3 + len(grid) or tuple(fields.shape[2:-1]) != tuple(grid):
+            raise ValueError(
+                f"{path}: fields {fields.shape} do not match coords {coords.shape} "
+                "(expected [num_traj, num_times, *grid, channels])"
+            )
+        if fields.shape[1] != times.shape[0]:
+            raise ValueError(f"{path}: fields have {fields.shape[1]} times but 'times' has {times.shape[0]}")
+        if fields.shape[-1] != len(f.attrs["channel_names"]):
+            raise ValueError(f"{path}: {fields.shape[-1]} channels but channel_names {list(f.attrs['channel_names'])}")
+        if "weights" in f and tuple(f["weights"].shape) != tuple(grid):
+            raise ValueError(f"{path}: weights {f['weights'].shape} do not match the grid {grid}")
+    except Exception:
+        f.close()
+        raise
+    return f
