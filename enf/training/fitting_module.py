@@ -202,6 +202,11 @@ class FieldFittingModule(L.LightningModule):
 
     @torch.enable_grad()
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> dict[str, Tensor]:
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError(
+                "encoding test signals runs gradient steps, which inference mode forbids: "
+                "set `trainer.inference_mode: false` (the enf CLI default)"
+            )
         coords, signal = self.unpack(batch)
         z = self.fit_latents(batch, train=False)
         with torch.no_grad():

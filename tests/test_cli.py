@@ -1,0 +1,257 @@
+"""The ``enf`` command line end to end on tiny MNIST runs: run directory, metrics.json, resume, encode, errors.
+
+Every run is tiny (4 latents, hidden 16, 3 optimiser steps on 32 digits) and writes under ``tmp_path/runs``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from enf.cli import main
+from enf.data import read_h5
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST = str(REPO / "configs" / "mnist.yaml")
+TINY = [
+    "--trainer.enable_progress_bar", "false",
+    "--trainer.max_steps", "3",
+    "--trainer.limit_val_batches", "1",
+    "--data.init_args.num_train", "32",
+    "--data.init_args.num_test", "8",
+    "--data.init_args.batch_size", "8",
+    "--model.num_latents", "4",
+    "--model.hidden_dim", "16",
+    "--model.context_dim", "8",
+    "--artifacts.num_train_eval", "8",
+]  # fmt: skip
+METRIC_KEYS = {
+    "psnr_train", "mse_train", "num_train_eval", "psnr_test", "mse_test", "equivariance_error", "num_test",
+    "fit_time_s", "global_step", "epoch", "num_parameters",
+}  # fmt: skip
+
+
+def fit(*extra: str) -> None:
+    main(["fit", "--config", MNIST, *TINY, *extra])
+
+
+def read_metrics(run: Path) -> dict[str, float]:
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values()), metrics
+    return metrics
+
+
+def scalar_steps(run: Path, tag: str) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run))
+    acc.Reload()
+    return [event.step for event in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []
+
+
+@pytest.fixture(scope="module")
+def mnist_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny ``enf fit --config configs/mnist.yaml`` run shared by the tests that only read it."""
+    root = tmp_path_factory.mktemp("mnist_run")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        fit("--trainer.log_every_n_steps", "1")
+    torch.set_num_threads(threads)
+    return root / "runs" / "mnist" / "version_0"
+
+
+def test_fit_writes_a_complete_run_directory(mnist_run: Path, capsys: pytest.CaptureFixture) -> None:
+    run = mnist_run
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]
+    # the resolved config re-parses through the CLI and holds the command-line overrides
+    with pytest.raises(SystemExit) as exc:
+        from enf.training.cli import run_lightning_cli
+
+        run_lightning_cli(["fit", "--config", str(run / "config.yaml"), "--print_config"])
+    assert exc.value.code in (0, None)
+    reparsed = yaml.safe_load(capsys.readouterr().out)
+    assert reparsed["model"]["num_latents"] == 4 and reparsed["model"]["context_dim"] == 8
+    assert reparsed["data"]["init_args"]["num_train"] == 32
+    assert reparsed["trainer"]["max_steps"] == 3
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    events = list(run.glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 0
+    assert scalar_steps(run, "train/mse") == [0, 1, 2]  # log_every_n_steps 1: one scalar per step
+    # no validation epoch completed in 3 of 4 steps: the final reconstructions are still drawn
+    assert (run / "figures" / "final.png").is_file()
+    assert [p.name for p in (run / "figures").glob("*.png")] == ["final.png"]
+
+    metrics = read_metrics(run)
+    assert METRIC_KEYS <= set(metrics)
+    assert metrics["global_step"] == 3
+    assert metrics["num_test"] == 8 and metrics["num_train_eval"] == 8
+    assert 0 < metrics["mse_test"] < 1 and 0 < metrics["mse_train"] < 1
+    assert metrics["psnr_test"] > 0 and metrics["psnr_train"] > 0
+    # mean PSNR <= PSNR of the mean MSE (Jensen: -log is convex); equality only if all MSEs agree
+    assert metrics["psnr_test"] <= 10 * math.log10(1 / metrics["mse_test"]) + 1e-4
+    assert metrics["equivariance_error"] < 1e-6  # translation2d, measured in float64
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    num_params = sum(v.numel() for v in ckpt["state_dict"].values())
+    assert metrics["num_parameters"] == num_params
+
+
+def test_absolute2d_equivariance_error_is_large(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Negative control of the metric: the non-equivariant geometry must show a clear error."""
+    monkeypatch.chdir(tmp_path)
+    fit("--model.geometry", "absolute2d")
+    metrics = read_metrics(tmp_path / "runs" / "mnist" / "version_0")
+    assert metrics["equivariance_error"] > 1e-3
+
+
+def test_resume_continues_from_the_checkpoint(
+    mnist_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    ckpt = mnist_run / "checkpoints" / "last.ckpt"
+    fit("--ckpt_path", str(ckpt), "--trainer.max_steps", "5", "--trainer.log_every_n_steps", "1")
+    run = tmp_path / "runs" / "mnist" / "version_0"
+    metrics = read_metrics(run)
+    assert metrics["global_step"] == 5
+    # a restart would have trained (and logged) steps 0..4; the resumed run only steps 3 and 4
+    assert scalar_steps(run, "train/mse") == [3, 4]
+    resumed = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert resumed["global_step"] == 5
+
+
+def test_encode_writes_latents_consistent_with_metrics(mnist_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lat.h5"
+    main(["encode", "--ckpt", str(mnist_run / "checkpoints" / "last.ckpt"), "--split", "test", "--out", str(out)])
+    arrays, attrs = read_h5(out)
+    assert arrays["poses"].shape == (8, 4, 2)
+    assert arrays["context"].shape == (8, 4, 8)
+    assert arrays["window"].shape == (8, 4, 1)
+    np.testing.assert_array_equal(arrays["index"], np.arange(8))
+    assert np.isfinite(arrays["psnr"]).all() and (arrays["window"] > 0).all()
+    assert attrs["mean_psnr"] == pytest.approx(float(arrays["psnr"].mean()), rel=1e-6)
+    assert attrs["geometry"] == "translation2d" and attrs["split"] == "test" and attrs["pose_dim"] == 2
+    # same model, same test signals, same inner loop as the final evaluation of the run
+    metrics = read_metrics(mnist_run)
+    assert float(arrays["psnr"].mean()) == pytest.approx(metrics["psnr_test"], rel=1e-4)
+    assert float(arrays["mse"].mean()) == pytest.approx(metrics["mse_test"], rel=1e-4)
+    np.testing.assert_allclose(arrays["psnr"], 10 * np.log10(1 / np.maximum(arrays["mse"], 1e-12)), atol=0.5)
+
+
+def test_encode_missing_checkpoint_exits(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["encode", "--ckpt", str(tmp_path / "nope.ckpt"), "--out", str(tmp_path / "x.h5")])
+    assert "nope.ckpt" in str(exc.value.code)
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_unknown_key_on_command_line_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        fit("--model.not_a_key", "3")
+    assert exc.value.code not in (0, None)
+    assert "not_a_key" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_key_in_yaml_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = yaml.safe_load(Path(MNIST).read_text())
+    cfg["model"]["bogus_setting"] = 1
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--config", str(path), *TINY])
+    assert exc.value.code not in (0, None)
+    assert "bogus_setting" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_dataset_root_names_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    missing = tmp_path / "missing"
+    with pytest.raises((FileNotFoundError, SystemExit)) as exc:
+        fit("--data.init_args.dataset", "cifar10", "--data.init_args.root", str(missing))
+    message = str(exc.value) + capsys.readouterr().err
+    assert str(missing) in message
+
+
+def test_usage_and_unknown_command(capsys: pytest.CaptureFixture) -> None:
+    main([])
+    out = capsys.readouterr().out
+    assert "enf fit|validate|test" in out and "enf encode" in out
+    main(["--help"])
+    assert capsys.readouterr().out == out
+    with pytest.raises(SystemExit) as exc:
+        main(["frobnicate"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "'frobnicate'" in err and "enf fit|validate|test" in err
+
+
+def test_autodecoder_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    fit("--model.fitting", "autodecoder", "--model.autodecoder_test_steps", "5")
+    run = tmp_path / "runs" / "mnist" / "version_0"
+    metrics = read_metrics(run)
+    assert METRIC_KEYS <= set(metrics) and metrics["global_step"] == 3
+    assert 0 < metrics["mse_test"] < 1 and metrics["equivariance_error"] < 1e-6
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    # num_train_signals was linked from the datamodule: one table row per training image
+    assert ckpt["hyper_parameters"]["num_train_signals"] == 32
+    table = {k: v for k, v in ckpt["state_dict"].items() if k.startswith("table.")}
+    assert table and all(v.shape[0] == 32 for v in table.values())
+
+
+def test_se2_end_to_end_with_validation_figure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    # 16 images in batches of 8: the 2 steps are one full epoch, so validation runs once (no sanity check)
+    fit(
+        "--model.geometry", "se2", "--trainer.max_steps", "2", "--data.init_args.num_train", "16",
+        "--trainer.num_sanity_val_steps", "0",
+    )  # fmt: skip
+    run = tmp_path / "runs" / "mnist" / "version_0"
+    metrics = read_metrics(run)
+    assert metrics["global_step"] == 2
+    assert metrics["equivariance_error"] < 1e-6
+    assert 0 < metrics["mse_test"] < 1
+    # the figure of the (only) validation epoch is saved, plus the final reconstructions
+    assert sorted(p.name for p in (run / "figures").glob("*.png")) == ["final.png", "val_epoch000.png"]
+    assert scalar_steps(run, "val/psnr") == [1]  # logged once, after the epoch's 2 steps (0-based step 1)
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
+    """``--trainer.strategy ddp --trainer.devices 2`` on CPU (gloo), in a subprocess (DDP re-launches argv)."""
+    cmd = [
+        sys.executable, "-m", "enf.cli", "fit", "--config", MNIST, *TINY,
+        "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    elapsed = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    runs = sorted((tmp_path / "runs" / "mnist").iterdir())
+    assert [p.name for p in runs] == ["version_0"], runs  # one run directory, written by rank 0 only
+    metrics = read_metrics(runs[0])
+    assert metrics["global_step"] == 3
+    assert metrics["equivariance_error"] < 1e-6 and 0 < metrics["mse_test"] < 1
+    assert (runs[0] / "checkpoints" / "last.ckpt").is_file()
+    print(f"DDP 2x CPU run took {elapsed:.1f} s")
