@@ -109,6 +109,8 @@ class MetaSGD(nn.Module):
         self.lr_window = lr_param(max(lr_window, lo), 1)
         if self.freeze_window:
             self.lr_window.requires_grad_(False)
+        if geometry.pose_dim == geometry.position_dim:  # no orientation block: the step size is unused
+            self.lr_orientation.requires_grad_(False)
 
     def initial(self, batch_size: int) -> Latents:
         """The shared initial latent repeated ``batch_size`` times (differentiable w.r.t. the init)."""

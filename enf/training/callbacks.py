@@ -38,7 +38,11 @@ class RunArtifacts(L.Callback):
 
     @staticmethod
     def run_dir(trainer: L.Trainer) -> Path:
-        return Path(trainer.log_dir or trainer.default_root_dir)
+        """The run directory, found without a collective call: ``trainer.log_dir`` broadcasts under DDP, and
+        these hooks write on rank 0 only, so calling it there would deadlock."""
+        logger = trainer.logger
+        path = None if logger is None else (getattr(logger, "log_dir", None) or logger.save_dir)
+        return Path(path or trainer.default_root_dir)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = time.perf_counter()
@@ -88,6 +92,11 @@ class RunArtifacts(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         fit_time = time.perf_counter() - self._t0 if self._t0 is not None else math.nan
+        # ModelCheckpoint may keep a last.ckpt from the last validation (a run stopped by max_steps
+        # mid-epoch): overwrite it with the final model, which metrics.json describes. All ranks call this.
+        ckpt_cb = trainer.checkpoint_callback
+        if ckpt_cb is not None and getattr(ckpt_cb, "save_last", False) and ckpt_cb.dirpath:
+            trainer.save_checkpoint(str(Path(ckpt_cb.dirpath) / "last.ckpt"))
         self._write_metrics(trainer, pl_module, extra={"fit_time_s": fit_time})
         self._final_figure(trainer, pl_module)
 

@@ -39,8 +39,10 @@ class PDESpec:
             ``num_test`` (trajectories per split); every physical parameter is stored in the file.
         coords: ``params -> [*grid, coord_dim]`` float array in the geometry's convention.
         times: ``params -> [T]`` stored times.
-        simulate: ``(params, split, seeds) -> [len(seeds), T, *grid, C]`` float array; ``split`` lets a
-            generator draw train and test initial conditions from different distributions.
+        simulate: ``(params, split, seeds) -> [len(seeds), T, *grid, C]`` float array, or a dict with that
+            array under ``fields`` and further per-trajectory arrays (stored under their keys, e.g. a
+            full-resolution ``fields_full``); ``split`` lets a generator draw train and test initial
+            conditions from different distributions.
         weights: optional ``params -> [*grid]`` quadrature weights.
         extra_arrays: optional ``params -> {name: array}`` stored next to ``coords`` (e.g. a second grid).
         version: bump when the generated data changes.
@@ -54,7 +56,7 @@ class PDESpec:
     presets: Mapping[str, Mapping[str, Any]]
     coords: Callable[[Mapping[str, Any]], np.ndarray]
     times: Callable[[Mapping[str, Any]], np.ndarray]
-    simulate: Callable[[Mapping[str, Any], str, list[int]], np.ndarray]
+    simulate: Callable[[Mapping[str, Any], str, list[int]], np.ndarray | dict[str, np.ndarray]]
     weights: Callable[[Mapping[str, Any]], np.ndarray] | None = None
     extra_arrays: Callable[[Mapping[str, Any]], dict[str, np.ndarray]] | None = None
     version: str = "1"

@@ -41,6 +41,7 @@ def data_main(argv: list[str]) -> None:
     gen.add_argument("--num-test", type=int, default=None)
     gen.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override preset parameters")
     gen.add_argument("--chunk-size", type=int, default=8, help="trajectories simulated per batch")
+    gen.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     show = sub.add_parser("show", help="render a trajectory to PNG or GIF")
     show.add_argument("file", type=Path)
     show.add_argument("--index", type=int, default=0)
@@ -67,6 +68,10 @@ def data_main(argv: list[str]) -> None:
 
     from enf.data.pde.io import generate_split
 
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     spec = get_spec(args.name)
     overrides = _parse_set(args.set)
     overrides.update(num_train=args.num_train, num_test=args.num_test)

@@ -45,6 +45,8 @@ class PDETrajectories(Dataset):
         mask_seed: seed of the observation masks.
         normalize: ``(mean [C], std [C])`` to standardise fields with (e.g. from :func:`channel_statistics`
             of the training split), or ``None``.
+        resolution: ``"stored"`` (``fields``/``coords``) or ``"full"`` (``fields_full``/``coords_full``,
+            for super-resolution evaluation of generators that store both).
 
     Items: ``coords [N, coord_dim]`` (grid flattened row-major), ``fields [T, N, C]``, ``times [T]``,
     ``index`` and optionally ``mask [N]`` (bool).
@@ -58,15 +60,22 @@ class PDETrajectories(Dataset):
         observed_fraction: float | None = None,
         mask_seed: int = 0,
         normalize: tuple[np.ndarray, np.ndarray] | None = None,
+        resolution: str = "stored",
     ) -> None:
         self.path = Path(path)
+        if resolution not in ("stored", "full"):
+            raise ValueError(f"resolution must be 'stored' or 'full', got {resolution!r}")
+        suffix = "" if resolution == "stored" else "_full"
+        self.fields_key, coords_key = "fields" + suffix, "coords" + suffix
         with open_trajectories(self.path) as f:
-            self.num_trajectories, self.num_times = f["fields"].shape[:2]
-            self.grid_shape = tuple(f["coords"].shape[:-1])
-            self.num_channels = f["fields"].shape[-1]
+            if self.fields_key not in f or coords_key not in f:
+                raise ValueError(f"{self.path}: no {self.fields_key!r}/{coords_key!r} (this generator stores one resolution)")
+            self.num_trajectories, self.num_times = f[self.fields_key].shape[:2]
+            self.grid_shape = tuple(f[coords_key].shape[:-1])
+            self.num_channels = f[self.fields_key].shape[-1]
             self.geometry = str(f.attrs["geometry"])
             self.channel_names = [str(c) for c in f.attrs["channel_names"]]
-            coords = np.asarray(f["coords"], dtype=np.float32)
+            coords = np.asarray(f[coords_key], dtype=np.float32)
             times = np.asarray(f["times"], dtype=np.float32)
         start, stop = (0, None) if time_window is None else time_window
         frames = range(self.num_times)[slice(start, stop)]
@@ -93,7 +102,7 @@ class PDETrajectories(Dataset):
     def _fields(self) -> h5py.Dataset:
         if self._file is None:  # opened lazily, once per worker process
             self._file = open_trajectories(self.path)
-        return self._file["fields"]
+        return self._file[self.fields_key]
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         if not -len(self) <= index < len(self):

@@ -4,7 +4,9 @@ One file per split, ``<out>/<split>.h5``:
 
 - ``fields`` float32 ``[num_traj, num_times, *grid, channels]``, chunked per trajectory;
 - ``coords`` float32 ``[*grid, coord_dim]`` in the geometry's convention; ``times`` float32 ``[num_times]``;
-- optional ``weights`` ``[*grid]`` (quadrature) and extra arrays of the generator;
+- optional ``weights`` ``[*grid]`` (quadrature) and extra arrays of the generator, per file (e.g.
+  ``coords_full``) or per trajectory (e.g. ``fields_full [num_traj, num_times, *grid_full, channels]`` when
+  ``simulate`` returns a dict with ``fields`` and more keys);
 - attributes ``geometry``, ``equation``, ``parameters`` (JSON), ``channel_names``, ``seed``, ``split``,
   ``generator``, ``generator_version``, ``created``, ``enf_version``.
 
@@ -96,7 +98,9 @@ def generate_split(
     for lo in range(start, num, chunk_size):
         hi = min(num, lo + chunk_size)
         seeds = [trajectory_seed(seed, split, i) for i in range(lo, hi)]
-        fields = np.asarray(spec.simulate(params, split, seeds), dtype=np.float32)
+        result = spec.simulate(params, split, seeds)
+        per_traj = dict(result) if isinstance(result, Mapping) else {"fields": result}
+        fields = np.asarray(per_traj.pop("fields"), dtype=np.float32)
         expected = (hi - lo, len(times), *coords.shape[:-1], len(spec.channel_names))
         if fields.shape != expected:
             raise RuntimeError(f"{spec.name}.simulate returned {fields.shape}, expected {expected}")
@@ -104,6 +108,11 @@ def generate_split(
             raise RuntimeError(f"{spec.name}: non-finite values in trajectories {lo}..{hi - 1} (solver unstable?)")
         with h5py.File(partial, "r+") as f:
             f["fields"][lo:hi] = fields
+            for key, value in per_traj.items():  # extra per-trajectory arrays, e.g. fields_full
+                value = np.asarray(value, dtype=np.float32)
+                if key not in f:
+                    f.create_dataset(key, shape=(num, *value.shape[1:]), dtype="float32", chunks=(1, *value.shape[1:]))
+                f[key][lo:hi] = value
             f.attrs["num_done"] = hi
             f.flush()
         bar.update(hi - lo)
