@@ -64,7 +64,10 @@ def run_benchmark(
         value_hidden_dim=value_hidden_dim,
     ).to(dev)
     meta = MetaSGD(
-        geometry=geom, num_latents=num_latents, context_dim=context_dim, num_inner_steps=num_inner_steps,
+        geometry=geom,
+        num_latents=num_latents,
+        context_dim=context_dim,
+        num_inner_steps=num_inner_steps,
         first_order=first_order,
     ).to(dev)
     opt = torch.optim.Adam([*model.parameters(), *meta.parameters()], lr=1e-4)

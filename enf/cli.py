@@ -1,9 +1,9 @@
 """The ``enf`` command line.
 
-    enf fit|validate|test --config configs/<task>.yaml [--trainer.max_epochs ...]   (LightningCLI)
-    enf data list | generate <name> --preset small --out data/<name> | show <file.h5> --out traj.png
-    enf encode --ckpt runs/<name>/version_0/checkpoints/last.ckpt --split test --out latents.h5
-    enf bench [--geometry se2] [--device cuda]
+enf fit|validate|test --config configs/<task>.yaml [--trainer.max_epochs ...]   (LightningCLI)
+enf data list | generate <name> --preset small --out data/<name> | show <file.h5> --out traj.png
+enf encode --ckpt runs/<name>/version_0/checkpoints/last.ckpt --split test --out latents.h5
+enf bench [--geometry se2] [--device cuda]
 """
 
 from __future__ import annotations
@@ -53,8 +53,13 @@ def _bench(argv: Sequence[str]) -> None:
     parser.add_argument("--out", default=None, help="also write the result to this JSON file")
     args = parser.parse_args(argv)
     result = run_benchmark(
-        geometry=args.geometry, device=args.device, repeats=args.repeats, num_latents=args.num_latents,
-        k_nearest=args.k_nearest, batch_size=args.batch_size, first_order=args.first_order,
+        geometry=args.geometry,
+        device=args.device,
+        repeats=args.repeats,
+        num_latents=args.num_latents,
+        k_nearest=args.k_nearest,
+        batch_size=args.batch_size,
+        first_order=args.first_order,
     )
     print(json.dumps(result, indent=2))
     if args.out:

@@ -23,12 +23,28 @@ CONFIGS = {"mnist": "configs/mnist.yaml", "natural": "configs/natural.yaml"}
 def run(config: str, geometry: str, *, steps: int, batch_size: int, out: Path) -> dict:
     name = f"{Path(config).stem}_{geometry}"
     cmd = [
-        sys.executable, "-m", "enf.cli", "fit", "--config", config,
-        "--model.geometry", geometry,
-        "--trainer.max_steps", str(steps), "--trainer.max_time", "null",
-        "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "1",
-        "--trainer.logger.init_args.save_dir", str(out), "--trainer.logger.init_args.name", name,
-        "--data.init_args.batch_size", str(batch_size),
+        sys.executable,
+        "-m",
+        "enf.cli",
+        "fit",
+        "--config",
+        config,
+        "--model.geometry",
+        geometry,
+        "--trainer.max_steps",
+        str(steps),
+        "--trainer.max_time",
+        "null",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.logger.init_args.save_dir",
+        str(out),
+        "--trainer.logger.init_args.name",
+        name,
+        "--data.init_args.batch_size",
+        str(batch_size),
     ]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
@@ -40,7 +56,9 @@ def run(config: str, geometry: str, *, steps: int, batch_size: int, out: Path) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--out", type=Path, default=Path("runs/compare"))

@@ -28,7 +28,11 @@ Decoder = Callable[[Tensor, Latents], Tensor]
 
 
 def sample_coordinate_subsets(
-    num_coords: int, subset_size: int | None, num_subsets: int, *, generator: torch.Generator | None = None,
+    num_coords: int,
+    subset_size: int | None,
+    num_subsets: int,
+    *,
+    generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> list[Tensor | None]:
     """``num_subsets`` independent random index sets of size ``subset_size`` (``None`` entries: all points)."""
@@ -93,7 +97,11 @@ class MetaSGD(nn.Module):
         self.freeze_window = lr_window <= 0
 
         z0 = initial_latents(
-            geometry, num_latents=num_latents, context_dim=context_dim, window=window, context_init=init_context
+            geometry,
+            num_latents=num_latents,
+            context_dim=context_dim,
+            window=window,
+            context_init=init_context,
         )
         self.init_poses = nn.Parameter(z0.poses, requires_grad=learn_init)
         self.init_context = nn.Parameter(z0.context, requires_grad=learn_init)
@@ -181,10 +189,14 @@ class MetaSGD(nn.Module):
             z = self._step(decoder, x, y, z, lr, create_graph=create_graph)
         return z
 
-    def _step(self, decoder: Decoder, x: Tensor, y: Tensor, z: Latents, lr: dict[str, Tensor], *, create_graph: bool) -> Latents:
+    def _step(
+        self, decoder: Decoder, x: Tensor, y: Tensor, z: Latents, lr: dict[str, Tensor], *, create_graph: bool
+    ) -> Latents:
         with torch.enable_grad():
             leaves = [z.poses, z.context, z.window]
-            leaves = [t if create_graph and t.requires_grad else t.detach().requires_grad_(True) for t in leaves]
+            leaves = [
+                t if create_graph and t.requires_grad else t.detach().requires_grad_(True) for t in leaves
+            ]
             zz = Latents(poses=leaves[0], context=leaves[1], window=leaves[2])
             pred = decoder(x, zz)
             loss = per_sample_mse(pred, y).sum()  # sum over batch: per-sample gradients
@@ -193,7 +205,10 @@ class MetaSGD(nn.Module):
                 loss, [leaves[i] for i in wanted], create_graph=create_graph, allow_unused=True
             )
             # A latent part the decoder ignores (e.g. the window with use_window=False) gets a zero gradient.
-            grads = [torch.zeros_like(leaves[i]) if gr is None else gr for i, gr in zip(wanted, grads)]
+            grads = [
+                torch.zeros_like(leaves[i]) if gr is None else gr
+                for i, gr in zip(wanted, grads, strict=False)
+            ]
         g_poses, g_context = grads[0], grads[1]
         if not create_graph:
             # First order: the update is a constant offset; gradients flow to z and the step sizes only.

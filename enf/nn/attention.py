@@ -85,7 +85,9 @@ class BiInvariantCrossAttention(nn.Module):
         self.channel_modulation = channel_modulation
         # a = x - q and everything linear in gamma(a): the whole layer is GEMMs over [B, N, L, H].
         self._fully_separable = (
-            getattr(geometry, "invariant_is_difference", False) and value_hidden_dim == 0 and not channel_modulation
+            getattr(geometry, "invariant_is_difference", False)
+            and value_hidden_dim == 0
+            and not channel_modulation
         )
 
         self.latent_proj = nn.Linear(context_dim, hidden_dim)
@@ -132,7 +134,12 @@ class BiInvariantCrossAttention(nn.Module):
         key_bias = torch.einsum("blhd,hd->blh", keys, b_q) / math.sqrt(head_dim)  # [B, L, H]
         fq = key_freq.shape[-1]
         pair_feats = torch.cat(
-            [rearrange(key_freq, "b l h f -> b l (h f)"), key_bias, latents.window.square().reciprocal(), latents.poses],
+            [
+                rearrange(key_freq, "b l h f -> b l (h f)"),
+                key_bias,
+                latents.window.square().reciprocal(),
+                latents.poses,
+            ],
             dim=-1,
         )
 
@@ -252,7 +259,9 @@ class BiInvariantCrossAttention(nn.Module):
         feat_x = torch.cat([torch.sin(phase_x), torch.cos(phase_x)], dim=-1)  # [B, N, 2F]
         u_sin, u_cos = key_freq.chunk(2, dim=-1)  # [B, L, H, F] each
         cos_q, sin_q = torch.cos(phase_q).unsqueeze(2), torch.sin(phase_q).unsqueeze(2)
-        psi = torch.cat([u_sin * cos_q + u_cos * sin_q, u_cos * cos_q - u_sin * sin_q], dim=-1)  # [B, L, H, 2F]
+        psi = torch.cat(
+            [u_sin * cos_q + u_cos * sin_q, u_cos * cos_q - u_sin * sin_q], dim=-1
+        )  # [B, L, H, 2F]
         heads = psi.shape[2]
         dense = torch.matmul(feat_x, rearrange(psi, "b l h f -> b f (l h)"))  # [B, N, L*H]
         dense = rearrange(dense, "b n (l h) -> b n l h", h=heads)
@@ -278,7 +287,9 @@ class BiInvariantCrossAttention(nn.Module):
         if idx is not None:
             num_latents = values.shape[1]
             flat = (idx + num_latents * torch.arange(b, device=idx.device).view(b, 1, 1)).reshape(-1)
-            sel_values = values.reshape(b * num_latents, -1).index_select(0, flat).view(b, n, idx.shape[-1], -1)
+            sel_values = (
+                values.reshape(b * num_latents, -1).index_select(0, flat).view(b, n, idx.shape[-1], -1)
+            )
         else:
             sel_values = values.unsqueeze(1)
         modulated = rearrange(sel_values * (1.0 + self.value_scale(e)), "b n k (h d) -> b n k h d", h=heads)

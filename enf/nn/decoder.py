@@ -107,8 +107,8 @@ class EquivariantNeuralField(nn.Module):
                 f"got {tuple(latents.poses.shape)}"
             )
         if latents.context.shape[-1] != self.context_dim:
-            raise ValueError(f"latent context must have width {self.context_dim}, got {tuple(latents.context.shape)}")
-        if latents.batch_size != coords.shape[0]:
             raise ValueError(
-                f"coords batch {coords.shape[0]} and latents batch {latents.batch_size} differ"
+                f"latent context must have width {self.context_dim}, got {tuple(latents.context.shape)}"
             )
+        if latents.batch_size != coords.shape[0]:
+            raise ValueError(f"coords batch {coords.shape[0]} and latents batch {latents.batch_size} differ")

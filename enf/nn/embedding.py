@@ -22,7 +22,9 @@ class RandomFourierFeatures(nn.Module):
     Shapes: ``a [..., in_dim] -> [..., 2 * num_frequencies]``.
     """
 
-    def __init__(self, *, in_dim: int, num_frequencies: int = 32, freq_scale: float = 1.0, seed: int = 0) -> None:
+    def __init__(
+        self, *, in_dim: int, num_frequencies: int = 32, freq_scale: float = 1.0, seed: int = 0
+    ) -> None:
         super().__init__()
         if in_dim < 1 or num_frequencies < 1:
             raise ValueError(f"in_dim and num_frequencies must be >= 1, got {in_dim}, {num_frequencies}")

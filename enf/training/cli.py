@@ -32,8 +32,13 @@ class ENFLightningCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
-            {"checkpoint.save_last": True, "checkpoint.monitor": "val/psnr", "checkpoint.mode": "max",
-             "checkpoint.save_top_k": 1, "checkpoint.filename": "best"}
+            {
+                "checkpoint.save_last": True,
+                "checkpoint.monitor": "val/psnr",
+                "checkpoint.mode": "max",
+                "checkpoint.save_top_k": 1,
+                "checkpoint.filename": "best",
+            }
         )
         parser.add_lightning_class_args(RunArtifacts, "artifacts")
         parser.link_arguments("data.num_channels", "model.num_out", apply_on="instantiate")

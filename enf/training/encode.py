@@ -67,10 +67,15 @@ def encode_split(
 
 def encode_main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
-        prog="enf encode", description="Fit latents to a dataset split with a trained model and write them to HDF5."
+        prog="enf encode",
+        description="Fit latents to a dataset split with a trained model and write them to HDF5.",
     )
-    parser.add_argument("--ckpt", required=True, help="checkpoint of an `enf fit` run (e.g. .../checkpoints/last.ckpt)")
-    parser.add_argument("--config", default=None, help="the run's config.yaml (default: next to checkpoints/)")
+    parser.add_argument(
+        "--ckpt", required=True, help="checkpoint of an `enf fit` run (e.g. .../checkpoints/last.ckpt)"
+    )
+    parser.add_argument(
+        "--config", default=None, help="the run's config.yaml (default: next to checkpoints/)"
+    )
     parser.add_argument("--split", default="test", choices=["train", "test"])
     parser.add_argument("--out", required=True, help="output HDF5 file")
     parser.add_argument("--num-steps", type=int, default=None, help="inner steps (default: as trained)")
@@ -102,5 +107,8 @@ def encode_main(argv: list[str]) -> None:
     write_h5(args.out, arrays, attrs)
     log.info(
         "encoded %d signals in %.1f s: mean PSNR %.2f dB -> %s",
-        len(arrays["index"]), elapsed, attrs["mean_psnr"], args.out,
+        len(arrays["index"]),
+        elapsed,
+        attrs["mean_psnr"],
+        args.out,
     )

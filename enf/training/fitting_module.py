@@ -183,8 +183,12 @@ class FieldFittingModule(L.LightningModule):
             return self.table(batch["index"])
         init = self.table.mean().expand(coords.shape[0])
         return optimise_latents(
-            self.decoder, coords, signal, init,
-            num_steps=self.hparams.autodecoder_test_steps, lr=self.hparams.autodecoder_test_lr,
+            self.decoder,
+            coords,
+            signal,
+            init,
+            num_steps=self.hparams.autodecoder_test_steps,
+            lr=self.hparams.autodecoder_test_lr,
         )
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -258,13 +262,17 @@ class FieldFittingModule(L.LightningModule):
 
         poses = batch["poses"] if self.geometry.coord_dim == 2 else None
         fig = plot_reconstructions(
-            batch["target"], batch["prediction"], poses,
+            batch["target"],
+            batch["prediction"],
+            poses,
             title=f"{self.geometry.name} {stage} epoch {self.current_epoch}",
         )
         for logger in self.loggers:
             experiment = getattr(logger, "experiment", None)
             if hasattr(experiment, "add_figure"):
-                experiment.add_figure(f"{stage}/reconstructions", fig, global_step=self.global_step, close=False)
+                experiment.add_figure(
+                    f"{stage}/reconstructions", fig, global_step=self.global_step, close=False
+                )
         self.latest_figure = fig
 
     # ------------------------------------------------------------ evaluation
@@ -289,7 +297,9 @@ class FieldFittingModule(L.LightningModule):
                 try:
                     x = self.geometry.sample_coords(coords.shape[0], 256, generator=gen, dtype=torch.float64)
                     eq_errors.append(
-                        equivariance_error(dec64, self.geometry, x.to(self.device), z.to(torch.float64), generator=gen)
+                        equivariance_error(
+                            dec64, self.geometry, x.to(self.device), z.to(torch.float64), generator=gen
+                        )
                     )
                 finally:
                     self.decoder.float()
@@ -308,7 +318,9 @@ class FieldFittingModule(L.LightningModule):
     # ------------------------------------------------------------ optimiser
     def configure_optimizers(self):
         opt = torch.optim.AdamW(
-            [p for p in self.parameters() if p.requires_grad], lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+            [p for p in self.parameters() if p.requires_grad],
+            lr=self.hparams.lr,
+            weight_decay=self.hparams.weight_decay,
         )
         warmup = self.hparams.lr_warmup_steps
         if warmup <= 0:

@@ -15,7 +15,9 @@ from enf.benchmark import run_benchmark
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--geometry", default="translation2d")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)

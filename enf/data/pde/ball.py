@@ -75,7 +75,7 @@ INSTALL_HINT = (
     "the heated_convection_ball generator needs Dedalus 3.0.5 (GPL-3), which builds from source against MPI "
     "and FFTW. Install it with `bash scripts/install_dedalus.sh` (installs the system packages libfftw3-dev "
     "libfftw3-mpi-dev libopenmpi-dev openmpi-bin with apt-get, then runs pip), or install those system "
-    "packages yourself and run `pip install \"enf[ball]\"` (or `pip install \"dedalus==3.0.5\"`) with "
+    'packages yourself and run `pip install "enf[ball]"` (or `pip install "dedalus==3.0.5"`) with '
     "MPI_INCLUDE_PATH, MPI_LIBRARY_PATH, FFTW_INCLUDE_PATH and FFTW_LIBRARY_PATH set (see the script)."
 )
 
@@ -224,8 +224,16 @@ def _simulate_one(d3, mpi, params: Mapping[str, Any], seed: int) -> np.ndarray:
     r_vec["g"][2] = r  # components are ordered (phi, theta, r)
 
     namespace = {
-        "p": p, "T": T, "u": u, "tau_p": tau_p, "tau_T": tau_T, "tau_u": tau_u, "r_vec": r_vec,
-        "nu": (ra / pr) ** -0.5, "kappa": (ra * pr) ** -0.5, "S": source,
+        "p": p,
+        "T": T,
+        "u": u,
+        "tau_p": tau_p,
+        "tau_T": tau_T,
+        "tau_u": tau_u,
+        "r_vec": r_vec,
+        "nu": (ra / pr) ** -0.5,
+        "kappa": (ra * pr) ** -0.5,
+        "S": source,
         "lift": lambda a: d3.Lift(a, basis, -1),
         "strain": d3.grad(u) + d3.trans(d3.grad(u)),
     }
@@ -246,8 +254,16 @@ def _simulate_one(d3, mpi, params: Mapping[str, Any], seed: int) -> np.ndarray:
     T["g"] = float(params["noise_amplitude"]) * T["g"] + conductive_profile(r, source)
 
     frame_dt, max_dt = float(params["frame_dt"]), float(params["max_dt"])
-    cfl = d3.CFL(solver, initial_dt=max_dt, cadence=1, safety=float(params["cfl_safety"]), threshold=0.1,
-                 max_change=1.5, min_change=0.5, max_dt=max_dt)
+    cfl = d3.CFL(
+        solver,
+        initial_dt=max_dt,
+        cadence=1,
+        safety=float(params["cfl_safety"]),
+        threshold=0.1,
+        max_change=1.5,
+        min_change=0.5,
+        max_dt=max_dt,
+    )
     cfl.add_velocity(u)
 
     first, num = int(params["first_frame"]), int(params["num_frames"])
@@ -312,13 +328,29 @@ HEATED_CONVECTION_BALL = PDESpec(
         # ~4 s per trajectory on one core (16x8x12, 275 steps to t = 5.5); noise 0.1 so that the
         # instability is already growing nonlinearly within the short window t = 2 .. 5.5
         "small": {
-            "num_train": 8, "num_test": 4, "nphi": 16, "ntheta": 8, "nr": 12, **_PHYSICS,
-            "noise_amplitude": 0.1, "frame_dt": 0.5, "first_frame": 4, "num_frames": 8,
+            "num_train": 8,
+            "num_test": 4,
+            "nphi": 16,
+            "ntheta": 8,
+            "nr": 12,
+            **_PHYSICS,
+            "noise_amplitude": 0.1,
+            "frame_dt": 0.5,
+            "first_frame": 4,
+            "num_frames": 8,
         },
         # published: 512/128 trajectories, 48x24x24, 14 frames (16..29 of a 1/3 cadence, t <= 12)
         "paper": {
-            "num_train": 512, "num_test": 128, "nphi": 48, "ntheta": 24, "nr": 24, **_PHYSICS,
-            "noise_amplitude": 1e-3, "frame_dt": 1 / 3, "first_frame": 16, "num_frames": 14,
+            "num_train": 512,
+            "num_test": 128,
+            "nphi": 48,
+            "ntheta": 24,
+            "nr": 24,
+            **_PHYSICS,
+            "noise_amplitude": 1e-3,
+            "frame_dt": 1 / 3,
+            "first_frame": 16,
+            "num_frames": 14,
         },
     },
     coords=_coords,

@@ -56,7 +56,9 @@ def data_main(argv: list[str]) -> None:
             except ImportError as err:
                 print(f"{name}: unavailable ({err})")
                 continue
-            print(f"{name}: geometry={spec.geometry} channels={list(spec.channel_names)} presets={sorted(spec.presets)}")
+            print(
+                f"{name}: geometry={spec.geometry} channels={list(spec.channel_names)} presets={sorted(spec.presets)}"
+            )
             print(f"    {spec.equation}")
         return
     if args.command == "show":
@@ -82,6 +84,8 @@ def data_main(argv: list[str]) -> None:
     out = args.out or Path("data") / spec.name
     t0 = time.perf_counter()
     for split in ("train", "test"):
-        path = generate_split(spec, params, split=split, out_dir=out, seed=args.seed, chunk_size=args.chunk_size)
+        path = generate_split(
+            spec, params, split=split, out_dir=out, seed=args.seed, chunk_size=args.chunk_size
+        )
         log.info("wrote %s", path)
     log.info("%s (%s preset): %.1f s", spec.name, args.preset, time.perf_counter() - t0)

@@ -69,7 +69,9 @@ class PDETrajectories(Dataset):
         self.fields_key, coords_key = "fields" + suffix, "coords" + suffix
         with open_trajectories(self.path) as f:
             if self.fields_key not in f or coords_key not in f:
-                raise ValueError(f"{self.path}: no {self.fields_key!r}/{coords_key!r} (this generator stores one resolution)")
+                raise ValueError(
+                    f"{self.path}: no {self.fields_key!r}/{coords_key!r} (this generator stores one resolution)"
+                )
             self.num_trajectories, self.num_times = f[self.fields_key].shape[:2]
             self.grid_shape = tuple(f[coords_key].shape[:-1])
             self.num_channels = f[self.fields_key].shape[-1]

@@ -35,12 +35,23 @@ __all__ = ["REQUIRED_ATTRS", "generate_split", "open_trajectories", "read_metada
 
 log = logging.getLogger(__name__)
 
-REQUIRED_ATTRS = ("geometry", "equation", "parameters", "channel_names", "seed", "generator_version", "created")
+REQUIRED_ATTRS = (
+    "geometry",
+    "equation",
+    "parameters",
+    "channel_names",
+    "seed",
+    "generator_version",
+    "created",
+)
 
 
 def _fingerprint(spec: PDESpec, params: Mapping[str, Any], seed: int, split: str) -> str:
-    return json.dumps({"name": spec.name, "version": spec.version, "params": params, "seed": seed, "split": split},
-                      sort_keys=True, default=str)
+    return json.dumps(
+        {"name": spec.name, "version": spec.version, "params": params, "seed": seed, "split": split},
+        sort_keys=True,
+        default=str,
+    )
 
 
 def generate_split(
@@ -92,8 +103,17 @@ def generate_split(
             log.info("resuming %s at trajectory %d/%d", partial, start, num)
 
     if start == 0:
-        _create_partial(partial, spec, params, split=split, seed=seed, num=num, coords=coords, times=times,
-                        fingerprint=fingerprint)
+        _create_partial(
+            partial,
+            spec,
+            params,
+            split=split,
+            seed=seed,
+            num=num,
+            coords=coords,
+            times=times,
+            fingerprint=fingerprint,
+        )
     bar = tqdm(total=num, initial=start, desc=f"{spec.name}/{split}", unit="traj", disable=not progress)
     for lo in range(start, num, chunk_size):
         hi = min(num, lo + chunk_size)
@@ -105,13 +125,17 @@ def generate_split(
         if fields.shape != expected:
             raise RuntimeError(f"{spec.name}.simulate returned {fields.shape}, expected {expected}")
         if not np.isfinite(fields).all():
-            raise RuntimeError(f"{spec.name}: non-finite values in trajectories {lo}..{hi - 1} (solver unstable?)")
+            raise RuntimeError(
+                f"{spec.name}: non-finite values in trajectories {lo}..{hi - 1} (solver unstable?)"
+            )
         with h5py.File(partial, "r+") as f:
             f["fields"][lo:hi] = fields
             for key, value in per_traj.items():  # extra per-trajectory arrays, e.g. fields_full
                 value = np.asarray(value, dtype=np.float32)
                 if key not in f:
-                    f.create_dataset(key, shape=(num, *value.shape[1:]), dtype="float32", chunks=(1, *value.shape[1:]))
+                    f.create_dataset(
+                        key, shape=(num, *value.shape[1:]), dtype="float32", chunks=(1, *value.shape[1:])
+                    )
                 f[key][lo:hi] = value
             f.attrs["num_done"] = hi
             f.flush()
@@ -123,7 +147,9 @@ def generate_split(
     return final
 
 
-def _create_partial(path: Path, spec: PDESpec, params, *, split, seed, num, coords, times, fingerprint) -> None:
+def _create_partial(
+    path: Path, spec: PDESpec, params, *, split, seed, num, coords, times, fingerprint
+) -> None:
     from enf import __version__
 
     tmp = path.with_name(path.name + ".tmp")
@@ -138,10 +164,18 @@ def _create_partial(path: Path, spec: PDESpec, params, *, split, seed, num, coor
             for key, value in spec.extra_arrays(params).items():
                 f.create_dataset(key, data=np.asarray(value))
         f.attrs.update(
-            geometry=spec.geometry, equation=spec.equation, parameters=json.dumps(dict(params), default=str),
-            channel_names=np.array(spec.channel_names, dtype=h5py.string_dtype()), seed=int(seed), split=split,
-            generator=spec.name, generator_version=spec.version, created="in progress", enf_version=__version__,
-            fingerprint=fingerprint, num_done=0,
+            geometry=spec.geometry,
+            equation=spec.equation,
+            parameters=json.dumps(dict(params), default=str),
+            channel_names=np.array(spec.channel_names, dtype=h5py.string_dtype()),
+            seed=int(seed),
+            split=split,
+            generator=spec.name,
+            generator_version=spec.version,
+            created="in progress",
+            enf_version=__version__,
+            fingerprint=fingerprint,
+            num_done=0,
         )
     os.replace(tmp, path)
 
@@ -162,7 +196,9 @@ def open_trajectories(path: str | Path) -> h5py.File:
     if path.suffix == ".partial" or path.with_name(path.name + ".partial").exists() and not path.exists():
         raise ValueError(f"{path}: generation did not finish; run `enf data generate` again to resume it")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such trajectory file; create it with `enf data generate <name> --out ...`")
+        raise FileNotFoundError(
+            f"{path}: no such trajectory file; create it with `enf data generate <name> --out ...`"
+        )
     try:
         f = h5py.File(path, "r")
     except OSError as err:
@@ -184,7 +220,9 @@ def open_trajectories(path: str | Path) -> h5py.File:
         if fields.shape[1] != times.shape[0]:
             raise ValueError(f"{path}: fields have {fields.shape[1]} times but 'times' has {times.shape[0]}")
         if fields.shape[-1] != len(f.attrs["channel_names"]):
-            raise ValueError(f"{path}: {fields.shape[-1]} channels but channel_names {list(f.attrs['channel_names'])}")
+            raise ValueError(
+                f"{path}: {fields.shape[-1]} channels but channel_names {list(f.attrs['channel_names'])}"
+            )
         if "weights" in f and tuple(f["weights"].shape) != tuple(grid):
             raise ValueError(f"{path}: weights {f['weights'].shape} do not match the grid {grid}")
     except Exception:

@@ -68,7 +68,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _SOLVER_KEYS = (
-    "solver_nlat", "solver_nlon", "solver_grid", "lmax", "dt", "radius", "omega", "gravity", "havg",
+    "solver_nlat",
+    "solver_nlon",
+    "solver_grid",
+    "lmax",
+    "dt",
+    "radius",
+    "omega",
+    "gravity",
+    "havg",
 )
 
 
@@ -79,8 +87,18 @@ def _solver(key: tuple) -> Any:
     nlat, nlon, grid, lmax, dt, radius, omega, gravity, havg = key
     if 2 * nlat < 3 * lmax + 1 or nlon < 3 * lmax + 1:
         log.warning("shallow water: %dx%d %s grid is not alias-free for lmax=%d", nlat, nlon, grid, lmax)
-    solver = ShallowWaterSolver(nlat, nlon, dt, lmax=lmax, mmax=lmax, grid=grid, radius=radius, omega=omega,
-                                gravity=gravity, havg=havg)
+    solver = ShallowWaterSolver(
+        nlat,
+        nlon,
+        dt,
+        lmax=lmax,
+        mmax=lmax,
+        grid=grid,
+        radius=radius,
+        omega=omega,
+        gravity=gravity,
+        havg=havg,
+    )
     return solver.double()
 
 
@@ -179,8 +197,15 @@ def balanced_zonal_state(solver: Any, u_zonal: Tensor, *, extra_height: Tensor |
 
 
 def galewsky_state(
-    solver: Any, *, umax: float = 80.0, lat0: float = math.pi / 7, lat1: float = 0.5 * math.pi - math.pi / 7,
-    hpert: float = 120.0, alpha: float = 1.0 / 3.0, beta: float = 1.0 / 15.0, lat2: float = 0.25 * math.pi,
+    solver: Any,
+    *,
+    umax: float = 80.0,
+    lat0: float = math.pi / 7,
+    lat1: float = 0.5 * math.pi - math.pi / 7,
+    hpert: float = 120.0,
+    alpha: float = 1.0 / 3.0,
+    beta: float = 1.0 / 15.0,
+    lat2: float = 0.25 * math.pi,
     lon2: float = 0.0,
 ) -> Tensor:
     """Galewsky jet with a height bump ``[3, lmax, lmax]`` (``hpert = 0``: the balanced, steady jet)."""
@@ -291,9 +316,14 @@ def simulate_full(params: Mapping[str, Any], split: str, seeds: list[int]) -> np
         u0 = torch.stack([galewsky_state(solver, **jet, **draw_perturbation(params, s)) for s in seeds])
         first = params["skip_frames"]
         save = [(first + k) * params["steps_per_frame"] for k in range(params["num_frames"])]
-        states = integrate(solver, u0, dt=params["dt"], save_steps=save,
-                           hyperdiffusion_timescale=params["hyperdiffusion_timescale"],
-                           hyperdiffusion_order=params["hyperdiffusion_order"])
+        states = integrate(
+            solver,
+            u0,
+            dt=params["dt"],
+            save_steps=save,
+            hyperdiffusion_timescale=params["hyperdiffusion_timescale"],
+            hyperdiffusion_order=params["hyperdiffusion_order"],
+        )
         fields = spectral_to_huv(solver, states, nlat=params["nlat"], nlon=params["nlon"])
     return fields.numpy().astype(np.float32)
 
@@ -307,13 +337,26 @@ def _simulate(params: Mapping[str, Any], split: str, seeds: list[int]) -> dict[s
 
 
 _PHYSICS: dict[str, Any] = {
-    "radius": 6.37122e6, "omega": 7.292e-5, "gravity": 9.80616, "havg": 1.0e4,  # SI units
-    "umax": 80.0, "jet_lat0": math.pi / 7, "jet_lat1": 0.5 * math.pi - math.pi / 7,
-    "pert_height": 120.0, "pert_height_spread": 30.0, "pert_alpha": 1.0 / 3.0, "pert_alpha_spread": 1.0 / 9.0,
-    "pert_beta": 1.0 / 15.0, "pert_beta_spread": 1.0 / 45.0, "pert_lat": 0.25 * math.pi,
-    "pert_lon": 0.0, "pert_lon_spread": 0.0,
-    "hyperdiffusion_timescale": 7200.0, "hyperdiffusion_order": 4,  # torch-harmonics' solver values
-    "skip_frames": 6, "num_frames": 14,  # published: 20 stored, first 6 skipped (10 train + 4 extrapolation)
+    "radius": 6.37122e6,
+    "omega": 7.292e-5,
+    "gravity": 9.80616,
+    "havg": 1.0e4,  # SI units
+    "umax": 80.0,
+    "jet_lat0": math.pi / 7,
+    "jet_lat1": 0.5 * math.pi - math.pi / 7,
+    "pert_height": 120.0,
+    "pert_height_spread": 30.0,
+    "pert_alpha": 1.0 / 3.0,
+    "pert_alpha_spread": 1.0 / 9.0,
+    "pert_beta": 1.0 / 15.0,
+    "pert_beta_spread": 1.0 / 45.0,
+    "pert_lat": 0.25 * math.pi,
+    "pert_lon": 0.0,
+    "pert_lon_spread": 0.0,
+    "hyperdiffusion_timescale": 7200.0,
+    "hyperdiffusion_order": 4,  # torch-harmonics' solver values
+    "skip_frames": 6,
+    "num_frames": 14,  # published: 20 stored, first 6 skipped (10 train + 4 extrapolation)
     "solver_grid": "legendre-gauss",
 }
 
@@ -324,11 +367,31 @@ SHALLOW_WATER_SPHERE = PDESpec(
     channel_names=("h", "u", "v"),
     presets={
         # 16x32 stored (32x64 full), T21 on a 32x64 Gauss grid, frames every 120 x 500 s = 16.7 h
-        "small": {"num_train": 8, "num_test": 4, "nlat": 32, "nlon": 64, "lmax": 21, "solver_nlat": 32,
-                  "solver_nlon": 64, "dt": 500.0, "steps_per_frame": 120, **_PHYSICS},
+        "small": {
+            "num_train": 8,
+            "num_test": 4,
+            "nlat": 32,
+            "nlon": 64,
+            "lmax": 21,
+            "solver_nlat": 32,
+            "solver_nlon": 64,
+            "dt": 500.0,
+            "steps_per_frame": 120,
+            **_PHYSICS,
+        },
         # published sizes: 48x96 stored, 96x192 full; T42 on a 64x128 Gauss grid, frames every 240 x 250 s
-        "paper": {"num_train": 512, "num_test": 128, "nlat": 96, "nlon": 192, "lmax": 42, "solver_nlat": 64,
-                  "solver_nlon": 128, "dt": 250.0, "steps_per_frame": 240, **_PHYSICS},
+        "paper": {
+            "num_train": 512,
+            "num_test": 128,
+            "nlat": 96,
+            "nlon": 192,
+            "lmax": 42,
+            "solver_nlat": 64,
+            "solver_nlon": 128,
+            "dt": 250.0,
+            "steps_per_frame": 240,
+            **_PHYSICS,
+        },
     },
     coords=_coords,
     times=_times,

@@ -58,10 +58,13 @@ def render_trajectory(
 
         panels = _panels(geometry, traj[0], channel)
         fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3), squeeze=False)
-        images = [ax.imshow(p, vmin=vmin, vmax=vmax, cmap="RdBu_r") for ax, (_, p) in zip(axes[0], panels)]
+        images = [
+            ax.imshow(p, vmin=vmin, vmax=vmax, cmap="RdBu_r")
+            for ax, (_, p) in zip(axes[0], panels, strict=False)
+        ]
 
         def update(t: int):
-            for img, (_, p) in zip(images, _panels(geometry, traj[t], channel)):
+            for img, (_, p) in zip(images, _panels(geometry, traj[t], channel), strict=False):
                 img.set_data(p)
             fig.suptitle(f"{names[channel]}  t = {times[t]:.3g}")
             return images

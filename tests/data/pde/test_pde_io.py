@@ -45,9 +45,15 @@ def make_spec(calls=None, fail_after=None) -> PDESpec:
         return _simulate(params, split, seeds, calls)
 
     return PDESpec(
-        name="toy", geometry="translation2d", equation="u_t = -decay u", channel_names=("u",),
+        name="toy",
+        geometry="translation2d",
+        equation="u_t = -decay u",
+        channel_names=("u",),
         presets={"small": {"num_train": 5, "num_test": 3, "n": 6, "num_times": 4, "dt": 0.5, "decay": 0.3}},
-        coords=_coords, times=_times, simulate=simulate, weights=lambda p: np.ones((p["n"], p["n"])),
+        coords=_coords,
+        times=_times,
+        simulate=simulate,
+        weights=lambda p: np.ones((p["n"], p["n"])),
     )
 
 
@@ -70,9 +76,15 @@ def test_round_trip_values_schema_and_attributes(tmp_path):
 def test_chunking_does_not_change_results_and_seed_does(tmp_path):
     spec = make_spec()
     params = spec.params("small")
-    a = generate_split(spec, params, split="train", out_dir=tmp_path / "a", seed=1, chunk_size=1, progress=False)
-    b = generate_split(spec, params, split="train", out_dir=tmp_path / "b", seed=1, chunk_size=4, progress=False)
-    c = generate_split(spec, params, split="train", out_dir=tmp_path / "c", seed=2, chunk_size=4, progress=False)
+    a = generate_split(
+        spec, params, split="train", out_dir=tmp_path / "a", seed=1, chunk_size=1, progress=False
+    )
+    b = generate_split(
+        spec, params, split="train", out_dir=tmp_path / "b", seed=1, chunk_size=4, progress=False
+    )
+    c = generate_split(
+        spec, params, split="train", out_dir=tmp_path / "c", seed=2, chunk_size=4, progress=False
+    )
     with h5py.File(a) as fa, h5py.File(b) as fb, h5py.File(c) as fc:
         np.testing.assert_array_equal(fa["fields"][:], fb["fields"][:])
         assert not np.allclose(fa["fields"][:], fc["fields"][:])
@@ -82,13 +94,16 @@ def test_interrupted_generation_resumes_where_it_stopped(tmp_path):
     spec_fail = make_spec(fail_after=1)
     params = spec_fail.params("small")
     with pytest.raises(KeyboardInterrupt):
-        generate_split(spec_fail, params, split="train", out_dir=tmp_path, seed=0, chunk_size=2, progress=False)
+        generate_split(
+            spec_fail, params, split="train", out_dir=tmp_path, seed=0, chunk_size=2, progress=False
+        )
     assert not (tmp_path / "train.h5").exists() and (tmp_path / "train.h5.partial").exists()
     with pytest.raises(ValueError, match="did not finish"):
         PDETrajectories(tmp_path / "train.h5")
     calls: list = []
-    path = generate_split(make_spec(calls), params, split="train", out_dir=tmp_path, seed=0, chunk_size=2,
-                          progress=False)
+    path = generate_split(
+        make_spec(calls), params, split="train", out_dir=tmp_path, seed=0, chunk_size=2, progress=False
+    )
     assert [len(c) for c in calls] == [2, 1]  # only trajectories 2..4 were simulated again
     expected = _simulate(params, "train", [trajectory_seed(0, "train", i) for i in range(5)])
     with h5py.File(path) as f:
@@ -101,7 +116,9 @@ def test_finished_file_is_reused_only_when_parameters_match(tmp_path):
     generate_split(spec, spec.params("small"), split="test", out_dir=tmp_path, seed=0, progress=False)
     generate_split(spec, spec.params("small"), split="test", out_dir=tmp_path, seed=0, progress=False)
     assert len(calls) == 1
-    generate_split(spec, spec.params("small", decay=0.5), split="test", out_dir=tmp_path, seed=0, progress=False)
+    generate_split(
+        spec, spec.params("small", decay=0.5), split="test", out_dir=tmp_path, seed=0, progress=False
+    )
     assert len(calls) == 2 and read_metadata(tmp_path / "test.h5")["parameters"]["decay"] == 0.5
 
 
@@ -125,7 +142,10 @@ def test_corrupt_truncated_and_wrong_schema_files_name_the_file(tmp_path):
     for mutate, message in [
         (lambda f: f.__delitem__("times"), "missing dataset 'times'"),
         (lambda f: f.attrs.__delitem__("seed"), r"missing attribute\(s\) \['seed'\]"),
-        (lambda f: (f.__delitem__("coords"), f.create_dataset("coords", data=np.zeros((5, 6, 2)))), "do not match"),
+        (
+            lambda f: (f.__delitem__("coords"), f.create_dataset("coords", data=np.zeros((5, 6, 2)))),
+            "do not match",
+        ),
     ]:
         bad = tmp_path / "bad.h5"
         bad.write_bytes(path.read_bytes())

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from enf.data.pde.dataset import PDETrajectories
 import pytest
 import torch
+
+from enf.data.pde.dataset import PDETrajectories
 
 pytest.importorskip("torch_harmonics")
 
@@ -74,8 +74,9 @@ def test_balanced_zonal_flow_stays_steady_for_a_day(params, solver, case):
             u0, tau = williamson2_state(solver), params["hyperdiffusion_timescale"]
         else:  # nonlinearly balanced jet (no bump); hyperdiffusion off, as it erodes a T21 jet
             u0, tau = galewsky_state(solver, hpert=0.0), math.inf
-        states = integrate(solver, u0[None], dt=params["dt"], save_steps=[0, day],
-                           hyperdiffusion_timescale=tau)
+        states = integrate(
+            solver, u0[None], dt=params["dt"], save_steps=[0, day], hyperdiffusion_timescale=tau
+        )
         f = spectral_to_huv(solver, states[0], nlat=params["nlat"], nlon=params["nlon"]).numpy()
     change = _relative_change(f[0], f[1])
     assert np.all(change < 1e-6), change

@@ -125,8 +125,9 @@ def test_writer_round_trip(tmp_path):
     from enf.data.pde.io import generate_split, open_trajectories, read_metadata
 
     params = DIFFUSION_SPHERE.params("small", num_train=3, num_frames=3)
-    path = generate_split(DIFFUSION_SPHERE, params, split="train", out_dir=tmp_path, seed=5, chunk_size=2,
-                          progress=False)
+    path = generate_split(
+        DIFFUSION_SPHERE, params, split="train", out_dir=tmp_path, seed=5, chunk_size=2, progress=False
+    )
     meta = read_metadata(path)
     assert meta["geometry"] == "sphere" and meta["fields_shape"] == (3, 3, 64, 128, 1)
     assert meta["parameters"]["diffusivity"] == 0.01
