@@ -84,8 +84,12 @@ def data_main(argv: list[str]) -> None:
     out = args.out or Path("data") / spec.name
     t0 = time.perf_counter()
     for split in ("train", "test"):
-        path = generate_split(
-            spec, params, split=split, out_dir=out, seed=args.seed, chunk_size=args.chunk_size
-        )
+        try:
+            path = generate_split(
+                spec, params, split=split, out_dir=out, seed=args.seed, chunk_size=args.chunk_size
+            )
+        except ImportError as err:  # an optional solver (Dedalus, torch-harmonics) is missing
+            hint = "" if "install" in str(err) else ' (pip install -e ".[pde]" for the sphere generators)'
+            raise SystemExit(f"enf data generate {spec.name}: {err}{hint}") from err
         log.info("wrote %s", path)
     log.info("%s (%s preset): %.1f s", spec.name, args.preset, time.perf_counter() - t0)
