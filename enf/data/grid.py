@@ -10,6 +10,11 @@ An image ``[H, W, C]`` (channels last; a batch is ``[B, H, W, C]``) is a signal 
 is the coordinate of pixel ``(r, c)`` and ``image_to_signal`` / ``signal_to_image`` flatten/unflatten
 images in exactly that order.
 
+Planar PDE grids are stored the other way round, ``fields[..., i, j, C]`` at ``coords[i, j] = (x_i, y_j)``
+(first grid axis along x, second along y, both increasing). :func:`plane_grid_to_image` is the one place that
+converts such a grid into the image layout above (rows from top ``y`` to bottom, columns left to right),
+so plots of PDE frames and of images share one orientation.
+
 Plotting: with ``plt.imshow(image, extent=imshow_extent(H, W))`` (default ``origin="upper"``) a latent
 at ``(x, y)`` drawn with ``plt.scatter(x, y)`` lands on the pixel whose centre is ``(x, y)``.
 ``extent=(-1, 1, -1, 1)`` is the same picture up to half a pixel at the borders (it puts the image
@@ -22,7 +27,7 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-__all__ = ["image_to_signal", "imshow_extent", "pixel_coords", "signal_to_image"]
+__all__ = ["image_to_signal", "imshow_extent", "pixel_coords", "plane_grid_to_image", "signal_to_image"]
 
 
 def _axis(n: int, start: float, end: float, dtype: torch.dtype, device: torch.device | str | None) -> Tensor:
@@ -77,3 +82,16 @@ def signal_to_image(signal: Tensor, height: int, width: int) -> Tensor:
             f"got shape {tuple(signal.shape)}"
         )
     return rearrange(signal, "b (h w) c -> b h w c", h=height, w=width)
+
+
+def plane_grid_to_image(values: Tensor) -> Tensor:
+    """A planar PDE grid ``[..., nx, ny, C]`` (``values[..., i, j]`` at ``(x_i, y_j)``, both increasing) in the
+    image layout ``[..., ny, nx, C]`` of :func:`pixel_coords` (row 0 is the largest ``y``, column 0 the
+    smallest ``x``). Works on tensors and numpy arrays; applied to the ``coords`` grid itself it gives the
+    ``(x, y)`` of each pixel of the returned image."""
+    if values.ndim < 3:
+        raise ValueError(f"values must have shape [..., nx, ny, C], got shape {tuple(values.shape)}")
+    swapped = values.swapaxes(-3, -2)  # [..., ny, nx, C], row j = y_j increasing
+    if isinstance(swapped, Tensor):
+        return swapped.flip(-3)
+    return swapped[..., ::-1, :, :]

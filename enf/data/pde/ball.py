@@ -291,6 +291,7 @@ def _simulate_one(d3, mpi, params: Mapping[str, Any], seed: int) -> np.ndarray:
                     "too large"
                 )
             out[frame - first] = data
+    log.debug("heated_convection_ball: seed %d, %d steps to t = %g", seed, solver.iteration, solver.sim_time)
     return out
 
 

@@ -1,0 +1,28 @@
+"""Batch keys of the field contract, defined once (every dataset, module and callback uses these names).
+
+A dataset item is a dict with
+
+* ``COORDS``: float32 ``[N, coord_dim]``, the coordinates in the geometry's convention;
+* ``SIGNAL``: float32 ``[N, C]``, the field at those coordinates (normalised if the data module says so);
+* ``INDEX``: int, the position of the item in its split (rows of auto-decoder tables, latent files);
+
+and optionally ``LABEL`` (int class), ``MASK`` (bool ``[N]``, observed points), ``TIME`` (float, the
+frame's physical time), ``TRAJECTORY`` (int, trajectory of a PDE frame) and ``FRAME`` (int, its frame
+index). Collated batches add a leading batch dimension ``B`` to every entry.
+"""
+
+from __future__ import annotations
+
+__all__ = ["COORDS", "FRAME", "INDEX", "LABEL", "MASK", "OPTIONAL_KEYS", "REQUIRED_KEYS", "SIGNAL", "TIME", "TRAJECTORY"]
+
+COORDS = "coords"
+SIGNAL = "signal"
+INDEX = "index"
+LABEL = "label"
+MASK = "mask"
+TIME = "time"
+TRAJECTORY = "trajectory"
+FRAME = "frame"
+
+REQUIRED_KEYS = (COORDS, SIGNAL, INDEX)
+OPTIONAL_KEYS = (LABEL, MASK, TIME, TRAJECTORY, FRAME)
