@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from enf.geometry.base import Geometry, GroupElement, grid_points
+from enf.geometry.base import Geometry, GroupElement, grid_points, resolve_dtype
 from enf.geometry.frames import check_pair, random_euclidean
 
 __all__ = ["Absolute2d"]
@@ -37,7 +37,8 @@ class Absolute2d(Geometry):
     def __init__(self, *, translation_scale: float = 1.0) -> None:
         self.translation_scale = translation_scale
 
-    def sample_group(self, batch_size, *, generator=None, dtype=torch.float32, device=None) -> GroupElement:
+    def sample_group(self, batch_size, *, generator=None, dtype=None, device=None) -> GroupElement:
+        dtype = resolve_dtype(dtype)
         return random_euclidean(
             batch_size,
             2,
@@ -61,9 +62,11 @@ class Absolute2d(Geometry):
         shape = torch.broadcast_shapes(poses_i.shape, poses_j.shape)
         return poses_i.expand(shape)
 
-    def init_poses(self, num_latents, *, generator=None, dtype=torch.float32, device=None) -> Tensor:
+    def init_poses(self, num_latents, *, generator=None, dtype=None, device=None) -> Tensor:
+        dtype = resolve_dtype(dtype)
         return grid_points(num_latents, 2).to(dtype=dtype, device=device)
 
-    def sample_coords(self, batch_size, num_coords, *, generator=None, dtype=torch.float32) -> Tensor:
+    def sample_coords(self, batch_size, num_coords, *, generator=None, dtype=None) -> Tensor:
+        dtype = resolve_dtype(dtype)
         u = torch.rand(batch_size, num_coords, 2, generator=generator, dtype=torch.float64)
         return (2.0 * u - 1.0).to(dtype)

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from enf.geometry.base import Geometry, GroupElement, fibonacci_sphere, random_rotation
+from enf.geometry.base import Geometry, GroupElement, fibonacci_sphere, random_rotation, resolve_dtype
 from enf.geometry.frames import (
     check_pair,
     default_generator,
@@ -71,7 +71,8 @@ class Ball(Geometry):
     translates = False
     periodic = False
 
-    def sample_group(self, batch_size, *, generator=None, dtype=torch.float32, device=None) -> GroupElement:
+    def sample_group(self, batch_size, *, generator=None, dtype=None, device=None) -> GroupElement:
+        dtype = resolve_dtype(dtype)
         return random_euclidean(
             batch_size, 3, translation_scale=None, generator=generator, dtype=dtype, device=device
         )
@@ -100,7 +101,8 @@ class Ball(Geometry):
         ]
         return torch.cat(torch.broadcast_tensors(*parts), dim=-1)
 
-    def init_poses(self, num_latents, *, generator=None, dtype=torch.float32, device=None) -> Tensor:
+    def init_poses(self, num_latents, *, generator=None, dtype=None, device=None) -> Tensor:
+        dtype = resolve_dtype(dtype)
         pos = ball_points(num_latents)
         rot = random_rotation(num_latents, 3, generator=default_generator(generator), dtype=torch.float64)
         return torch.cat([pos, rot[:, :, 0], rot[:, :, 1]], dim=-1).to(dtype=dtype, device=device)
@@ -109,7 +111,8 @@ class Ball(Geometry):
         """Spacing of ``num_latents`` evenly spread points in the unit ball: ``(4 pi / 3 / L)^(1/3)``."""
         return (4.0 * math.pi / 3.0 / num_latents) ** (1.0 / 3.0)
 
-    def sample_coords(self, batch_size, num_coords, *, generator=None, dtype=torch.float32) -> Tensor:
+    def sample_coords(self, batch_size, num_coords, *, generator=None, dtype=None) -> Tensor:
+        dtype = resolve_dtype(dtype)
         direction = safe_normalise(
             torch.randn(batch_size, num_coords, 3, generator=generator, dtype=torch.float64)
         )

@@ -17,7 +17,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Geometry", "GroupElement", "random_rotation", "grid_points", "fibonacci_sphere"]
+__all__ = ["Geometry", "GroupElement", "fibonacci_sphere", "grid_points", "random_rotation", "resolve_dtype"]
+
+
+def resolve_dtype(dtype: torch.dtype | None) -> torch.dtype:
+    """``dtype``, or ``torch.get_default_dtype()`` when ``None`` (the default of every sampler here)."""
+    return torch.get_default_dtype() if dtype is None else dtype
 
 
 @dataclass(frozen=True)
@@ -43,17 +48,33 @@ class GroupElement:
 
         return GroupElement(rotation=conv(self.rotation), translation=conv(self.translation))
 
+    @property
+    def dtypes(self) -> tuple[torch.dtype, ...]:
+        """The distinct dtypes of the stored tensors (empty for the identity without tensors)."""
+        out: list[torch.dtype] = []
+        for t in (self.rotation, self.translation):
+            if t is not None and t.dtype not in out:
+                out.append(t.dtype)
+        return tuple(out)
+
 
 def random_rotation(
-    batch_size: int, dim: int, *, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32
+    batch_size: int,
+    dim: int,
+    *,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Tensor:
-    """Haar-random rotations ``[B, dim, dim]`` with determinant +1 (QR of a Gaussian, sign-fixed)."""
+    """Haar-random rotations ``[B, dim, dim]`` with determinant +1 (QR of a Gaussian, sign-fixed).
+
+    Drawn in float64 and cast to ``dtype`` (``None``: ``torch.get_default_dtype()``).
+    """
     a = torch.randn(batch_size, dim, dim, generator=generator, dtype=torch.float64)
     q, r = torch.linalg.qr(a)
     q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
     det = torch.linalg.det(q)
     q[:, :, 0] = q[:, :, 0] * det.unsqueeze(-1)
-    return q.to(dtype)
+    return q.to(resolve_dtype(dtype))
 
 
 def grid_points(
@@ -93,6 +114,8 @@ class Geometry(abc.ABC):
         coord_dim: width of a coordinate vector (``== space_dim``).
         pose_dim: width of a pose vector (``space_dim * num_pose_blocks``).
         num_pose_blocks: 1 position block + number of orientation vectors.
+        pose_blocks: sizes of the pose blocks, position first (each ``space_dim`` wide); the rotation part
+            of the group acts on every block alike and preserves each block's norm.
         invariant_dim: width of :meth:`invariant`.
         pose_invariant_dim: width of :meth:`pose_invariant`.
         translates: whether group elements carry a translation.
@@ -120,6 +143,17 @@ class Geometry(abc.ABC):
         """Number of leading pose entries that form the position block."""
         return self.space_dim
 
+    @property
+    def pose_blocks(self) -> tuple[int, ...]:
+        """Sizes of the pose blocks in order: the position block, then each orientation vector.
+
+        Each block is ``space_dim`` wide and is rotated as a whole by :meth:`act_poses` (only the position
+        block is translated), so the Euclidean norm of a block of a pose *gradient* is invariant: e.g.
+        ``se2`` ``(2, 2)`` (q, o), ``sphere`` ``(3, 3)`` (n, t), ``ball``/``se3`` ``(3, 3, 3)`` (q, u, v),
+        position-only geometries ``(space_dim,)``. The sizes sum to :attr:`pose_dim`.
+        """
+        return (self.space_dim,) * self.num_pose_blocks
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
 
@@ -130,15 +164,17 @@ class Geometry(abc.ABC):
         batch_size: int,
         *,
         generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> GroupElement:
-        """Random group elements, one per batch entry."""
+        """Random group elements, one per batch entry (``dtype=None``: ``torch.get_default_dtype()``)."""
 
     def identity(
-        self, batch_size: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+        self, batch_size: int, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
     ) -> GroupElement:
+        """The identity, ``batch_size`` times (``dtype=None``: ``torch.get_default_dtype()``)."""
         n = self.space_dim
+        dtype = resolve_dtype(dtype)
         rot = torch.eye(n, dtype=dtype, device=device).expand(batch_size, n, n).clone()
         trans = torch.zeros(batch_size, n, dtype=dtype, device=device) if self.translates else None
         return GroupElement(rotation=rot, translation=trans)
@@ -160,29 +196,42 @@ class Geometry(abc.ABC):
         return GroupElement(rotation=rot_t, translation=trans)
 
     def act_coords(self, g: GroupElement, x: Tensor) -> Tensor:
-        """Act on coordinates ``x [B, N, coord_dim]`` -> same shape."""
+        """Act on coordinates ``x [B, N, coord_dim]`` -> same shape.
+
+        ``g`` and ``x`` must share a dtype (``TypeError`` otherwise; nothing is cast silently).
+        """
         self._check_last(x, self.coord_dim, "coords")
+        self._check_dtypes(g, x, "coords")
         y = _apply(g.rotation, x)
         if g.translation is not None:
-            y = self._wrap(y + g.translation.to(y.dtype).unsqueeze(-2))
+            y = self._wrap(y + g.translation.unsqueeze(-2))
         return y
 
     def act_poses(self, g: GroupElement, poses: Tensor) -> Tensor:
-        """Act on poses ``[B, L, pose_dim]`` -> same shape: rotate every block, translate the position."""
+        """Act on poses ``[B, L, pose_dim]`` -> same shape: rotate every block, translate the position.
+
+        ``g`` and ``poses`` must share a dtype (``TypeError`` otherwise).
+        """
         self._check_last(poses, self.pose_dim, "poses")
+        self._check_dtypes(g, poses, "poses")
         blocks = poses.unflatten(-1, (self.num_pose_blocks, self.space_dim))  # [B, L, K, n]
         if g.rotation is not None:
-            blocks = torch.einsum("bij,blkj->blki", g.rotation.to(poses.dtype), blocks)
+            blocks = torch.einsum("bij,blkj->blki", g.rotation, blocks)
         if g.translation is not None:
-            pos = self._wrap(blocks[..., 0, :] + g.translation.to(poses.dtype).unsqueeze(-2))
+            pos = self._wrap(blocks[..., 0, :] + g.translation.unsqueeze(-2))
             blocks = torch.cat([pos.unsqueeze(-2), blocks[..., 1:, :]], dim=-2)
         return blocks.flatten(-2)
 
     def act_pose_velocity(self, g: GroupElement, velocity: Tensor) -> Tensor:
-        """Act on a pose tangent vector ``[B, L, pose_dim]``: rotate every block, never translate."""
+        """Act on a pose tangent vector ``[B, L, pose_dim]``: rotate every block, never translate.
+
+        ``g`` and ``velocity`` must share a dtype (``TypeError`` otherwise).
+        """
+        self._check_last(velocity, self.pose_dim, "pose velocity")
+        self._check_dtypes(g, velocity, "pose velocity")
         blocks = velocity.unflatten(-1, (self.num_pose_blocks, self.space_dim))
         if g.rotation is not None:
-            blocks = torch.einsum("bij,blkj->blki", g.rotation.to(velocity.dtype), blocks)
+            blocks = torch.einsum("bij,blkj->blki", g.rotation, blocks)
         return blocks.flatten(-2)
 
     # ------------------------------------------------------------ invariants
@@ -224,12 +273,13 @@ class Geometry(abc.ABC):
         num_latents: int,
         *,
         generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> Tensor:
         """Initial poses ``[num_latents, pose_dim]`` spread over the domain.
 
-        Deterministic for a given generator (``None``: a generator seeded with 0).
+        Deterministic for a given generator (``None``: a generator seeded with 0);
+        ``dtype=None``: ``torch.get_default_dtype()``.
         """
 
     def default_window(self, num_latents: int) -> float:
@@ -243,9 +293,12 @@ class Geometry(abc.ABC):
         num_coords: int,
         *,
         generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
     ) -> Tensor:
-        """Random coordinates in the domain, ``[B, N, coord_dim]`` (for tests and benchmarks)."""
+        """Random coordinates in the domain, ``[B, N, coord_dim]`` (for tests and benchmarks).
+
+        Drawn in float64 and cast to ``dtype`` (``None``: ``torch.get_default_dtype()``).
+        """
 
     def sample_poses(
         self,
@@ -253,9 +306,13 @@ class Geometry(abc.ABC):
         num_latents: int,
         *,
         generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
     ) -> Tensor:
-        """Random poses ``[B, L, pose_dim]``: positions from :meth:`sample_coords`, Gaussian orientations."""
+        """Random poses ``[B, L, pose_dim]``: positions from :meth:`sample_coords`, Gaussian orientations.
+
+        ``dtype=None``: ``torch.get_default_dtype()``.
+        """
+        dtype = resolve_dtype(dtype)
         pos = self.sample_coords(batch_size, num_latents, generator=generator, dtype=dtype)
         extra = self.pose_dim - self.space_dim
         if extra == 0:
@@ -276,6 +333,16 @@ class Geometry(abc.ABC):
             raise ValueError(
                 f"{self.name}: {what} must have last dimension {expected}, got shape {tuple(t.shape)}"
             )
+
+    def _check_dtypes(self, g: GroupElement, t: Tensor, what: str) -> None:
+        """``TypeError`` unless every tensor of ``g`` has the dtype of ``t`` (no silent casts)."""
+        for name, part in (("rotation", g.rotation), ("translation", g.translation)):
+            if part is not None and part.dtype != t.dtype:
+                raise TypeError(
+                    f"{self.name}: group element {name} has dtype {part.dtype} but {what} have dtype "
+                    f"{t.dtype}; sample the group element in the same dtype "
+                    f"(sample_group(..., dtype={t.dtype})) or convert it with g.to(dtype={t.dtype})"
+                )
 
     def _check_pair_shapes(self, x: Tensor, poses: Tensor) -> None:
         self._check_last(x, self.coord_dim, "coords")
@@ -301,7 +368,7 @@ def _apply(rotation: Tensor | None, x: Tensor) -> Tensor:
         return x
     shape = x.shape
     flat = x.reshape(shape[0], -1, shape[-1])
-    return torch.einsum("bij,bnj->bni", rotation.to(x.dtype), flat).reshape(shape)
+    return torch.einsum("bij,bnj->bni", rotation, flat).reshape(shape)
 
 
 def _add(a: Tensor | None, b: Tensor | None) -> Tensor | None:

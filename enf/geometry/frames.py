@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from enf.geometry.base import GroupElement, random_rotation
+from enf.geometry.base import GroupElement, random_rotation, resolve_dtype
 
 __all__ = [
     "EPS",
@@ -119,14 +119,16 @@ def random_euclidean(
     translation_scale: float | None = 1.0,
     reflections: bool = False,
     generator: torch.Generator | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
 ) -> GroupElement:
     """Random elements of SE(n) (or E(n) with ``reflections=True``): Haar rotation + Gaussian translation.
 
     ``translation_scale=None`` gives no translation (SO(n) / O(n)). With reflections, each element's first
-    column is negated with probability 1/2 (determinant -1).
+    column is negated with probability 1/2 (determinant -1). Drawn in float64, returned in ``dtype``
+    (``None``: ``torch.get_default_dtype()``).
     """
+    dtype = resolve_dtype(dtype)
     rot = random_rotation(batch_size, dim, generator=generator, dtype=torch.float64)
     if reflections:
         flip = torch.randint(0, 2, (batch_size,), generator=generator).to(torch.float64) * 2.0 - 1.0

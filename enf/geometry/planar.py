@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from enf.geometry.base import Geometry, GroupElement, grid_points
+from enf.geometry.base import Geometry, GroupElement, grid_points, resolve_dtype
 from enf.geometry.frames import check_pair, default_generator, random_euclidean, rotation_2d, safe_norm
 
 __all__ = ["SE2", "Isotropic2d"]
@@ -36,7 +36,8 @@ class Isotropic2d(Geometry):
     def __init__(self, *, translation_scale: float = 1.0) -> None:
         self.translation_scale = translation_scale
 
-    def sample_group(self, batch_size, *, generator=None, dtype=torch.float32, device=None) -> GroupElement:
+    def sample_group(self, batch_size, *, generator=None, dtype=None, device=None) -> GroupElement:
+        dtype = resolve_dtype(dtype)
         return random_euclidean(
             batch_size,
             2,
@@ -59,10 +60,12 @@ class Isotropic2d(Geometry):
         check_pair(self.name, poses_i, 2, "poses_i", poses_j, 2, "poses_j")
         return safe_norm(poses_i - poses_j).unsqueeze(-1)
 
-    def init_poses(self, num_latents, *, generator=None, dtype=torch.float32, device=None) -> Tensor:
+    def init_poses(self, num_latents, *, generator=None, dtype=None, device=None) -> Tensor:
+        dtype = resolve_dtype(dtype)
         return grid_points(num_latents, 2).to(dtype=dtype, device=device)
 
-    def sample_coords(self, batch_size, num_coords, *, generator=None, dtype=torch.float32) -> Tensor:
+    def sample_coords(self, batch_size, num_coords, *, generator=None, dtype=None) -> Tensor:
+        dtype = resolve_dtype(dtype)
         u = torch.rand(batch_size, num_coords, 2, generator=generator, dtype=torch.float64)
         return (2.0 * u - 1.0).to(dtype)
 
@@ -97,7 +100,8 @@ class SE2(Geometry):
     def __init__(self, *, translation_scale: float = 1.0) -> None:
         self.translation_scale = translation_scale
 
-    def sample_group(self, batch_size, *, generator=None, dtype=torch.float32, device=None) -> GroupElement:
+    def sample_group(self, batch_size, *, generator=None, dtype=None, device=None) -> GroupElement:
+        dtype = resolve_dtype(dtype)
         return random_euclidean(
             batch_size,
             2,
@@ -132,7 +136,8 @@ class SE2(Geometry):
             dim=-1,
         )
 
-    def init_poses(self, num_latents, *, generator=None, dtype=torch.float32, device=None) -> Tensor:
+    def init_poses(self, num_latents, *, generator=None, dtype=None, device=None) -> Tensor:
+        dtype = resolve_dtype(dtype)
         pos = grid_points(num_latents, 2)
         theta = (
             2.0
@@ -142,6 +147,7 @@ class SE2(Geometry):
         ori = torch.stack([torch.cos(theta), torch.sin(theta)], dim=-1)
         return torch.cat([pos, ori], dim=-1).to(dtype=dtype, device=device)
 
-    def sample_coords(self, batch_size, num_coords, *, generator=None, dtype=torch.float32) -> Tensor:
+    def sample_coords(self, batch_size, num_coords, *, generator=None, dtype=None) -> Tensor:
+        dtype = resolve_dtype(dtype)
         u = torch.rand(batch_size, num_coords, 2, generator=generator, dtype=torch.float64)
         return (2.0 * u - 1.0).to(dtype)

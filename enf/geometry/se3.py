@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from enf.geometry.base import Geometry, GroupElement, grid_points, random_rotation
+from enf.geometry.base import Geometry, GroupElement, grid_points, random_rotation, resolve_dtype
 from enf.geometry.frames import (
     check_pair,
     default_generator,
@@ -47,7 +47,8 @@ class SE3(Geometry):
     def __init__(self, *, translation_scale: float = 1.0) -> None:
         self.translation_scale = translation_scale
 
-    def sample_group(self, batch_size, *, generator=None, dtype=torch.float32, device=None) -> GroupElement:
+    def sample_group(self, batch_size, *, generator=None, dtype=None, device=None) -> GroupElement:
+        dtype = resolve_dtype(dtype)
         return random_euclidean(
             batch_size,
             3,
@@ -77,11 +78,13 @@ class SE3(Geometry):
         ]
         return torch.cat(torch.broadcast_tensors(*parts), dim=-1)
 
-    def init_poses(self, num_latents, *, generator=None, dtype=torch.float32, device=None) -> Tensor:
+    def init_poses(self, num_latents, *, generator=None, dtype=None, device=None) -> Tensor:
+        dtype = resolve_dtype(dtype)
         pos = grid_points(num_latents, 3)
         rot = random_rotation(num_latents, 3, generator=default_generator(generator), dtype=torch.float64)
         return torch.cat([pos, rot[:, :, 0], rot[:, :, 1]], dim=-1).to(dtype=dtype, device=device)
 
-    def sample_coords(self, batch_size, num_coords, *, generator=None, dtype=torch.float32) -> Tensor:
+    def sample_coords(self, batch_size, num_coords, *, generator=None, dtype=None) -> Tensor:
+        dtype = resolve_dtype(dtype)
         u = torch.rand(batch_size, num_coords, 3, generator=generator, dtype=torch.float64)
         return (2.0 * u - 1.0).to(dtype)

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from enf.geometry.base import Geometry, GroupElement, fibonacci_sphere
+from enf.geometry.base import Geometry, GroupElement, fibonacci_sphere, resolve_dtype
 from enf.geometry.frames import (
     check_pair,
     default_generator,
@@ -36,7 +36,8 @@ class _SphereBase(Geometry):
         """Geodesic spacing of ``num_latents`` evenly spread points: ``sqrt(4 pi / L)`` radians."""
         return math.sqrt(4.0 * math.pi / num_latents)
 
-    def sample_coords(self, batch_size, num_coords, *, generator=None, dtype=torch.float32) -> Tensor:
+    def sample_coords(self, batch_size, num_coords, *, generator=None, dtype=None) -> Tensor:
+        dtype = resolve_dtype(dtype)
         g = torch.randn(batch_size, num_coords, 3, generator=generator, dtype=torch.float64)
         return safe_normalise(g).to(dtype)
 
@@ -63,7 +64,8 @@ class Sphere(_SphereBase):
     invariant_dim = 3
     pose_invariant_dim = 6
 
-    def sample_group(self, batch_size, *, generator=None, dtype=torch.float32, device=None) -> GroupElement:
+    def sample_group(self, batch_size, *, generator=None, dtype=None, device=None) -> GroupElement:
+        dtype = resolve_dtype(dtype)
         return random_euclidean(
             batch_size, 3, translation_scale=None, generator=generator, dtype=dtype, device=device
         )
@@ -81,13 +83,15 @@ class Sphere(_SphereBase):
             dim=-1,
         )
 
-    def init_poses(self, num_latents, *, generator=None, dtype=torch.float32, device=None) -> Tensor:
+    def init_poses(self, num_latents, *, generator=None, dtype=None, device=None) -> Tensor:
+        dtype = resolve_dtype(dtype)
         n = fibonacci_sphere(num_latents)
         g = torch.randn(num_latents, 3, generator=default_generator(generator), dtype=torch.float64)
         t = safe_normalise(g - (g * n).sum(-1, keepdim=True) * n)
         return torch.cat([n, t], dim=-1).to(dtype=dtype, device=device)
 
-    def sample_poses(self, batch_size, num_latents, *, generator=None, dtype=torch.float32) -> Tensor:
+    def sample_poses(self, batch_size, num_latents, *, generator=None, dtype=None) -> Tensor:
+        dtype = resolve_dtype(dtype)
         n = self.sample_coords(batch_size, num_latents, generator=generator, dtype=torch.float64)
         g = torch.randn(batch_size, num_latents, 3, generator=generator, dtype=torch.float64)
         t = g - (g * n).sum(-1, keepdim=True) * n
@@ -114,7 +118,8 @@ class SphereAxial(_SphereBase):
     invariant_dim = 4
     pose_invariant_dim = 4
 
-    def sample_group(self, batch_size, *, generator=None, dtype=torch.float32, device=None) -> GroupElement:
+    def sample_group(self, batch_size, *, generator=None, dtype=None, device=None) -> GroupElement:
+        dtype = resolve_dtype(dtype)
         phi = 2.0 * math.pi * torch.rand(batch_size, generator=generator, dtype=torch.float64)
         c, s = torch.cos(phi), torch.sin(phi)
         zero, one = torch.zeros_like(phi), torch.ones_like(phi)
@@ -142,5 +147,6 @@ class SphereAxial(_SphereBase):
         check_pair(self.name, poses_i, 3, "poses_i", poses_j, 3, "poses_j")
         return self._features(safe_normalise(poses_i), safe_normalise(poses_j))
 
-    def init_poses(self, num_latents, *, generator=None, dtype=torch.float32, device=None) -> Tensor:
+    def init_poses(self, num_latents, *, generator=None, dtype=None, device=None) -> Tensor:
+        dtype = resolve_dtype(dtype)
         return fibonacci_sphere(num_latents).to(dtype=dtype, device=device)

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from enf.geometry.base import Geometry, GroupElement, grid_points
+from enf.geometry.base import Geometry, GroupElement, grid_points, resolve_dtype
 from enf.geometry.frames import check_pair
 
 __all__ = ["Torus2d", "wrap_difference"]
@@ -46,7 +46,8 @@ class Torus2d(Geometry):
     translates = True
     periodic = True
 
-    def sample_group(self, batch_size, *, generator=None, dtype=torch.float32, device=None) -> GroupElement:
+    def sample_group(self, batch_size, *, generator=None, dtype=None, device=None) -> GroupElement:
+        dtype = resolve_dtype(dtype)
         t = 2.0 * torch.rand(batch_size, 2, generator=generator, dtype=torch.float64) - 1.0
         return GroupElement(rotation=None, translation=t.to(dtype=dtype, device=device))
 
@@ -67,9 +68,11 @@ class Torus2d(Geometry):
         check_pair(self.name, poses_i, 2, "poses_i", poses_j, 2, "poses_j")
         return self._features(poses_i - poses_j)
 
-    def init_poses(self, num_latents, *, generator=None, dtype=torch.float32, device=None) -> Tensor:
+    def init_poses(self, num_latents, *, generator=None, dtype=None, device=None) -> Tensor:
+        dtype = resolve_dtype(dtype)
         return grid_points(num_latents, 2, periodic=False).to(dtype=dtype, device=device)
 
-    def sample_coords(self, batch_size, num_coords, *, generator=None, dtype=torch.float32) -> Tensor:
+    def sample_coords(self, batch_size, num_coords, *, generator=None, dtype=None) -> Tensor:
+        dtype = resolve_dtype(dtype)
         u = torch.rand(batch_size, num_coords, 2, generator=generator, dtype=torch.float64)
         return self._wrap(2.0 * u - 1.0).to(dtype)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from enf.geometry.base import Geometry, GroupElement, grid_points
+from enf.geometry.base import Geometry, GroupElement, grid_points, resolve_dtype
 
 __all__ = ["Translation"]
 
@@ -34,7 +34,8 @@ class Translation(Geometry):
         self.pose_invariant_dim = space_dim
         self.translation_scale = translation_scale
 
-    def sample_group(self, batch_size, *, generator=None, dtype=torch.float32, device=None) -> GroupElement:
+    def sample_group(self, batch_size, *, generator=None, dtype=None, device=None) -> GroupElement:
+        dtype = resolve_dtype(dtype)
         t = torch.randn(batch_size, self.space_dim, generator=generator, dtype=torch.float64)
         t = self.translation_scale * t
         return GroupElement(rotation=None, translation=t.to(dtype=dtype, device=device))
@@ -48,9 +49,11 @@ class Translation(Geometry):
     def pose_invariant(self, poses_i: Tensor, poses_j: Tensor) -> Tensor:
         return poses_i - poses_j
 
-    def init_poses(self, num_latents, *, generator=None, dtype=torch.float32, device=None) -> Tensor:
+    def init_poses(self, num_latents, *, generator=None, dtype=None, device=None) -> Tensor:
+        dtype = resolve_dtype(dtype)
         return grid_points(num_latents, self.space_dim).to(dtype=dtype, device=device)
 
-    def sample_coords(self, batch_size, num_coords, *, generator=None, dtype=torch.float32) -> Tensor:
+    def sample_coords(self, batch_size, num_coords, *, generator=None, dtype=None) -> Tensor:
+        dtype = resolve_dtype(dtype)
         u = torch.rand(batch_size, num_coords, self.space_dim, generator=generator, dtype=torch.float64)
         return (2.0 * u - 1.0).to(dtype)
