@@ -1,4 +1,4 @@
-"""Metrics: per-sample MSE, PSNR and the equivariance error of a decoder."""
+"""Metrics: per-sample MSE, L1 and relative L2, PSNR, and the equivariance error of a decoder."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import Tensor
 from enf.geometry import Geometry
 from enf.latents import Latents
 
-__all__ = ["equivariance_error", "per_sample_mse", "psnr"]
+__all__ = ["equivariance_error", "per_sample_l1", "per_sample_mse", "psnr", "relative_l2"]
 
 
 def per_sample_mse(pred: Tensor, target: Tensor) -> Tensor:
@@ -18,6 +18,27 @@ def per_sample_mse(pred: Tensor, target: Tensor) -> Tensor:
     if pred.shape != target.shape:
         raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} shapes differ")
     return (pred - target).square().flatten(1).mean(1)
+
+
+def per_sample_l1(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean absolute error per batch entry: ``[B, N, C] x [B, N, C] -> [B]``."""
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} shapes differ")
+    return (pred - target).abs().flatten(1).mean(1)
+
+
+def relative_l2(pred: Tensor, target: Tensor, *, eps: float = 1e-12) -> Tensor:
+    """Relative L2 error per batch entry, ``||pred - target|| / max(||target||, eps)`` -> ``[B]``.
+
+    Norms are Euclidean over all points and channels of a sample (``[B, N, C] x [B, N, C] -> [B]``); the
+    clamp ``eps`` keeps an all-zero target finite (the error is then the absolute norm divided by ``eps``).
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} shapes differ")
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    num = (pred - target).flatten(1).norm(dim=1)
+    return num / target.flatten(1).norm(dim=1).clamp_min(eps)
 
 
 def psnr(pred: Tensor, target: Tensor, *, data_range: float = 1.0) -> Tensor:

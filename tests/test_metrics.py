@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from enf import EquivariantNeuralField, Latents, geometry
-from enf.metrics import equivariance_error, per_sample_mse, psnr
+from enf.metrics import equivariance_error, per_sample_l1, per_sample_mse, psnr, relative_l2
 
 F64 = torch.float64
 
@@ -33,6 +34,36 @@ def test_per_sample_mse_by_hand():
     assert torch.equal(per_sample_mse(pred, target), torch.tensor([2.0 / 6.0, 9.0 / 6.0], dtype=F64))
     with pytest.raises(ValueError, match=r"\(2, 3, 2\).*\(2, 3, 1\)"):
         per_sample_mse(pred, target[..., :1])
+
+
+def test_per_sample_l1_against_numpy():
+    rng = np.random.default_rng(0)
+    pred, target = rng.normal(size=(3, 7, 2)), rng.normal(size=(3, 7, 2))
+    expected = np.array([np.mean(np.abs(pred[b] - target[b])) for b in range(3)])
+    got = per_sample_l1(torch.from_numpy(pred), torch.from_numpy(target))
+    assert got.shape == (3,)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-14, atol=0)
+    with pytest.raises(ValueError, match=r"\(3, 7, 2\).*\(3, 7, 1\)"):
+        per_sample_l1(torch.from_numpy(pred), torch.from_numpy(target[..., :1]))
+
+
+def test_relative_l2_against_numpy():
+    rng = np.random.default_rng(1)
+    pred, target = rng.normal(size=(4, 9, 3)), rng.normal(size=(4, 9, 3))
+    target[2] *= 1e3  # scale invariance: the same relative error at any scale
+    pred[2] = target[2] + 1e3 * (pred[2] - rng.normal(size=(9, 3)))
+    expected = np.array([np.linalg.norm(pred[b] - target[b]) / np.linalg.norm(target[b]) for b in range(4)])
+    got = relative_l2(torch.from_numpy(pred), torch.from_numpy(target))
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-13, atol=0)
+    scaled = relative_l2(torch.from_numpy(5.0 * pred), torch.from_numpy(5.0 * target))
+    np.testing.assert_allclose(scaled.numpy(), expected, rtol=1e-13, atol=0)
+    # a zero target: the denominator is clamped, the value stays finite
+    zero = relative_l2(torch.full((1, 2, 1), 1e-3, dtype=F64), torch.zeros(1, 2, 1, dtype=F64), eps=1e-6)
+    assert zero.item() == pytest.approx(np.sqrt(2) * 1e-3 / 1e-6)
+    with pytest.raises(ValueError, match="shapes differ"):
+        relative_l2(torch.zeros(1, 2, 1), torch.zeros(1, 3, 1))
+    with pytest.raises(ValueError, match="eps must be > 0"):
+        relative_l2(torch.zeros(1, 2, 1), torch.zeros(1, 2, 1), eps=0.0)
 
 
 def test_psnr_of_known_mse():

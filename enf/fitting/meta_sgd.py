@@ -4,27 +4,35 @@ Inner step, per sample ``b``::
 
     z_b <- z_b - eta * grad_{z_b} L_b(z_b; random coordinate subset)
 
-with ``L_b`` the per-sample mean squared error (so the batch size never shrinks the step) and ``eta`` made of
-learned, clipped, positive step sizes: one for positions, one for orientation vectors, one per context
-channel and one for the window. Scalar step sizes on each pose block commute with the group action, so
-the fit is equivariant: fitting the transformed signal from the transformed initial latent gives the
-transformed latents.
+with ``L_b`` a per-sample loss (default the mean squared error, so the batch size never shrinks the step)
+and ``eta`` made of learned positive step sizes: one for positions, one for orientation vectors, one per
+context channel and one for the window. Scalar step sizes on each pose block commute with the group
+action, so the fit is equivariant: fitting the transformed signal from the transformed initial latent gives
+the transformed latents.
+
+Step sizes are squashed smoothly into ``lr_bounds = (low, high)`` in log space,
+``eta = exp(log low + (log high - log low) sigmoid(raw))``, from unconstrained raw parameters, so their
+outer-loop gradient never vanishes (a clamp would zero it for good once a step size left its bounds).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from enf.fitting.base import Decoder, Fitter, Loss, check_count, per_sample_loss
+from enf.fitting.observed import check_mask, gather_observed, index_mask, sample_observed_subsets
 from enf.geometry import Geometry
 from enf.latents import Latents, initial_latents
 from enf.metrics import per_sample_mse
 
-__all__ = ["MetaSGD", "sample_coordinate_subsets"]
+__all__ = ["MetaSGD", "sample_coordinate_subsets", "squash_step_size", "unsquash_step_size"]
 
-Decoder = Callable[[Tensor, Latents], Tensor]
+#: initial step sizes at (or beyond) a bound start this far inside it, as a fraction of the log range.
+_EDGE = 1e-6
 
 
 def sample_coordinate_subsets(
@@ -43,23 +51,57 @@ def sample_coordinate_subsets(
     ]
 
 
-class MetaSGD(nn.Module):
+def squash_step_size(raw: Tensor, bounds: tuple[float, float]) -> Tensor:
+    """``exp(log lo + (log hi - log lo) sigmoid(raw))``, in ``(lo, hi)`` for every finite ``raw``.
+
+    ``sigmoid`` is evaluated as ``1 - sigmoid(-raw)`` for ``raw >= 0`` so that its derivative keeps full
+    relative precision in both tails (``torch.sigmoid``'s backward ``y (1 - y)`` rounds to 0 once
+    ``y == 1``): the gradient stays positive up to ``|raw| ~ 87`` in float32.
+    """
+    log_lo, log_hi = math.log(bounds[0]), math.log(bounds[1])
+    s = torch.where(raw >= 0, 1.0 - torch.sigmoid(-raw), torch.sigmoid(raw))
+    return torch.exp(log_lo + (log_hi - log_lo) * s)
+
+
+def unsquash_step_size(value: float, bounds: tuple[float, float]) -> float:
+    """The raw parameter whose :func:`squash_step_size` is ``value`` (values outside are moved just inside)."""
+    log_lo, log_hi = math.log(bounds[0]), math.log(bounds[1])
+    frac = (math.log(max(value, bounds[0])) - log_lo) / (log_hi - log_lo)
+    frac = min(max(frac, _EDGE), 1.0 - _EDGE)
+    return math.log(frac) - math.log1p(-frac)
+
+
+class MetaSGD(Fitter):
     """Shared initial latent and learned inner-loop step sizes.
 
+    Constructed without ``geometry``/``context_dim`` it is bound later with
+    ``bind(geometry=..., context_dim=...)`` (``num_signals`` is ignored), which creates the parameters;
+    with both given it binds at once.
+
+    Parameters (after binding): ``init_poses [1, L, pose_dim]``, ``init_context [1, L, context_dim]``,
+    ``init_window [1, L, 1]`` (the shared initial latent) and the **raw** step-size parameters
+    ``lr_position [1]``, ``lr_orientation [1]``, ``lr_context [context_dim]``, ``lr_window [1]``:
+    unconstrained reals, mapped to step sizes by :func:`squash_step_size`; read the step sizes with
+    :meth:`step_sizes`, not from these tensors.
+
     Args:
-        geometry: the geometry of the poses.
-        num_latents: number of latent points ``L``.
-        context_dim: width of the context vectors.
-        num_inner_steps: inner gradient steps ``K``.
-        lr_position: initial step size of the position block of the poses.
-        lr_orientation: initial step size of the orientation blocks (ignored for position-only poses).
+        num_latents: number of latent points ``L`` (>= 1).
+        geometry: the geometry of the poses (``None``: bind later).
+        context_dim: width of the context vectors (``None``: bind later).
+        num_inner_steps: inner gradient steps ``K`` in training (>= 0).
+        num_eval_steps: inner steps of test-time encoding (``None``: ``num_inner_steps``).
+        lr_position: initial step size of the position block of the poses; ``0`` freezes the positions
+            in the inner loop (the published shallow-water and ball setups).
+        lr_orientation: initial step size of the orientation blocks (ignored for position-only poses);
+            ``0`` freezes the orientations.
         lr_context: initial step size of every context channel.
         lr_window: initial step size of the window; ``0`` freezes the window in the inner loop.
-        lr_bounds: step sizes are clipped to this positive range.
+        lr_bounds: step sizes stay inside this positive range (``0 < low < high``); initial values are
+            clipped into it.
         learn_lr: learn the step sizes in the outer loop.
         learn_init: learn the initial latent (poses, context, window) in the outer loop.
-        window: initial window width (``None``: ``geometry.default_window``).
-        min_window: windows are clamped from below after each step.
+        window: initial window width (``None``: ``geometry.default_window``; otherwise > 0).
+        min_window: windows are clamped from below after each step (> 0).
         first_order: drop second-order terms (no graph through the inner gradients).
         init_context: constant initial context.
     """
@@ -67,10 +109,11 @@ class MetaSGD(nn.Module):
     def __init__(
         self,
         *,
-        geometry: Geometry,
         num_latents: int,
-        context_dim: int,
+        geometry: Geometry | str | None = None,
+        context_dim: int | None = None,
         num_inner_steps: int = 3,
+        num_eval_steps: int | None = None,
         lr_position: float = 0.1,
         lr_orientation: float = 0.1,
         lr_context: float = 5.0,
@@ -83,45 +126,79 @@ class MetaSGD(nn.Module):
         first_order: bool = False,
         init_context: float = 1.0,
     ) -> None:
-        super().__init__()
+        super().__init__(num_latents=num_latents)
         lo, hi = lr_bounds
         if not 0 < lo < hi:
             raise ValueError(f"lr_bounds must satisfy 0 < low < high, got {lr_bounds}")
-        if num_inner_steps < 0:
-            raise ValueError(f"num_inner_steps must be >= 0, got {num_inner_steps}")
-        self.geometry = geometry
+        check_count("num_inner_steps", num_inner_steps, minimum=0)
+        check_count("num_eval_steps", num_eval_steps, minimum=0, optional=True)
+        if window is not None and not (window > 0 and math.isfinite(window)):
+            raise ValueError(
+                f"window must be None (geometry default) or a positive finite number, got {window}"
+            )
+        if not min_window > 0:
+            raise ValueError(f"min_window must be > 0, got {min_window}")
         self.num_inner_steps = num_inner_steps
+        self.num_eval_steps = num_eval_steps
         self.lr_bounds = (float(lo), float(hi))
         self.first_order = first_order
         self.min_window = min_window
         self.freeze_window = lr_window <= 0
+        self.freeze_position = lr_position <= 0
+        self.freeze_orientation = lr_orientation <= 0
+        self._settings = dict(
+            lr_position=lr_position,
+            lr_orientation=lr_orientation,
+            lr_context=lr_context,
+            lr_window=lr_window,
+            learn_lr=learn_lr,
+            learn_init=learn_init,
+            window=window,
+            init_context=init_context,
+        )
+        if (geometry is None) != (context_dim is None):
+            raise ValueError(
+                "pass both geometry and context_dim to bind at construction, or neither "
+                f"(got geometry={geometry!r}, context_dim={context_dim!r})"
+            )
+        if geometry is not None:
+            self.bind(geometry=geometry, context_dim=context_dim)
 
+    def _build(self, *, geometry: Geometry, context_dim: int, num_signals: int) -> None:
+        cfg = self._settings
         z0 = initial_latents(
             geometry,
-            num_latents=num_latents,
+            num_latents=self.num_latents,
             context_dim=context_dim,
-            window=window,
-            context_init=init_context,
+            window=cfg["window"],
+            context_init=cfg["init_context"],
+            dtype=torch.get_default_dtype(),
         )
+        learn_init, learn_lr = cfg["learn_init"], cfg["learn_lr"]
         self.init_poses = nn.Parameter(z0.poses, requires_grad=learn_init)
         self.init_context = nn.Parameter(z0.context, requires_grad=learn_init)
         self.init_window = nn.Parameter(z0.window, requires_grad=learn_init)
 
         def lr_param(value: float, size: int) -> nn.Parameter:
-            value = min(max(value, lo), hi)
-            return nn.Parameter(torch.full((size,), float(value)), requires_grad=learn_lr)
+            raw = torch.full((size,), unsquash_step_size(float(value), self.lr_bounds), dtype=torch.float64)
+            return nn.Parameter(raw.to(torch.get_default_dtype()), requires_grad=learn_lr)
 
-        self.lr_position = lr_param(lr_position, 1)
-        self.lr_orientation = lr_param(lr_orientation, 1)
-        self.lr_context = lr_param(lr_context, context_dim)
-        self.lr_window = lr_param(max(lr_window, lo), 1)
+        self.lr_position = lr_param(cfg["lr_position"], 1)
+        self.lr_orientation = lr_param(cfg["lr_orientation"], 1)
+        self.lr_context = lr_param(cfg["lr_context"], context_dim)
+        self.lr_window = lr_param(cfg["lr_window"], 1)
         if self.freeze_window:
             self.lr_window.requires_grad_(False)
+        if self.freeze_position:
+            self.lr_position.requires_grad_(False)
+        if self.freeze_orientation:
+            self.lr_orientation.requires_grad_(False)
         if geometry.pose_dim == geometry.position_dim:  # no orientation block: the step size is unused
             self.lr_orientation.requires_grad_(False)
 
     def initial(self, batch_size: int) -> Latents:
         """The shared initial latent repeated ``batch_size`` times (differentiable w.r.t. the init)."""
+        self._require_bound("initial")
         expand = (batch_size, -1, -1)
         return Latents(
             poses=self.init_poses.expand(*expand),
@@ -130,16 +207,53 @@ class MetaSGD(nn.Module):
         )
 
     def step_sizes(self) -> dict[str, Tensor]:
-        """Clipped step sizes: ``poses [pose_dim]``, ``context [context_dim]``, ``window [1]``."""
-        lo, hi = self.lr_bounds
-        geom = self.geometry
-        pos = self.lr_position.clamp(lo, hi).expand(geom.position_dim)
-        ori = self.lr_orientation.clamp(lo, hi).expand(geom.pose_dim - geom.position_dim)
+        """Step sizes in ``lr_bounds``: ``poses [pose_dim]``, ``context [context_dim]``, ``window [1]``.
+
+        The position step size fills the position block, the orientation step size every orientation
+        block (:attr:`~enf.geometry.Geometry.pose_blocks`).
+        """
+        geom = self._require_bound("step_sizes")
+        bounds = self.lr_bounds
+        pos = squash_step_size(self.lr_position, bounds).expand(geom.position_dim)
+        ori = squash_step_size(self.lr_orientation, bounds).expand(geom.pose_dim - geom.position_dim)
+        if self.freeze_position:  # frozen blocks take no inner step
+            pos = torch.zeros_like(pos)
+        if self.freeze_orientation:
+            ori = torch.zeros_like(ori)
         return {
             "poses": torch.cat([pos, ori]),
-            "context": self.lr_context.clamp(lo, hi),
-            "window": self.lr_window.clamp(lo, hi),
+            "context": squash_step_size(self.lr_context, bounds),
+            "window": squash_step_size(self.lr_window, bounds),
         }
+
+    def encode(
+        self,
+        decoder: Decoder,
+        coords: Tensor,
+        signal: Tensor,
+        *,
+        index: Tensor | None = None,
+        train: bool,
+        loss: Loss = per_sample_mse,
+        subset_size: int | None = None,
+        num_steps: int | None = None,
+        mask: Tensor | None = None,
+    ) -> Latents:
+        """The fitter protocol (:class:`~enf.fitting.base.Fitter`); ``index`` plays no part.
+
+        ``train=True``: :meth:`forward` with ``subset_size`` random (observed) coordinates per step and
+        ``num_steps`` (default ``num_inner_steps``), graph kept unless first order. ``train=False``:
+        ``num_steps`` (default ``num_eval_steps``, else ``num_inner_steps``) steps on all observed points
+        (``subset_size`` is not used), no graph through the inner gradients, detached result.
+        """
+        if train:
+            return self(
+                decoder, coords, signal, num_steps=num_steps, subset_size=subset_size, loss=loss, mask=mask
+            )
+        if num_steps is None:
+            num_steps = self.num_inner_steps if self.num_eval_steps is None else self.num_eval_steps
+        fit = self(decoder, coords, signal, num_steps=num_steps, loss=loss, mask=mask, create_graph=False)
+        return fit.detach()
 
     def forward(
         self,
@@ -153,6 +267,8 @@ class MetaSGD(nn.Module):
         init: Latents | None = None,
         generator: torch.Generator | None = None,
         create_graph: bool | None = None,
+        loss: Loss = per_sample_mse,
+        mask: Tensor | None = None,
     ) -> Latents:
         """Fit latents to ``signal [B, N, C]`` observed at ``coords [B, N, coord_dim]``.
 
@@ -160,37 +276,66 @@ class MetaSGD(nn.Module):
             decoder: ``decoder(coords, latents) -> [B, N, C]``.
             num_steps: inner steps (default ``num_inner_steps``; more at test time is allowed).
             subset_size: number of coordinates per inner step, drawn afresh each step (``None``: all).
-            subsets: explicit index tensors, one per step (overrides ``subset_size``).
+                With a ``mask``: that many observed points per sample (fewer where fewer are observed).
+            subsets: explicit index tensors shared by the batch, one per step (overrides ``subset_size``);
+                with a ``mask`` only their observed points count.
             init: initial latents ``[B, ...]`` (default: the shared initial latent).
             create_graph: keep the graph through the inner gradients (default: ``not first_order`` when
                 gradients are enabled).
+            loss: per-sample loss ``(pred [B, n, C], target [B, n, C]) -> [B]`` of the inner steps.
+            mask: ``[B, N]`` bool, observed points: only they enter the inner loss (gathered when every
+                sample has as many, else the loss is evaluated per sample on its own points).
 
         Returns:
             the adapted latents (differentiable w.r.t. the init, step sizes and decoder unless first order).
         """
+        self._require_bound("forward")
         if coords.dim() != 3 or signal.dim() != 3 or coords.shape[:2] != signal.shape[:2]:
             raise ValueError(
                 f"coords [B, N, coord_dim] and signal [B, N, C] must agree, got {tuple(coords.shape)} "
                 f"and {tuple(signal.shape)}"
             )
+        check_count("num_steps", num_steps, minimum=0, optional=True)
+        check_count("subset_size", subset_size, minimum=1, optional=True)
         steps = self.num_inner_steps if num_steps is None else num_steps
+        if mask is not None:
+            check_mask(mask, coords)
         if subsets is None:
-            subsets = sample_coordinate_subsets(
-                coords.shape[1], subset_size, steps, generator=generator, device=coords.device
-            )
+            if mask is None:
+                subsets = sample_coordinate_subsets(
+                    coords.shape[1], subset_size, steps, generator=generator, device=coords.device
+                )
+            else:
+                subsets = sample_observed_subsets(mask, subset_size, steps, generator=generator)
+        elif mask is not None:
+            subsets = [check_mask(index_mask(idx, mask), coords, what="mask & subset") for idx in subsets]
         if len(subsets) != steps:
             raise ValueError(f"need one coordinate subset per inner step ({steps}), got {len(subsets)}")
         if create_graph is None:
             create_graph = (not self.first_order) and torch.is_grad_enabled()
         z = self.initial(coords.shape[0]) if init is None else init
         lr = self.step_sizes()
-        for idx in subsets:
-            x, y = (coords, signal) if idx is None else (coords[:, idx], signal[:, idx])
-            z = self._step(decoder, x, y, z, lr, create_graph=create_graph)
+        for sel in subsets:
+            if sel is None:
+                x, y, m = coords, signal, None
+            elif sel.dtype == torch.bool:
+                x, y, m = gather_observed(coords, signal, sel)
+            else:
+                x, y, m = coords[:, sel], signal[:, sel], None
+            z = self._step(decoder, x, y, m, z, lr, loss=loss, create_graph=create_graph)
         return z
 
     def _step(
-        self, decoder: Decoder, x: Tensor, y: Tensor, z: Latents, lr: dict[str, Tensor], *, create_graph: bool
+        self,
+        decoder: Decoder,
+        x: Tensor,
+        y: Tensor,
+        mask: Tensor | None,
+        z: Latents,
+        lr: dict[str, Tensor],
+        *,
+        loss: Loss,
+        create_graph: bool,
     ) -> Latents:
         with torch.enable_grad():
             leaves = [z.poses, z.context, z.window]
@@ -199,17 +344,22 @@ class MetaSGD(nn.Module):
             ]
             zz = Latents(poses=leaves[0], context=leaves[1], window=leaves[2])
             pred = decoder(x, zz)
-            loss = per_sample_mse(pred, y).sum()  # sum over batch: per-sample gradients
-            wanted = [0, 1] + ([] if self.freeze_window else [2])
+            total = per_sample_loss(loss, pred, y, mask).sum()  # sum over batch: per-sample gradients
+            geom = self.geometry
+            poses_frozen = self.freeze_position and (
+                self.freeze_orientation or geom.pose_dim == geom.position_dim
+            )
+            wanted = ([] if poses_frozen else [0]) + [1] + ([] if self.freeze_window else [2])
             grads = torch.autograd.grad(
-                loss, [leaves[i] for i in wanted], create_graph=create_graph, allow_unused=True
+                total, [leaves[i] for i in wanted], create_graph=create_graph, allow_unused=True
             )
             # A latent part the decoder ignores (e.g. the window with use_window=False) gets a zero gradient.
-            grads = [
-                torch.zeros_like(leaves[i]) if gr is None else gr
-                for i, gr in zip(wanted, grads, strict=False)
-            ]
-        g_poses, g_context = grads[0], grads[1]
+            found = {
+                i: (torch.zeros_like(leaves[i]) if gr is None else gr)
+                for i, gr in zip(wanted, grads, strict=True)
+            }
+        g_poses = found.get(0, torch.zeros_like(leaves[0]))
+        g_context = found[1]
         if not create_graph:
             # First order: the update is a constant offset; gradients flow to z and the step sizes only.
             g_poses, g_context = g_poses.detach(), g_context.detach()
@@ -217,6 +367,6 @@ class MetaSGD(nn.Module):
         context = z.context - lr["context"] * g_context
         window = z.window
         if not self.freeze_window:
-            g_window = grads[2] if create_graph else grads[2].detach()
+            g_window = found[2] if create_graph else found[2].detach()
             window = (z.window - lr["window"] * g_window).clamp_min(self.min_window)
         return Latents(poses=poses, context=context, window=window)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from enf import EquivariantNeuralField, Latents, geometry
-from enf.fitting import MetaSGD, sample_coordinate_subsets
-from enf.metrics import per_sample_mse
+from enf.fitting import MetaSGD, sample_coordinate_subsets, unsquash_step_size
+from enf.metrics import per_sample_l1, per_sample_mse
 
 F64 = torch.float64
 CONTEXT_DIM = 8
@@ -98,6 +98,24 @@ def test_fit_is_equivariant(name, k_nearest, value_hidden_dim):
     assert (fit1.window - z0.window).abs().max() > 1e-6
 
 
+@pytest.mark.parametrize("name", ["se2", "sphere", "ball"])
+def test_fit_is_equivariant_with_l1_loss_and_uneven_mask(name):
+    geom = geometry.get(name)
+    decoder = make_decoder(geom)
+    meta = make_meta(geom, lr_window=0.05)
+    x, y = problem(geom)
+    mask = torch.rand(2, 30, generator=gen(8)) < 0.6  # uneven observed counts per sample
+    assert mask.sum(1)[0] != mask.sum(1)[1]
+    z0 = random_latents(geom, 2, 9, seed=2)
+    g = geom.sample_group(2, generator=gen(3), dtype=F64)
+    kw = dict(init=z0, subsets=fixed_subsets(30, 20, 3), loss=per_sample_l1, mask=mask)
+    fit1 = meta(decoder, x, y, **kw)
+    fit2 = meta(decoder, geom.act_coords(g, x), y, **{**kw, "init": z0.transform(geom, g)})
+    torch.testing.assert_close(fit2.poses, geom.act_poses(g, fit1.poses), atol=1e-9, rtol=0)
+    torch.testing.assert_close(fit2.context, fit1.context, atol=1e-9, rtol=0)
+    assert (fit1.poses - z0.poses).abs().max() > 1e-4
+
+
 def test_fit_is_not_equivariant_for_absolute2d():
     geom = geometry.get("absolute2d")
     decoder = make_decoder(geom)
@@ -141,11 +159,16 @@ def test_one_inner_step_is_sgd_on_the_per_sample_mse():
     meta = make_meta(
         geom, lr_position=0.3, lr_orientation=0.7, lr_context=2.0, lr_window=0.4, min_window=1e-3
     )
-    with torch.no_grad():  # exact float64 values (the constructor stores float32)
-        meta.lr_position.fill_(0.3)
-        meta.lr_orientation.fill_(0.7)
-        meta.lr_window.fill_(0.4)
-        meta.lr_context.copy_(torch.linspace(0.5, 3.0, CONTEXT_DIM, dtype=F64))
+    with torch.no_grad():  # exact float64 raw values (the constructor stores float32)
+        bounds = meta.lr_bounds
+        meta.lr_position.fill_(unsquash_step_size(0.3, bounds))
+        meta.lr_orientation.fill_(unsquash_step_size(0.7, bounds))
+        meta.lr_window.fill_(unsquash_step_size(0.4, bounds))
+        meta.lr_context.copy_(
+            torch.tensor([unsquash_step_size(v, bounds) for v in (0.5, 1.0, 3.0) * 3][:8], dtype=F64)
+        )
+    lr_context = torch.tensor([0.5, 1.0, 3.0] * 3, dtype=F64)[:CONTEXT_DIM]
+    torch.testing.assert_close(meta.step_sizes()["context"], lr_context, atol=1e-12, rtol=0)
     x, y = problem(geom, batch_size=2)
     z0 = random_latents(geom, 2, 9, seed=5)
     idx = fixed_subsets(30, 12, 1)[0]
@@ -157,7 +180,7 @@ def test_one_inner_step_is_sgd_on_the_per_sample_mse():
     gp, gc, gw = torch.autograd.grad(loss, leaves)
     lr_pose = torch.tensor([0.3, 0.3, 0.7, 0.7], dtype=F64)
     torch.testing.assert_close(fit.poses, z0.poses - lr_pose * gp, atol=1e-12, rtol=0)
-    torch.testing.assert_close(fit.context, z0.context - meta.lr_context.detach() * gc, atol=1e-12, rtol=0)
+    torch.testing.assert_close(fit.context, z0.context - lr_context * gc, atol=1e-12, rtol=0)
     torch.testing.assert_close(fit.window, (z0.window - 0.4 * gw).clamp_min(1e-3), atol=1e-12, rtol=0)
 
 
@@ -247,42 +270,42 @@ def test_first_order_keeps_no_graph_through_inner_gradients():
 
 
 # ------------------------------------------------------------------------------------------ step sizes
-def test_step_sizes_are_clipped_into_bounds():
+def test_step_sizes_stay_inside_bounds():
     geom = geometry.get("se2")
     meta = make_meta(geom, lr_bounds=(1e-3, 10.0))
-    with torch.no_grad():
+    with torch.no_grad():  # raw parameters anywhere on the real line
         meta.lr_position.fill_(1e6)
-        meta.lr_orientation.fill_(-5.0)
-        meta.lr_context.copy_(torch.linspace(-1.0, 20.0, CONTEXT_DIM))
+        meta.lr_orientation.fill_(-1e6)
+        meta.lr_context.copy_(torch.linspace(-50.0, 50.0, CONTEXT_DIM))
     sizes = meta.step_sizes()
-    assert torch.equal(sizes["poses"], torch.tensor([10.0, 10.0, 1e-3, 1e-3], dtype=F64))
-    expected = torch.linspace(-1.0, 20.0, CONTEXT_DIM, dtype=F64).clamp(1e-3, 10.0)
-    torch.testing.assert_close(sizes["context"], expected, atol=1e-12, rtol=0)
-    assert sizes["window"].item() == pytest.approx(
-        1e-3
-    )  # lr_window=0 becomes the lower bound (and is frozen)
-    # constructor values are clipped too
+    torch.testing.assert_close(sizes["poses"], torch.tensor([10.0, 10.0, 1e-3, 1e-3], dtype=F64))
+    assert (sizes["context"] >= 1e-3 * (1 - 1e-12)).all() and (sizes["context"] <= 10.0 * (1 + 1e-12)).all()
+    assert (sizes["context"].diff() >= 0).all()  # monotone in the raw parameter
+    # lr_window=0 starts (frozen) at the lower bound
+    assert sizes["window"].item() == pytest.approx(1e-3, rel=1e-4)
+    # constructor values are clipped into the bounds
     clipped = MetaSGD(
-        geometry=geom, num_latents=4, context_dim=3, lr_context=1e9, lr_position=0.0, lr_bounds=(1e-3, 10.0)
+        geometry=geom, num_latents=4, context_dim=3, lr_context=1e9, lr_position=1e-9, lr_bounds=(1e-3, 10.0)
     )
-    assert torch.equal(clipped.lr_context.detach(), torch.full((3,), 10.0))
-    assert clipped.lr_position.item() == pytest.approx(1e-3)
+    torch.testing.assert_close(clipped.step_sizes()["context"], torch.full((3,), 10.0), rtol=1e-4, atol=0)
+    assert clipped.step_sizes()["poses"][0].item() == pytest.approx(1e-3, rel=1e-4)
 
 
-def test_clipped_step_sizes_are_what_the_inner_loop_uses():
+def test_step_sizes_are_what_the_inner_loop_uses():
     geom = geometry.get("translation2d")
     decoder = make_decoder(geom)
     x, y = problem(geom)
     subsets = fixed_subsets(30, 20, 2)
-    at_bound = make_meta(geom, lr_bounds=(1e-4, 0.5), lr_position=0.5, lr_context=0.5)
-    beyond = make_meta(geom, lr_bounds=(1e-4, 0.5), lr_position=0.5, lr_context=0.5)
-    with torch.no_grad():
-        beyond.lr_position.fill_(50.0)
-        beyond.lr_context.fill_(7.0)
-    a = at_bound(decoder, x, y, subsets=subsets, num_steps=2)
-    b = beyond(decoder, x, y, subsets=subsets, num_steps=2)
-    torch.testing.assert_close(a.poses, b.poses, atol=1e-14, rtol=0)
-    torch.testing.assert_close(a.context, b.context, atol=1e-14, rtol=0)
+    a = make_meta(geom, lr_position=0.2, lr_context=0.5)
+    b = make_meta(geom, lr_position=0.01, lr_context=0.01)
+    with torch.no_grad():  # copy a's raw parameters into b: b must fit exactly like a
+        b.lr_position.copy_(a.lr_position)
+        b.lr_context.copy_(a.lr_context)
+    torch.testing.assert_close(a.step_sizes()["context"], torch.full((CONTEXT_DIM,), 0.5, dtype=F64))
+    fit_a = a(decoder, x, y, subsets=subsets, num_steps=2)
+    fit_b = b(decoder, x, y, subsets=subsets, num_steps=2)
+    torch.testing.assert_close(fit_a.poses, fit_b.poses, atol=1e-14, rtol=0)
+    torch.testing.assert_close(fit_a.context, fit_b.context, atol=1e-14, rtol=0)
 
 
 def test_lr_bounds_and_steps_are_validated():
