@@ -1,4 +1,4 @@
-"""Property checks for geometries and steerable fields (like ``e3nn.util.test.assert_equivariant``).
+"""Property checks for geometries, steerable fields and equivariant maps (like e3nn's ``assert_equivariant``).
 
 The ``*_error`` functions return the largest absolute deviation (a ``float``) over random inputs and random
 group elements; the ``assert_*`` functions raise :class:`AssertionError` naming the quantity, the error and
@@ -10,6 +10,9 @@ Example::
     testing.assert_bi_invariant(geometry.get("se2"))                 # float64, atol 1e-9
     testing.assert_bi_invariant(geometry.get("se2"), dtype=torch.float32)
     testing.assert_steerable(model, geom, coords, latents)           # f(g.x; g.z) == f(x; z)
+    testing.assert_equivariant(                                        # F(g.z) == g_* F(z)
+        lambda z: field(0.0, z), geom, (z,),
+        testing.act_args(testing.act_latents(geom)), testing.act_latent_velocity(geom))
 
 Random draws use ``generator`` when given, else torch's global generator.
 """
@@ -22,16 +25,25 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from enf.geometry import Geometry, GroupElement
+from enf.geometry import Geometry, GroupElement, wrap_difference
 from enf.geometry import get as get_geometry
+from enf.latents import Latents
 
 __all__ = [
     "TOLERANCES",
+    "Action",
+    "act_args",
+    "act_coords",
+    "act_identity",
+    "act_latent_velocity",
+    "act_latents",
     "assert_bi_invariant",
+    "assert_equivariant",
     "assert_group_action",
     "assert_pose_invariant",
     "assert_steerable",
     "bi_invariance_error",
+    "equivariance_error",
     "group_action_error",
     "pose_invariance_error",
     "sample_group_like",
@@ -76,15 +88,24 @@ def _max_error(pairs: _Pairs) -> float:
     return worst
 
 
-def _check(pairs: _Pairs, atol: float, rtol: float, what: str) -> None:
+def _check(pairs: _Pairs, atol: float, rtol: float, what: str, *, worst: bool = False) -> None:
+    """Raise on the first failing pair (``worst``: on the one with the largest error, counting failures)."""
+    failing = []
     for name, actual, expected in pairs:
         diff = (actual - expected).abs()
         bad = ~(diff <= atol + rtol * expected.abs())  # NaN counts as a failure
         if bool(bad.any()):
-            raise AssertionError(
-                f"{what}: {name} differs by up to {float(diff.max()):.3e} "
-                f"(tolerance atol={atol:g}, rtol={rtol:g}; {int(bad.sum())} of {bad.numel()} entries fail)"
-            )
+            rank = float(diff.max()) if bool(torch.isfinite(diff).all()) else float("inf")
+            failing.append((rank, float(diff.max()), name, int(bad.sum()), bad.numel()))
+            if not worst:
+                break
+    if failing:
+        _, error, name, num_bad, num = max(failing, key=lambda f: f[0]) if worst else failing[0]
+        count = f"; {len(failing)} of {len(pairs)} compared outputs fail" if worst else ""
+        raise AssertionError(
+            f"{what}: {name} differs by up to {error:.3e} "
+            f"(tolerance atol={atol:g}, rtol={rtol:g}; {num_bad} of {num} entries fail{count})"
+        )
 
 
 def _tiled_inputs(
@@ -261,17 +282,190 @@ def assert_group_action(
     _check(pairs, atol, rtol, f"{geometry.name} group action is inconsistent")
 
 
+# ------------------------------------------------------------------------------ generic equivariance
+Action = Callable[[GroupElement, Any], Any]
+"""``(g, value) -> g . value``: how a group element moves an input or an output."""
+
+
+def act_identity(g: GroupElement, value: Any) -> Any:
+    """The trivial action (invariant inputs or outputs): returns ``value`` unchanged."""
+    return value
+
+
+def act_coords(geometry: Geometry | str) -> Action:
+    """``lambda g, x: geometry.act_coords(g, x)`` for coordinates ``[B, N, coord_dim]``."""
+    geometry = get_geometry(geometry)
+    return lambda g, x: geometry.act_coords(g, x)
+
+
+def act_latents(geometry: Geometry | str) -> Action:
+    """``lambda g, z: z.transform(geometry, g)`` for :class:`~enf.Latents` (with or without a time axis)."""
+    geometry = get_geometry(geometry)
+    return lambda g, z: z.transform(geometry, g)
+
+
+def act_latent_velocity(geometry: Geometry | str) -> Action:
+    """``lambda g, dz: dz.transform_velocity(geometry, g)``: latents of velocities move by the linear part."""
+    geometry = get_geometry(geometry)
+    return lambda g, dz: dz.transform_velocity(geometry, g)
+
+
+def act_args(*actions: Action) -> Callable[[GroupElement, tuple], tuple]:
+    """An ``act_in`` acting on argument ``i`` with ``actions[i]``, e.g. ``act_args(act_coords(geom), act_latents(geom))``."""
+
+    def act(g: GroupElement, inputs: tuple) -> tuple:
+        if len(inputs) != len(actions):
+            raise ValueError(f"act_args has {len(actions)} actions but got {len(inputs)} inputs")
+        return tuple(a(g, value) for a, value in zip(actions, inputs, strict=True))
+
+    return act
+
+
+def _leaves(value: Any, name: str) -> list[tuple[str, Tensor]]:
+    """Named tensors of an output: a Tensor, a Latents (its three fields) or nested tuples/lists of them."""
+    if isinstance(value, Tensor):
+        return [(name, value)]
+    if isinstance(value, Latents):
+        return [
+            (f"{name}.{field}", t)
+            for field, t in zip(("poses", "context", "window"), value.to_tuple(), strict=True)
+        ]
+    if isinstance(value, (tuple, list)):
+        return [leaf for i, v in enumerate(value) for leaf in _leaves(v, f"{name}[{i}]")]
+    raise TypeError(
+        f"outputs must be Tensors, Latents or tuples of them, got {type(value).__name__} at {name}"
+    )
+
+
+def _reference(inputs: Any) -> Tensor:
+    """The first tensor of the ``inputs`` tuple (searched through tuples, Latents, objects with ``poses``)."""
+    if not isinstance(inputs, tuple):
+        raise TypeError(
+            f"inputs must be a tuple of arguments of fn, got {type(inputs).__name__}; wrap it: (x,)"
+        )
+
+    def first(value: Any) -> Tensor | None:
+        if isinstance(value, Tensor):
+            return value
+        if isinstance(value, (tuple, list)):
+            return next((t for t in map(first, value) if t is not None), None)
+        poses = getattr(value, "poses", None)
+        return poses if isinstance(poses, Tensor) else None
+
+    ref = first(inputs)
+    if ref is None:
+        raise TypeError(
+            "inputs hold no tensor to take the dtype, device and batch size of the group elements from"
+        )
+    return ref
+
+
+def _equivariance_pairs(
+    fn, geometry, inputs, act_in, act_out, num_samples, generator, batch_size, root
+) -> _Pairs:
+    ref = _reference(inputs)
+    num = ref.shape[0] if batch_size is None else batch_size
+    reference = fn(*inputs)
+    pairs: _Pairs = []
+    for k in range(num_samples):
+        g = sample_group_like(geometry, num, ref, generator)
+        moved = act_in(g, inputs)
+        if not isinstance(moved, tuple):
+            raise TypeError(f"act_in must return a tuple of arguments of fn, got {type(moved).__name__}")
+        actual, expected = _leaves(fn(*moved), root), _leaves(act_out(g, reference), root)
+        if [(n, t.shape) for n, t in actual] != [(n, t.shape) for n, t in expected]:
+            raise AssertionError(
+                f"output structure differs under group element #{k}: fn(g.inputs) gives "
+                f"{[(n, tuple(t.shape)) for n, t in actual]}, act_out(g, fn(inputs)) gives "
+                f"{[(n, tuple(t.shape)) for n, t in expected]}"
+            )
+        for (name, a), (_, e) in zip(actual, expected, strict=True):
+            a, e = a.detach(), e.detach()
+            if geometry.periodic and name.endswith(".poses"):  # positions modulo the period: -1 == 1
+                n = geometry.position_dim
+                pos = a[..., :n] - wrap_difference(a[..., :n] - e[..., :n])
+                e = torch.cat([pos, e[..., n:]], dim=-1)
+            pairs.append((f"{name} under group element #{k}", a, e))
+    return pairs
+
+
+def equivariance_error(
+    fn: Callable[..., Any],
+    geometry: Geometry | str,
+    inputs: tuple,
+    act_in: Callable[[GroupElement, tuple], tuple],
+    act_out: Action,
+    *,
+    num_samples: int = 8,
+    generator: torch.Generator | None = None,
+    batch_size: int | None = None,
+) -> float:
+    """Max ``|fn(*act_in(g, inputs)) - act_out(g, fn(*inputs))|`` over ``num_samples`` random ``g``.
+
+    See :func:`assert_equivariant` for the arguments.
+    """
+    geometry = get_geometry(geometry)
+    return _max_error(
+        _equivariance_pairs(
+            fn, geometry, inputs, act_in, act_out, num_samples, generator, batch_size, "output"
+        )
+    )
+
+
+def assert_equivariant(
+    fn: Callable[..., Any],
+    geometry: Geometry | str,
+    inputs: tuple,
+    act_in: Callable[[GroupElement, tuple], tuple],
+    act_out: Action,
+    *,
+    num_samples: int = 8,
+    atol: float | None = None,
+    rtol: float | None = None,
+    generator: torch.Generator | None = None,
+    batch_size: int | None = None,
+) -> None:
+    """Raise ``AssertionError`` unless ``fn(*act_in(g, inputs)) == act_out(g, fn(*inputs))``.
+
+    Example (a latent vector field ``F(g.z) == g_* F(z)``)::
+
+        assert_equivariant(lambda z: field(0.0, z), geom, (z,), act_args(act_latents(geom)),
+                           act_latent_velocity(geom))
+
+    Args:
+        fn: the map; called as ``fn(*inputs)``.
+        geometry: the geometry (or its registry name) whose group elements are sampled.
+        inputs: tuple of arguments of ``fn``; its first tensor (searched through tuples and ``Latents``)
+            gives the dtype, device and (unless ``batch_size``) the number of group elements ``B``.
+        act_in: ``(g, inputs) -> moved inputs`` (a tuple), e.g. :func:`act_args`.
+        act_out: ``(g, output) -> moved output``, e.g. :func:`act_latents`, :func:`act_identity`.
+        num_samples: number of independent batches of ``B`` group elements.
+        atol, rtol: tolerances; default to :data:`TOLERANCES` for the dtype of the inputs.
+        generator: optional random generator.
+        batch_size: number of group elements per sample when the first input tensor is not batch-first.
+
+    Outputs may be Tensors, :class:`~enf.Latents` or (nested) tuples of them, compared leaf by leaf; on
+    periodic geometries the positions of ``Latents`` poses are compared modulo the period. The message
+    names the worst failing leaf, its group element index ``#k`` and its max error. ``fn`` runs with
+    autograd enabled (it may differentiate internally); outputs are detached before the comparison.
+    """
+    geometry = get_geometry(geometry)
+    atol, rtol = _tolerance(_reference(inputs).dtype, atol, rtol)
+    pairs = _equivariance_pairs(
+        fn, geometry, inputs, act_in, act_out, num_samples, generator, batch_size, "output"
+    )
+    _check(pairs, atol, rtol, f"fn is not equivariant under {geometry.name}", worst=True)
+
+
+# ------------------------------------------------------------------------------------ steerability
 def _steer_pairs(field, geometry, coords, latents, num_elements, generator) -> _Pairs:
     if coords.dim() != 3 or coords.shape[-1] != geometry.coord_dim:
         raise ValueError(f"coords must be [B, N, {geometry.coord_dim}], got shape {tuple(coords.shape)}")
-    pairs: _Pairs = []
+    act_in = act_args(act_coords(geometry), act_latents(geometry))
     with torch.no_grad():
-        reference = field(coords, latents)
-        for k in range(num_elements):
-            g = sample_group_like(geometry, coords.shape[0], coords, generator)
-            moved = field(geometry.act_coords(g, coords), latents.transform(geometry, g))
-            pairs.append((f"field under group element #{k}", moved, reference))
-    return pairs
+        return _equivariance_pairs(
+            field, geometry, (coords, latents), act_in, act_identity, num_elements, generator, None, "field"
+        )
 
 
 def steerability_error(
