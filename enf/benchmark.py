@@ -1,10 +1,19 @@
-"""Throughput and memory of the decoder and of one Meta-SGD outer step (used by ``enf bench``)."""
+"""Throughput and memory of the decoder and of one Meta-SGD outer step (used by ``enf bench``).
+
+Defaults are the JAX reference's CIFAR setting: 32x32 RGB (``N = 1024`` sampled pixels), ``L = 144`` latents,
+``k = 9`` nearest, context width 64, 2 heads x 128 per head (``hidden_dim = 256``, the total width), batch 8,
+3 inner steps, second-order gradients, Adam. Times are the **minimum** over ``repeats`` (the machine may be
+shared; the median is reported too). :func:`run_latent_sweep` times the attention at several latent counts
+at fixed ``k``: with gathered k-nearest attention the time should stay roughly flat in ``L``.
+"""
 
 from __future__ import annotations
 
 import logging
 import resource
+import statistics
 import time
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -13,7 +22,7 @@ from enf.fitting import MetaSGD
 from enf.metrics import per_sample_mse
 from enf.nn import EquivariantNeuralField
 
-__all__ = ["run_benchmark"]
+__all__ = ["run_benchmark", "run_latent_sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +36,21 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _timed(fn: Callable[[], None], repeats: int, device: torch.device) -> list[float]:
+    """Wall times of ``repeats`` calls after one warm-up call."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def run_benchmark(
     *,
     geometry: str = "translation2d",
@@ -35,101 +59,149 @@ def run_benchmark(
     image_size: int = 32,
     num_channels: int = 3,
     num_latents: int = 144,
-    k_nearest: int = 9,
-    hidden_dim: int = 128,
+    k_nearest: int | None = 9,
+    k_nearest_mode: str = "auto",
+    hidden_dim: int = 256,
     num_heads: int = 2,
-    context_dim: int = 32,
+    context_dim: int = 64,
     value_hidden_dim: int = 0,
     num_coords: int = 1024,
     num_inner_steps: int = 3,
     first_order: bool = False,
     repeats: int = 5,
+    num_threads: int | None = None,
+    outer_step: bool = True,
     seed: int = 0,
-) -> dict[str, float | int | str | bool]:
-    """Time decoder forward+backward and one Meta-SGD outer step (forward, inner loop, backward, Adam).
+) -> dict[str, float | int | str | bool | None]:
+    """Time attention and decoder forward+backward, and one Meta-SGD outer step.
 
-    Returns a flat dict: pairs per second (coordinate-latent pairs actually attended), seconds per outer
-    step (median of ``repeats``), peak memory (CUDA allocator peak on GPU; process peak RSS on CPU).
+    The outer step is the inner loop (``num_inner_steps`` steps on ``num_coords`` random pixels, second
+    order unless ``first_order``), the outer forward on fresh pixels, backward and an Adam step.
+    ``num_threads`` sets ``torch.set_num_threads`` for the run (restored afterwards); ``outer_step=False``
+    skips the Meta-SGD timing.
+
+    Returns a flat dict: ``*_s`` times (minimum of ``repeats``; ``*_median_s`` the median), pairs per second
+    (coordinate-latent pairs attended: ``B N min(k, L)``), peak memory (CUDA allocator peak on GPU; process
+    peak RSS on CPU).
     """
     dev = torch.device(device)
-    torch.manual_seed(seed)
-    geom = geometry_registry.get(geometry)
-    model = EquivariantNeuralField(
-        geometry=geom,
-        num_out=num_channels,
-        context_dim=context_dim,
-        hidden_dim=hidden_dim,
-        num_heads=num_heads,
-        k_nearest=k_nearest,
-        value_hidden_dim=value_hidden_dim,
-    ).to(dev)
-    meta = MetaSGD(
-        geometry=geom,
-        num_latents=num_latents,
-        context_dim=context_dim,
-        num_inner_steps=num_inner_steps,
-        first_order=first_order,
-    ).to(dev)
-    opt = torch.optim.Adam([*model.parameters(), *meta.parameters()], lr=1e-4)
-    side = image_size
-    coords_all = geom.sample_coords(batch_size, side * side).to(dev)
-    signal_all = torch.rand(batch_size, side * side, num_channels, device=dev)
-    pairs = batch_size * num_coords * min(k_nearest or num_latents, num_latents)
+    previous_threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        torch.manual_seed(seed)
+        geom = geometry_registry.get(geometry)
+        model = EquivariantNeuralField(
+            geometry=geom,
+            num_out=num_channels,
+            context_dim=context_dim,
+            hidden_dim=hidden_dim,
+            num_heads=num_heads,
+            k_nearest=k_nearest,
+            k_nearest_mode=k_nearest_mode,
+            value_hidden_dim=value_hidden_dim,
+        ).to(dev)
+        meta = MetaSGD(
+            geometry=geom,
+            num_latents=num_latents,
+            context_dim=context_dim,
+            num_inner_steps=num_inner_steps,
+            first_order=first_order,
+        ).to(dev)
+        opt = torch.optim.Adam([*model.parameters(), *meta.parameters()], lr=1e-4)
+        num_pixels = image_size * image_size
+        coords_all = geom.sample_coords(batch_size, num_pixels).to(dev)
+        signal_all = torch.rand(batch_size, num_pixels, num_channels, device=dev)
+        pairs = batch_size * num_coords * min(k_nearest or num_latents, num_latents)
 
-    def decoder_fwd_bwd() -> None:
-        z = meta.initial(batch_size)
-        idx = torch.randperm(side * side, device=dev)[:num_coords]
-        out = model(coords_all[:, idx], z)
-        per_sample_mse(out, signal_all[:, idx]).sum().backward()
+        def attention_fwd_bwd() -> None:
+            z = meta.initial(batch_size)
+            idx = torch.randperm(num_pixels, device=dev)[:num_coords]
+            model.attention(coords_all[:, idx], z).square().mean().backward()
 
-    def outer_step() -> None:
-        opt.zero_grad(set_to_none=True)
-        z = meta(model, coords_all, signal_all, subset_size=num_coords)
-        idx = torch.randperm(side * side, device=dev)[:num_coords]
-        loss = per_sample_mse(model(coords_all[:, idx], z), signal_all[:, idx]).mean()
-        loss.backward()
-        opt.step()
+        def decoder_fwd_bwd() -> None:
+            z = meta.initial(batch_size)
+            idx = torch.randperm(num_pixels, device=dev)[:num_coords]
+            out = model(coords_all[:, idx], z)
+            per_sample_mse(out, signal_all[:, idx]).sum().backward()
 
-    def timed(fn, n: int) -> list[float]:
-        fn()  # warm-up
-        out = []
-        for _ in range(n):
-            _sync(dev)
-            t0 = time.perf_counter()
-            fn()
-            _sync(dev)
-            out.append(time.perf_counter() - t0)
-        return out
+        def meta_outer_step() -> None:
+            opt.zero_grad(set_to_none=True)
+            z = meta(model, coords_all, signal_all, subset_size=num_coords)
+            idx = torch.randperm(num_pixels, device=dev)[:num_coords]
+            loss = per_sample_mse(model(coords_all[:, idx], z), signal_all[:, idx]).mean()
+            loss.backward()
+            opt.step()
 
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        att = _timed(attention_fwd_bwd, repeats, dev)
+        dec = _timed(decoder_fwd_bwd, repeats, dev)
+        step = _timed(meta_outer_step, repeats, dev) if outer_step else None
+        threads = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous_threads)
     if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-    dec_times = sorted(timed(decoder_fwd_bwd, repeats))
-    step_times = sorted(timed(outer_step, repeats))
-    dec = dec_times[len(dec_times) // 2]
-    step = step_times[len(step_times) // 2]
-    if dev.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(dev) / 2**20
-        mem_kind = "cuda_max_allocated"
+        peak, mem_kind = torch.cuda.max_memory_allocated(dev) / 2**20, "cuda_max_allocated"
     else:
-        peak = _peak_rss_mib()
-        mem_kind = "process_peak_rss"
-    return {
+        peak, mem_kind = _peak_rss_mib(), "process_peak_rss"
+    result: dict[str, float | int | str | bool | None] = {
         "geometry": geometry,
         "device": str(dev) if dev.type != "cuda" else torch.cuda.get_device_name(dev),
-        "threads": torch.get_num_threads(),
+        "threads": threads,
         "batch_size": batch_size,
         "num_coords": num_coords,
         "num_latents": num_latents,
         "k_nearest": k_nearest,
+        "k_nearest_mode": k_nearest_mode,
+        "context_dim": context_dim,
         "hidden_dim": hidden_dim,
         "num_heads": num_heads,
         "value_hidden_dim": value_hidden_dim,
         "num_inner_steps": num_inner_steps,
         "second_order": not first_order,
-        "decoder_fwd_bwd_s": dec,
-        "decoder_pairs_per_s": pairs / dec,
-        "meta_sgd_outer_step_s": step,
-        "outer_steps_per_s": 1.0 / step,
+        "repeats": repeats,
+        "attention_fwd_bwd_s": min(att),
+        "attention_fwd_bwd_median_s": statistics.median(att),
+        "decoder_fwd_bwd_s": min(dec),
+        "decoder_fwd_bwd_median_s": statistics.median(dec),
+        "decoder_pairs_per_s": pairs / min(dec),
+        "meta_sgd_outer_step_s": None if step is None else min(step),
+        "meta_sgd_outer_step_median_s": None if step is None else statistics.median(step),
+        "outer_steps_per_s": None if step is None else 1.0 / min(step),
         "peak_memory_mib": peak,
         "memory_kind": mem_kind,
     }
+    log.info("benchmark %s", result)
+    return result
+
+
+def run_latent_sweep(
+    *,
+    num_latents: Sequence[int] = (144, 576),
+    k_nearest: int = 9,
+    outer_step: bool = False,
+    **kwargs,
+) -> dict[str, float | int | str | bool | None]:
+    """:func:`run_benchmark` at each latent count (fixed ``k_nearest``), flattened into one dict.
+
+    Keys ``L{n}_{metric}`` for every count ``n`` and metric of :func:`run_benchmark`, plus
+    ``attention_growth`` / ``decoder_growth``: the time at the largest count over the time at the smallest
+    (about 1 when the cost is ``O(N k)``; ``L_max / L_min`` for dense attention). Other keyword arguments go
+    to :func:`run_benchmark`.
+    """
+    counts = sorted(num_latents)
+    if len(counts) < 2 or counts[0] < 1:
+        raise ValueError(f"num_latents must hold at least two positive counts, got {list(num_latents)}")
+    out: dict[str, float | int | str | bool | None] = {"sweep_num_latents": ",".join(map(str, counts))}
+    runs = {}
+    for n in counts:
+        runs[n] = run_benchmark(num_latents=n, k_nearest=k_nearest, outer_step=outer_step, **kwargs)
+        for key, value in runs[n].items():
+            out[f"L{n}_{key}"] = value
+    lo, hi = runs[counts[0]], runs[counts[-1]]
+    out["attention_growth"] = hi["attention_fwd_bwd_s"] / lo["attention_fwd_bwd_s"]
+    out["decoder_growth"] = hi["decoder_fwd_bwd_s"] / lo["decoder_fwd_bwd_s"]
+    if outer_step:
+        out["outer_step_growth"] = hi["meta_sgd_outer_step_s"] / lo["meta_sgd_outer_step_s"]
+    return out

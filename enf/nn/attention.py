@@ -10,7 +10,11 @@ For coordinate ``x_i`` and latent ``j`` with ``a_ij = invariant(x_i, p_j)``, ``d
     out_i = sum_j softmax_j(logit)_ij * (v_j * (1 + alpha_ij) + beta_ij)      (heads concatenated)
 
 Only invariants enter, so ``out(g x, g z) = out(x, z)``. Optionally only the ``k_nearest`` latents with the
-smallest ``d2_ij`` (an invariant, so the selection is equivariant) are attended to.
+smallest ``d2_ij`` (an invariant, so the selection is equivariant) are attended to; every latent tied with
+the k-th nearest (up to :data:`TIE_TOLERANCE`) is kept too, so grids of coordinates and grid-initialised
+latents give the same selection after any group element (see :func:`nearest_latents`). With k-nearest the
+latents are gathered per coordinate and all per-pair work is ``O(B N K)``; without it, per-latent features
+are contracted with per-pair embeddings as dense GEMMs.
 
 Two algebraic rewrites keep the per-pair work small without changing the function:
 - the query projection is folded into the keys: ``<W_q gamma + b_q, k_j> = <gamma, W_q^T k_j> + <b_q, k_j>``,
@@ -32,7 +36,15 @@ from enf.geometry import Geometry
 from enf.latents import Latents
 from enf.nn.embedding import RandomFourierFeatures
 
-__all__ = ["BiInvariantCrossAttention"]
+__all__ = ["TIE_TOLERANCE", "BiInvariantCrossAttention", "nearest_latents", "tie_tolerance"]
+
+#: Tie tolerance of the k-nearest selection per dtype (see :func:`nearest_latents`).
+TIE_TOLERANCE: dict[torch.dtype, float] = {
+    torch.float64: 1e-9,
+    torch.float32: 1e-5,
+    torch.float16: 1e-2,
+    torch.bfloat16: 1e-2,
+}
 
 
 class BiInvariantCrossAttention(nn.Module):
@@ -48,7 +60,9 @@ class BiInvariantCrossAttention(nn.Module):
         query_freq_scale: std of the query RFF frequencies.
         value_freq_scale: std of the value RFF frequencies.
         value_hidden_dim: hidden width of the value-conditioning MLP (0: linear in ``gamma_v``).
-        k_nearest: attend only to the ``k`` nearest latents (by invariant distance); ``None`` for all.
+        k_nearest: attend only to the ``k`` nearest latents (by invariant distance, ties with the k-th all
+            kept: :func:`nearest_latents`); ``None`` for all.
+        k_nearest_mode: ``gather``, ``mask`` or ``auto`` (see :meth:`_masks`); the same function.
         use_window: add the Gaussian window ``-d2 / s^2`` to the logits.
         channel_modulation: one ``alpha`` per channel (per-pair ``[.., C]`` work) instead of one per head.
 
@@ -68,6 +82,7 @@ class BiInvariantCrossAttention(nn.Module):
         value_freq_scale: float = 1.0,
         value_hidden_dim: int = 0,
         k_nearest: int | None = None,
+        k_nearest_mode: str = "auto",
         use_window: bool = True,
         channel_modulation: bool = False,
     ) -> None:
@@ -76,11 +91,14 @@ class BiInvariantCrossAttention(nn.Module):
             raise ValueError(f"hidden_dim ({hidden_dim}) must be divisible by num_heads ({num_heads})")
         if k_nearest is not None and k_nearest < 1:
             raise ValueError(f"k_nearest must be None or >= 1, got {k_nearest}")
+        if k_nearest_mode not in ("auto", "gather", "mask"):
+            raise ValueError(f"k_nearest_mode must be 'auto', 'gather' or 'mask', got {k_nearest_mode!r}")
         self.geometry = geometry
         self.hidden_dim = hidden_dim
         self.num_heads = num_heads
         self.head_dim = hidden_dim // num_heads
         self.k_nearest = k_nearest
+        self.k_nearest_mode = k_nearest_mode
         self.use_window = use_window
         self.channel_modulation = channel_modulation
         # a = x - q and everything linear in gamma(a): the whole layer is GEMMs over [B, N, L, H].
@@ -89,6 +107,11 @@ class BiInvariantCrossAttention(nn.Module):
             and value_hidden_dim == 0
             and not channel_modulation
         )
+        if k_nearest_mode == "mask" and not self._fully_separable:
+            raise ValueError(
+                "k_nearest_mode='mask' needs a difference invariant (translation geometries) with "
+                "value_hidden_dim=0 and channel_modulation=False; use 'gather' or 'auto'"
+            )
 
         self.latent_proj = nn.Linear(context_dim, hidden_dim)
         self.latent_norm = nn.LayerNorm(hidden_dim)
@@ -117,113 +140,183 @@ class BiInvariantCrossAttention(nn.Module):
             nn.init.zeros_(lin.bias)
 
     def forward(self, coords: Tensor, latents: Latents) -> Tensor:
+        selection = self._select(coords, latents.poses)
+        if selection is not None:
+            if self._masks(latents.num_latents, selection[0].shape[-1]):
+                return self._forward_separable(coords, latents, selection=selection)
+            return self._forward_gathered(coords, latents, *selection)
         if self._fully_separable:
             return self._forward_separable(coords, latents)
-        geom = self.geometry
-        b, n, _ = coords.shape
-        num_latents = latents.num_latents
-        heads, head_dim = self.num_heads, self.head_dim
+        return self._forward_dense(coords, latents)
 
-        # Per-latent features [B, L, ...]; the query projection is folded into the keys.
+    def _masks(self, num_latents: int, num_selected: int) -> bool:
+        """Whether the k-nearest selection runs as a mask on the dense GEMM path rather than gathered.
+
+        Gathering is ``O(N K)`` but memory-bound; the GEMMs of the separable path are ``O(N L)`` with a
+        small constant. On 2 CPU cores they break even near ``L = 32 K`` (see the latent-count sweep of
+        ``enf bench --sweep``), so ``auto`` masks below that for translation geometries and gathers above.
+        """
+        if self.k_nearest_mode == "gather" or not self._fully_separable:
+            return False
+        return self.k_nearest_mode == "mask" or num_latents < MASK_MAX_LATENTS_PER_SELECTED * num_selected
+
+    def _select(self, coords: Tensor, poses: Tensor) -> tuple[Tensor, Tensor] | None:
+        """The tie-consistent k-nearest selection ``(idx, keep)``, or ``None`` to attend to all latents."""
+        k = self.k_nearest
+        if k is None or k >= poses.shape[1]:
+            return None
+        with torch.no_grad():
+            d2 = self.geometry.distance2(coords.detach(), poses.detach())  # [B, N, L]
+            idx, keep = nearest_latents(d2, k)
+        if idx.shape[-1] == poses.shape[1] and bool(keep.all()):
+            return (
+                None  # every latent is tied with the k-th everywhere: the dense paths are the same function
+            )
+        return idx, keep
+
+    def _latent_features(self, latents: Latents) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-latent ``key_freq [B, L, H, 2Fq]``, ``key_bias [B, L, H]`` (query projection folded into the
+        keys, scaled by ``1/sqrt(D)``) and ``values [B, L, C]``."""
+        heads = self.num_heads
         h = self.latent_norm(self.latent_proj(latents.context))
         keys = rearrange(self.key(h), "b l (h d) -> b l h d", h=heads)
-        values = self.value(h)  # [B, L, C]
         w_q = rearrange(self.query.weight, "(h d) f -> h d f", h=heads)
         b_q = rearrange(self.query.bias, "(h d) -> h d", h=heads)
-        key_freq = torch.einsum("blhd,hdf->blhf", keys, w_q) / math.sqrt(head_dim)  # [B, L, H, 2Fq]
-        key_bias = torch.einsum("blhd,hd->blh", keys, b_q) / math.sqrt(head_dim)  # [B, L, H]
-        fq = key_freq.shape[-1]
-        pair_feats = torch.cat(
-            [
-                rearrange(key_freq, "b l h f -> b l (h f)"),
-                key_bias,
-                latents.window.square().reciprocal(),
-                latents.poses,
-            ],
-            dim=-1,
-        )
+        key_freq = torch.einsum("blhd,hdf->blhf", keys, w_q) / math.sqrt(self.head_dim)
+        key_bias = torch.einsum("blhd,hd->blh", keys, b_q) / math.sqrt(self.head_dim)
+        return key_freq, key_bias, self.value(h)
 
-        # Select latents per coordinate: [B, N, K, ...] with K = k_nearest, or broadcast [B, 1, L, ...].
-        k = self.k_nearest
-        idx = None
-        if k is not None and k < num_latents:
-            with torch.no_grad():
-                d2_all = geom.distance2(coords, latents.poses)
-                idx = torch.topk(d2_all, k, dim=-1, largest=False, sorted=False).indices  # [B, N, K]
-            flat = (idx + num_latents * torch.arange(b, device=idx.device).view(b, 1, 1)).reshape(-1)
-            sel = pair_feats.reshape(b * num_latents, -1).index_select(0, flat).view(b, n, k, -1)
-        else:
-            sel = pair_feats.unsqueeze(1)
-        sel_key_freq, sel_key_bias, sel_inv_window2, sel_poses = torch.split(
-            sel, [heads * fq, heads, 1, geom.pose_dim], dim=-1
-        )
-
-        x = coords.unsqueeze(2)  # [B, N, 1, coord_dim]
-        a = geom.pair_invariant(x, sel_poses)  # [B, N, K, inv]
-        if getattr(geom, "invariant_is_difference", False):
-            logits = self._separable_logits(coords, latents.poses, key_freq, idx) + sel_key_bias
-        else:
-            gamma_q = self.query_embedding(a)  # [B, N, K, 2Fq]
-            if idx is None:  # keys per latent: [B, L, H, 2Fq], contracted without broadcasting over N
-                logits = torch.einsum("bnlf,blhf->bnlh", gamma_q, key_freq) + key_bias.unsqueeze(1)
-            else:
-                kf = sel_key_freq.unflatten(-1, (heads, fq))  # [B, N, K, H, 2Fq]
-                logits = torch.einsum("bnkf,bnkhf->bnkh", gamma_q, kf) + sel_key_bias  # [B, N, K, H]
-        if self.use_window:
-            d2 = geom.pair_distance2(x, sel_poses)  # [B, N, K]
-            logits = logits - d2.unsqueeze(-1) * sel_inv_window2
-        weights = torch.softmax(logits, dim=2)  # [B, N, K, H]
-
+    def _value_conditioning(self, a: Tensor) -> Tensor:
+        """``e = GELU(W_1 gamma_v(a) + b_1)`` (or ``gamma_v(a)``): ``[..., inv] -> [..., E]``."""
         e = self.value_embedding(a)
         if self.value_hidden is not None:
-            e = F.gelu(self.value_hidden(e))  # [B, N, K, E]
-        e = e.expand(b, n, -1, -1)
-        if self.channel_modulation:
-            out = self._channel_modulated(weights, e, values, idx)
-        else:
-            out = self._head_modulated(weights, e, values, idx)
-        # beta is linear in e: sum_j w_ij beta_ij = W_beta (sum_j w_ij e_ij) + b_beta.
+            e = F.gelu(self.value_hidden(e))
+        return e
+
+    def _add_shift(self, out: Tensor, weights: Tensor, e: Tensor) -> Tensor:
+        """``out + sum_j w_ij beta_ij`` with ``beta`` linear in ``e``: ``W_beta (sum_j w_ij e_ij) + b_beta``.
+
+        ``out [B, N, H, D]``, ``weights [B, N, K, H]``, ``e [B, N, K, E]`` -> ``[B, N, C]``.
+        """
+        heads = self.num_heads
         e_mean = torch.einsum("bnkh,bnke->bnhe", weights, e)
         w_beta = rearrange(self.value_shift.weight, "(h d) e -> h d e", h=heads)
         out = out + torch.einsum("bnhe,hde->bnhd", e_mean, w_beta)
         out = out + rearrange(self.value_shift.bias, "(h d) -> h d", h=heads)
         return rearrange(out, "b n h d -> b n (h d)")
 
-    def _forward_separable(self, coords: Tensor, latents: Latents) -> Tensor:
-        """The same function when ``a = x - q`` and ``alpha, beta`` are linear in ``gamma_v(a)``.
+    def _forward_gathered(self, coords: Tensor, latents: Latents, idx: Tensor, keep: Tensor) -> Tensor:
+        """k-nearest attention on the gathered pairs only: time and memory ``O(B N K)``, ``K = idx.shape[-1]``.
+
+        ``idx [B, N, K]`` are the selected latents per coordinate and ``keep [B, N, K]`` masks (logit
+        ``-inf``) the gathered entries beyond the tie threshold. The invariant is embedded per pair (for
+        difference invariants ``a = x - q`` directly, which is also the numerically safest form).
+        """
+        geom = self.geometry
+        b, n, num_sel = idx.shape
+        num_latents = latents.num_latents
+        heads = self.num_heads
+        key_freq, key_bias, values = self._latent_features(latents)
+        flat = rearrange(
+            idx + num_latents * torch.arange(b, device=idx.device).view(b, 1, 1), "b n k -> (b n) k"
+        )
+        small = torch.cat([key_bias, latents.window.square().reciprocal(), latents.poses], dim=-1)
+        small = small.reshape(b * num_latents, -1).index_select(0, flat.reshape(-1)).view(b, n, num_sel, -1)
+        sel_key_bias, sel_inv_window2, sel_poses = torch.split(small, [heads, 1, geom.pose_dim], dim=-1)
+        # Wide per-latent tables [B L, H, .] are gathered one neighbour slot at a time ([B N, H, .] each):
+        # memory-bound multiply-adds instead of [B, N, K, H, .] temporaries or tiny batched matmuls.
+        key_table = key_freq.reshape(b * num_latents, heads, -1)
+        value_table = values.reshape(b * num_latents, heads, self.head_dim)
+
+        x = coords.unsqueeze(2)  # [B, N, 1, coord_dim]
+        a = geom.pair_invariant(x, sel_poses)  # [B, N, K, inv]
+        gamma_q = self.query_embedding(a).reshape(b * n, num_sel, 1, -1)  # [B N, K, 1, 2Fq]
+        logits = torch.stack(
+            [(key_table.index_select(0, flat[:, j]) * gamma_q[:, j]).sum(-1) for j in range(num_sel)], dim=1
+        ).view(b, n, num_sel, heads)
+        logits = logits + sel_key_bias
+        if self.use_window:
+            logits = logits - geom.pair_distance2(x, sel_poses).unsqueeze(-1) * sel_inv_window2
+        logits = logits.masked_fill(~keep.unsqueeze(-1), float("-inf"))
+        weights = torch.softmax(logits, dim=2)  # [B, N, K, H]; masked entries are exactly 0
+
+        e = self._value_conditioning(a)  # [B, N, K, E]
+        if self.channel_modulation:  # per-pair [.., C] work by design
+            scale = weights.unsqueeze(-1) * (
+                1.0 + rearrange(self.value_scale(e), "b n k (h d) -> b n k h d", h=heads)
+            )
+        else:
+            scale = (weights * (1.0 + self.value_scale(e))).unsqueeze(-1)  # [B, N, K, H, 1]
+        scale = scale.reshape(b * n, num_sel, heads, -1)
+        out = scale[:, 0] * value_table.index_select(0, flat[:, 0])
+        for j in range(1, num_sel):
+            out = out + scale[:, j] * value_table.index_select(0, flat[:, j])
+        out = out.view(b, n, heads, self.head_dim)  # [B, N, H, D]
+        return self._add_shift(out, weights, e)
+
+    def _forward_dense(self, coords: Tensor, latents: Latents) -> Tensor:
+        """All latents, generic invariant: per-pair embeddings ``[B, N, L, ...]``, per-latent keys/values."""
+        geom = self.geometry
+        heads = self.num_heads
+        key_freq, key_bias, values = self._latent_features(latents)
+        x, poses = coords.unsqueeze(2), latents.poses.unsqueeze(1)  # [B, N, 1, c], [B, 1, L, p]
+        a = geom.pair_invariant(x, poses)  # [B, N, L, inv]
+        if getattr(geom, "invariant_is_difference", False):
+            logits = self._separable_logits(coords, latents.poses, key_freq)
+        else:  # keys per latent: contracted without broadcasting over N
+            logits = torch.einsum("bnlf,blhf->bnlh", self.query_embedding(a), key_freq)
+        logits = logits + key_bias.unsqueeze(1)
+        if self.use_window:
+            d2 = geom.pair_distance2(x, poses)  # [B, N, L]
+            logits = logits - d2.unsqueeze(-1) * latents.window.square().reciprocal().unsqueeze(1)
+        weights = torch.softmax(logits, dim=2)  # [B, N, L, H]
+
+        e = self._value_conditioning(a)  # [B, N, L, E]
+        if self.channel_modulation:
+            alpha = rearrange(self.value_scale(e), "b n l (h d) -> b n l h d", h=heads)
+            modulated = rearrange(values, "b l (h d) -> b 1 l h d", h=heads) * (1.0 + alpha)
+            out = torch.einsum("bnlh,bnlhd->bnhd", weights, modulated)
+        else:  # sum_j w_ij (1 + alpha_ij) v_j as one dense matmul
+            scaled = rearrange(weights * (1.0 + self.value_scale(e)), "b n l h -> b h n l")
+            v = rearrange(values, "b l (h d) -> b h l d", h=heads)
+            out = rearrange(torch.matmul(scaled, v), "b h n d -> b n h d")
+        return self._add_shift(out, weights, e)
+
+    def _forward_separable(
+        self, coords: Tensor, latents: Latents, *, selection: tuple[Tensor, Tensor] | None = None
+    ) -> Tensor:
+        """The same function when ``a = x - q`` and ``alpha, beta`` are linear in ``gamma_v(a)`` (all latents,
+        or the k-nearest ``selection = (idx, keep)`` as a ``-inf`` mask on the dense logits).
 
         Every per-pair quantity is ``[B, N, L, H]``: logits and ``alpha`` are GEMMs of per-coordinate
         and per-latent Fourier features, and ``sum_j w_ij gamma_v(x_i - q_j)`` is a GEMM of the attention
-        weights with per-latent features. k-nearest selection becomes a mask on the dense logits.
+        weights with per-latent features.
         """
         geom = self.geometry
-        heads, head_dim = self.num_heads, self.head_dim
-        h = self.latent_norm(self.latent_proj(latents.context))
-        keys = rearrange(self.key(h), "b l (h d) -> b l h d", h=heads)
-        w_q = rearrange(self.query.weight, "(h d) f -> h d f", h=heads)
-        b_q = rearrange(self.query.bias, "(h d) -> h d", h=heads)
-        key_freq = torch.einsum("blhd,hdf->blhf", keys, w_q) / math.sqrt(head_dim)  # [B, L, H, 2Fq]
-        key_bias = torch.einsum("blhd,hd->blh", keys, b_q) / math.sqrt(head_dim)  # [B, L, H]
+        heads = self.num_heads
+        key_freq, key_bias, values = self._latent_features(latents)
         positions = latents.poses[..., : geom.position_dim]
 
-        logits = self._separable_logits(coords, positions, key_freq, None) + key_bias.unsqueeze(1)
-        d2 = geom.distance2(coords, latents.poses)  # [B, N, L]
+        logits = self._separable_logits(coords, positions, key_freq) + key_bias.unsqueeze(1)
         if self.use_window:
+            d2 = geom.distance2(coords, latents.poses)  # [B, N, L]
             logits = logits - (d2 / latents.window.squeeze(-1).square().unsqueeze(1)).unsqueeze(-1)
-        k = self.k_nearest
-        if k is not None and k < latents.num_latents:
+        if selection is not None:
+            idx, keep = selection
             with torch.no_grad():
-                idx = torch.topk(d2, k, dim=-1, largest=False, sorted=False).indices
-                mask = torch.full_like(d2, float("-inf")).scatter(2, idx, 0.0)
+                inf = torch.tensor(float("-inf"), dtype=logits.dtype, device=logits.device)
+                mask = torch.full_like(logits[..., 0], float("-inf")).scatter(
+                    2, idx, torch.where(keep, torch.zeros_like(inf), inf).to(logits.dtype)
+                )
             logits = logits + mask.unsqueeze(-1)
         weights = torch.softmax(logits, dim=2)  # [B, N, L, H]
 
         # alpha_ij = W_alpha gamma_v(x_i - q_j) + b_alpha, one per head: the same separable form.
         b = coords.shape[0]
         w_alpha = self.value_scale.weight.expand(b, latents.num_latents, -1, -1)  # [B, L, H, 2Fv]
-        alpha = self._separable_logits(coords, positions, w_alpha, None, embedding=self.value_embedding)
+        alpha = self._separable_logits(coords, positions, w_alpha, embedding=self.value_embedding)
         scaled = weights * (1.0 + alpha + self.value_scale.bias)
-        v = rearrange(self.value(h), "b l (h d) -> b h l d", h=heads)
+        v = rearrange(values, "b l (h d) -> b h l d", h=heads)
         out = torch.matmul(rearrange(scaled, "b n l h -> b h n l"), v)  # [B, H, N, D]
 
         # sum_j w_ij gamma_v(x_i - q_j) from sin(A - B), cos(A - B) expansions.
@@ -243,7 +336,6 @@ class BiInvariantCrossAttention(nn.Module):
         coords: Tensor,
         positions: Tensor,
         key_freq: Tensor,
-        idx: Tensor | None,
         *,
         embedding: RandomFourierFeatures | None = None,
     ) -> Tensor:
@@ -251,7 +343,7 @@ class BiInvariantCrossAttention(nn.Module):
 
         With ``A = x W`` and ``B = q W``: ``sin(A - B) = sin A cos B - cos A sin B`` and
         ``cos(A - B) = cos A cos B + sin A sin B``, so ``<gamma(x - q), u> = <[sin A, cos A], psi(B, u)>``.
-        Returns ``[B, N, K, H]`` (``K = L`` without k-nearest selection).
+        ``coords [B, N, c]``, ``positions [B, L, >= c]``, ``key_freq [B, L, H, 2F]`` -> ``[B, N, L, H]``.
         """
         weight = (embedding or self.query_embedding).weight.to(coords.dtype)  # [inv, F]
         phase_x = coords @ weight  # [B, N, F]
@@ -264,33 +356,44 @@ class BiInvariantCrossAttention(nn.Module):
         )  # [B, L, H, 2F]
         heads = psi.shape[2]
         dense = torch.matmul(feat_x, rearrange(psi, "b l h f -> b f (l h)"))  # [B, N, L*H]
-        dense = rearrange(dense, "b n (l h) -> b n l h", h=heads)
-        if idx is None:
-            return dense
-        return torch.gather(dense, 2, idx.unsqueeze(-1).expand(-1, -1, -1, heads))
+        return rearrange(dense, "b n (l h) -> b n l h", h=heads)
 
-    def _head_modulated(self, weights: Tensor, e: Tensor, values: Tensor, idx: Tensor | None) -> Tensor:
-        """``sum_j w_ij (1 + alpha_ij) v_j`` with one ``alpha`` per head, as a dense matmul -> ``[B, N, H, D]``."""
-        b, n = weights.shape[:2]
-        heads = self.num_heads
-        scaled = weights * (1.0 + self.value_scale(e))  # [B, N, K, H]
-        if idx is not None:
-            num_latents = values.shape[1]
-            dense = weights.new_zeros(b, n, num_latents, heads)
-            scaled = dense.scatter(2, idx.unsqueeze(-1).expand(-1, -1, -1, heads), scaled)
-        v = rearrange(values, "b l (h d) -> b h l d", h=heads)
-        return rearrange(torch.matmul(rearrange(scaled, "b n l h -> b h n l"), v), "b h n d -> b n h d")
 
-    def _channel_modulated(self, weights: Tensor, e: Tensor, values: Tensor, idx: Tensor | None) -> Tensor:
-        """``sum_j w_ij v_j * (1 + alpha_ij)`` with one ``alpha`` per channel (per-pair work) -> ``[B, N, H, D]``."""
-        b, n, _, heads = weights.shape
-        if idx is not None:
-            num_latents = values.shape[1]
-            flat = (idx + num_latents * torch.arange(b, device=idx.device).view(b, 1, 1)).reshape(-1)
-            sel_values = (
-                values.reshape(b * num_latents, -1).index_select(0, flat).view(b, n, idx.shape[-1], -1)
-            )
-        else:
-            sel_values = values.unsqueeze(1)
-        modulated = rearrange(sel_values * (1.0 + self.value_scale(e)), "b n k (h d) -> b n k h d", h=heads)
-        return torch.einsum("bnkh,bnkhd->bnhd", weights, modulated)
+MASK_MAX_LATENTS_PER_SELECTED = 32
+
+
+def tie_tolerance(dtype: torch.dtype) -> float:
+    """Relative+absolute tolerance of :func:`nearest_latents`: ``1e-9`` (float64), ``1e-5`` (float32),
+    ``1e-2`` (float16/bfloat16)."""
+    return TIE_TOLERANCE.get(dtype, 1e-5)
+
+
+def nearest_latents(d2: Tensor, k: int, *, tol: float | None = None) -> tuple[Tensor, Tensor]:
+    """Tie-consistent k-nearest selection from squared distances ``d2 [B, N, L]``.
+
+    Keeps, per coordinate, **every** latent with ``d2 <= d_(k) + tol * (1 + |d_(k)|)`` where ``d_(k)`` is
+    the k-th smallest distance: latents tied with the k-th (exactly, or up to round-off, as on grids of
+    coordinates and grid-initialised latents) are all kept, so the selection is the same after moving
+    coordinates and latents by a group element. ``tol`` defaults to :func:`tie_tolerance` of ``d2.dtype``.
+
+    Returns ``idx [B, N, K]`` (the ``K`` nearest latents, ``K = max over B, N of the number kept``, at least
+    ``k`` and at most ``L``) and ``keep [B, N, K]`` (bool: within the threshold; always true for the ``k``
+    nearest). Not differentiable (call under ``no_grad``).
+    """
+    if d2.dim() != 3:
+        raise ValueError(f"d2 must be [B, N, L], got shape {tuple(d2.shape)}")
+    num_latents = d2.shape[-1]
+    if not 1 <= k <= num_latents:
+        raise ValueError(f"k must be in [1, L = {num_latents}], got {k}")
+    if d2.numel() == 0:
+        empty = d2.new_zeros(*d2.shape[:2], k, dtype=torch.long)
+        return empty, empty.bool()
+    tol = tie_tolerance(d2.dtype) if tol is None else tol
+    near = torch.topk(d2, k, dim=-1, largest=False, sorted=True)
+    kth = near.values[..., -1:]  # [B, N, 1]
+    threshold = kth + tol * (1.0 + kth.abs())
+    num_kept = int((d2 <= threshold).sum(-1).max())
+    if num_kept == k:
+        return near.indices, torch.ones_like(near.indices, dtype=torch.bool)
+    idx = torch.topk(d2, num_kept, dim=-1, largest=False, sorted=True).indices
+    return idx, torch.gather(d2, -1, idx) <= threshold

@@ -26,7 +26,11 @@ class EquivariantNeuralField(nn.Module):
         num_query_frequencies / num_value_frequencies: RFF sizes of the query / value embeddings.
         query_freq_scale / value_freq_scale: RFF frequency standard deviations.
         value_hidden_dim: hidden width of the value-conditioning MLP (0: linear).
-        k_nearest: attend to the ``k`` nearest latents only (``None``: all latents).
+        k_nearest: attend to the ``k`` nearest latents only (``None``: all latents); latents tied with the
+            k-th are all kept, so the selection is exact on grids.
+        k_nearest_mode: ``gather`` (per-pair work on the selected latents only, ``O(N k)``), ``mask``
+            (a mask on the dense GEMM path of translation geometries, ``O(N L)`` with a small constant) or
+            ``auto`` (mask below ``L = 32 k`` for translation geometries, gather otherwise). Same function.
         use_window: Gaussian window on the attention logits.
         channel_modulation: value conditioning ``alpha`` per channel (DESIGN form, per-pair ``[.., C]`` work)
             instead of per head (``beta`` is always per channel).
@@ -47,6 +51,7 @@ class EquivariantNeuralField(nn.Module):
         value_freq_scale: float = 1.0,
         value_hidden_dim: int = 0,
         k_nearest: int | None = None,
+        k_nearest_mode: str = "auto",
         use_window: bool = True,
         channel_modulation: bool = False,
         num_output_layers: int = 2,
@@ -68,6 +73,7 @@ class EquivariantNeuralField(nn.Module):
             value_freq_scale=value_freq_scale,
             value_hidden_dim=value_hidden_dim,
             k_nearest=k_nearest,
+            k_nearest_mode=k_nearest_mode,
             use_window=use_window,
             channel_modulation=channel_modulation,
         )
@@ -81,6 +87,12 @@ class EquivariantNeuralField(nn.Module):
         """Decode ``coords [B, N, coord_dim]`` with ``latents`` (batch ``B``) -> ``[B, N, num_out]``.
 
         ``chunk_size`` decodes the coordinates in chunks (same result, bounded memory).
+
+        Raises:
+            TypeError: ``coords`` is not a tensor (e.g. a numpy array: use ``torch.from_numpy``), ``latents``
+                is not :class:`~enf.Latents`, or the dtypes of coords, latents and parameters differ.
+            ValueError: wrong shapes, ``N = 0`` or ``L = 0``, NaN/inf in coords or in a latent part
+                (poses/context/window, named), or a window ``<= 0``.
         """
         self._check_inputs(coords, latents)
         if chunk_size is not None and chunk_size < 1:
@@ -94,9 +106,17 @@ class EquivariantNeuralField(nn.Module):
         return self.head(self.attention(coords, latents))
 
     def _check_inputs(self, coords: Tensor, latents: Latents) -> None:
+        """Types, shapes, dtypes and values of the inputs; one host sync for all value checks."""
         geom = self.geometry
+        if not isinstance(coords, Tensor):
+            kind = f"{type(coords).__module__}.{type(coords).__name__}"
+            hint = " (convert with torch.from_numpy(coords))" if type(coords).__module__ == "numpy" else ""
+            raise TypeError(f"coords must be a torch.Tensor, got {kind}; pass torch tensors{hint}")
         if not isinstance(latents, Latents):
-            raise TypeError(f"latents must be enf.Latents, got {type(latents).__name__}")
+            raise TypeError(
+                f"latents must be enf.Latents (built from torch tensors, e.g. torch.from_numpy), "
+                f"got {type(latents).__name__}"
+            )
         if coords.dim() != 3 or coords.shape[-1] != geom.coord_dim:
             raise ValueError(
                 f"coords must be [B, N, {geom.coord_dim}] for geometry {geom.name!r}, got {tuple(coords.shape)}"
@@ -112,3 +132,39 @@ class EquivariantNeuralField(nn.Module):
             )
         if latents.batch_size != coords.shape[0]:
             raise ValueError(f"coords batch {coords.shape[0]} and latents batch {latents.batch_size} differ")
+        if coords.shape[1] == 0:
+            raise ValueError(
+                f"coords has no points (N = 0, shape {tuple(coords.shape)}); pass N >= 1 coordinates"
+            )
+        if latents.num_latents == 0:
+            raise ValueError(
+                f"latents have no points (L = 0, poses shape {tuple(latents.poses.shape)}); pass L >= 1 latents"
+            )
+        param_dtype = self.head[-1].weight.dtype
+        parts = {"coords": coords, "latents.poses": latents.poses}
+        parts |= {"latents.context": latents.context, "latents.window": latents.window}
+        for name, value in parts.items():
+            if value.dtype != param_dtype:
+                raise TypeError(
+                    f"dtype mismatch: {name} is {value.dtype} but the model parameters are {param_dtype}; "
+                    f"convert one side, e.g. model.double() / model.to({value.dtype}) or "
+                    f"{name.split('.')[0]}.to({param_dtype})"
+                )
+        if latents.batch_size == 0:
+            return
+        flags = torch.stack(
+            [torch.isfinite(v).all() for v in parts.values()] + [(latents.window > 0).all()]
+        ).tolist()  # one host sync
+        for (name, value), ok in zip(parts.items(), flags[:-1], strict=True):
+            if not ok:
+                bad = ~torch.isfinite(value)
+                where = bad.nonzero()[0].tolist()
+                raise ValueError(
+                    f"{name} contains NaN or inf ({int(bad.sum())} entries, first at index {where}); "
+                    "every coordinate and latent must be finite"
+                )
+        if not flags[-1]:
+            raise ValueError(
+                f"latents.window must be positive, got min {float(latents.window.min()):.3g}; "
+                "windows are widths s > 0"
+            )

@@ -85,7 +85,8 @@ def reference_decode(model: EquivariantNeuralField, coords, z: Latents, *, k_nea
     """Straightforward per-pair implementation of DESIGN.md section 5 (no algebraic rewrites).
 
     ``q_ij = W_q gamma_q(a_ij) + b_q`` is formed for every pair, ``beta_ij`` too, and the k-nearest selection
-    is a mask of ``-inf`` on all but the ``k`` latents with the smallest ``d2`` (found by ``argsort``).
+    is a mask of ``-inf`` on all but the ``k`` latents with the smallest ``d2`` and those tied with the k-th
+    (``d2 <= d_(k) + tol (1 + d_(k))``, ``tol`` 1e-9 in float64; found by ``sort``).
     """
     att = model.attention
     geom = att.geometry
@@ -101,9 +102,10 @@ def reference_decode(model: EquivariantNeuralField, coords, z: Latents, *, k_nea
     d2 = geom.pair_distance2(coords.unsqueeze(2), z.poses.unsqueeze(1))  # [B, N, L]
     if att.use_window:
         logits = logits - (d2 / z.window[..., 0].square().unsqueeze(1)).unsqueeze(-1)
-    if k_nearest is not None:
-        order = torch.argsort(d2, dim=-1)
-        keep = torch.zeros_like(d2, dtype=torch.bool).scatter(-1, order[..., :k_nearest], True)
+    if k_nearest is not None and k_nearest < num_latents:
+        kth = torch.sort(d2, dim=-1).values[..., k_nearest - 1 : k_nearest]  # [B, N, 1]
+        tol = 1e-9 if d2.dtype == F64 else 1e-5
+        keep = d2 <= kth + tol * (1.0 + kth.abs())  # the k nearest and every latent tied with the k-th
         logits = logits.masked_fill(~keep.unsqueeze(-1), -math.inf)
     weights = torch.softmax(logits, dim=2)
     e = _rff(att.value_embedding, a)

@@ -163,7 +163,11 @@ def test_translation_fast_path_matches_generic_path(
     slow_calls = _spy_separable_logits(slow, monkeypatch)
     fast_y, fast_grads = _outputs_and_grads(fast, x, z)
     slow_y, slow_grads = _outputs_and_grads(slow, x, z)
-    assert fast_calls, "the fast path was not taken"
+    separable = value_hidden_dim == 0 and not channel_modulation
+    if k_nearest is None or separable:  # k-nearest with L < 32 k: masked dense GEMMs (k_nearest_mode auto)
+        assert fast_calls, "the fast path was not taken"
+    else:  # otherwise k-nearest gathers the selected pairs and embeds a = x - q per pair
+        assert not fast_calls, "k-nearest used the dense separable logits"
     assert not slow_calls, "the generic path used the separable logits"
 
     torch.testing.assert_close(fast_y, slow_y, atol=1e-12, rtol=0)
