@@ -1,45 +1,61 @@
-"""Data: the pixel/coordinate convention, image datasets (bundled and local), the image datamodule, HDF5 I/O.
+"""Data: the field contract (keys, ``FieldSpec``), the pixel/coordinate convention, image datasets (bundled
+and local), the field data modules, HDF5 I/O.
 
-``ImageDataModule`` is imported lazily (it needs Lightning, which is slow to import), so ``import enf.data``
-stays light for code that only reads data.
+The data modules (``FieldDataModule``, ``ImageDataModule``, ``PDEDataModule``) are imported lazily (they need
+Lightning, which is slow to import), so ``import enf.data`` stays light for code that only reads data.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from enf.data.base import ArrayImageDataset, FileImageDataset, ImageDataset, collate
 from enf.data.bundled import NATURAL_TEST_SOURCES, NATURAL_TRAIN_SOURCES
-from enf.data.grid import image_to_signal, imshow_extent, pixel_coords, signal_to_image
+from enf.data.field import FIELD_KINDS, FieldKind, FieldSpec
+from enf.data.grid import image_to_signal, imshow_extent, pixel_coords, plane_grid_to_image, signal_to_image
 from enf.data.hdf5 import read_h5, write_h5
 from enf.data.images import IMAGE_DATASETS, ImageDatasetName, image_dataset
 
 if TYPE_CHECKING:
     from enf.data.datamodule import ImageDataModule
+    from enf.data.field_module import FieldDataModule
+    from enf.data.pde.datamodule import PDEDataModule
 
 __all__ = [
+    "FIELD_KINDS",
     "IMAGE_DATASETS",
     "NATURAL_TEST_SOURCES",
     "NATURAL_TRAIN_SOURCES",
     "ArrayImageDataset",
+    "FieldDataModule",
+    "FieldKind",
+    "FieldSpec",
     "FileImageDataset",
     "ImageDataModule",
     "ImageDataset",
     "ImageDatasetName",
+    "PDEDataModule",
     "collate",
     "image_dataset",
     "image_to_signal",
     "imshow_extent",
     "pixel_coords",
+    "plane_grid_to_image",
     "read_h5",
     "signal_to_image",
     "write_h5",
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "ImageDataModule":
-        from enf.data.datamodule import ImageDataModule
+_LAZY = {
+    "FieldDataModule": "enf.data.field_module",
+    "ImageDataModule": "enf.data.datamodule",
+    "PDEDataModule": "enf.data.pde.datamodule",
+}
 
-        return ImageDataModule
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'enf.data' has no attribute {name!r}")

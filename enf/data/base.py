@@ -1,24 +1,32 @@
 """Image dataset building blocks: in-memory arrays and lazily decoded image files.
 
-Every image dataset in ``enf`` returns, for item ``i``, a dict with
+Every image dataset in ``enf`` follows the field contract of :mod:`enf.data.keys`: item ``i`` is a dict with
 
-* ``"image"``: float32 tensor ``[H, W, C]`` with values in ``[0, 1]`` (channels last);
-* ``"index"``: ``i``, the position of the item in this split (use it to index per-sample latent tables);
-* ``"label"``: int class label, only for labelled datasets (MNIST, CIFAR-10, STL-10).
+* ``coords``: float32 ``[H * W, 2]``, :func:`enf.data.grid.pixel_coords` ``(H, W)`` (one tensor shared by
+  every item of the dataset, computed once);
+* ``signal``: float32 ``[H * W, C]`` with values in ``[0, 1]``, the image flattened row-major in the order of
+  :func:`enf.data.grid.image_to_signal` (``signal[r * W + c]`` is pixel ``(r, c)``);
+* ``index``: ``i``, the position of the item in this split (use it to index per-sample latent tables);
+* ``label``: int class label, only for labelled datasets (MNIST, CIFAR-10, STL-10).
 
-All images of one dataset share one shape, available without loading as ``dataset.image_shape``.
+All images of one dataset share one shape, available without loading as ``dataset.image_shape``;
+``dataset._image(i)`` decodes image ``i`` as ``[H, W, C]``. :func:`collate` stacks any such items.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from torch import Tensor
 from torch.utils.data import Dataset
+
+from enf.data.grid import pixel_coords
+from enf.data.keys import COORDS, INDEX, LABEL, SIGNAL
 
 __all__ = ["ArrayImageDataset", "FileImageDataset", "ImageDataset", "collate", "load_image_file"]
 
@@ -59,14 +67,24 @@ class ImageDataset(Dataset):
             )
         return min(num_samples, len(self))
 
+    @property
+    def coords(self) -> Tensor:
+        """``pixel_coords(H, W)``, float32 ``[H * W, 2]``: computed once, shared by every item."""
+        coords = self.__dict__.get("_coords")
+        if coords is None:
+            coords = pixel_coords(self.image_shape[0], self.image_shape[1])
+            self.__dict__["_coords"] = coords
+        return coords
+
     def __getitem__(self, index: int) -> dict:
         index = int(index)
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {self.name}/{self.split} of length {len(self)}")
         index %= len(self)
-        item = {"image": torch.from_numpy(self._image(index)), "index": index}
+        image = torch.from_numpy(self._image(index))  # [H, W, C]
+        item = {COORDS: self.coords, SIGNAL: image.reshape(-1, image.shape[-1]), INDEX: index}
         if self.labels is not None:
-            item["label"] = int(self.labels[index])
+            item[LABEL] = int(self.labels[index])
         return item
 
     @property
@@ -208,7 +226,15 @@ class FileImageDataset(ImageDataset):
 
     def _image(self, i: int) -> np.ndarray:
         path = self.paths[i]
-        arr = load_image_file(path, grayscale=self.grayscale, size=self.size, center_crop=self.center_crop)
+        try:
+            arr = load_image_file(
+                path, grayscale=self.grayscale, size=self.size, center_crop=self.center_crop
+            )
+        except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for corrupt/truncated data
+            raise ValueError(
+                f"dataset {self.name!r}: cannot decode {path} ({type(err).__name__}: {err}); "
+                "the file is corrupt or not an image"
+            ) from err
         if arr.shape != self.image_shape:
             raise ValueError(
                 f"dataset {self.name!r}: {path} decodes to shape {arr.shape}, expected {self.image_shape}"
@@ -223,14 +249,55 @@ class FileImageDataset(ImageDataset):
         return out
 
 
-def collate(items: Sequence[dict]) -> dict[str, torch.Tensor]:
-    """Stack items into ``{"image": [B, H, W, C], "index": [B]}`` (plus ``"label": [B]`` if present)."""
-    if not items:
+def _as_tensor(key: str, value: object, position: int) -> Tensor:
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return torch.tensor(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return torch.tensor(int(value), dtype=torch.int64)
+    if isinstance(value, (float, np.floating)):
+        return torch.tensor(float(value), dtype=torch.float32)
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    raise TypeError(
+        f"collate: item {position} has {key!r} of type {type(value).__name__}; "
+        "items may hold tensors, numpy arrays, ints, floats or bools only"
+    )
+
+
+def collate(items: Sequence[Mapping[str, object]]) -> dict[str, Tensor]:
+    """Stack dataset items into a batch: every key gets a leading batch dimension ``B``.
+
+    Tensors (and numpy arrays) ``[...]`` become ``[B, ...]``; ints become int64 ``[B]``, floats float32
+    ``[B]``, bools bool ``[B]``. E.g. image items give ``coords [B, N, 2]``, ``signal [B, N, C]``,
+    ``index [B]`` (and ``label [B]``).
+
+    Raises:
+        ValueError: ``items`` is empty, the items do not all have the same keys, or a key has different
+            shapes/dtypes across items (the message names the key).
+        TypeError: a value is not a tensor, numpy array, int, float or bool.
+    """
+    if len(items) == 0:
         raise ValueError("cannot collate an empty list of items")
-    batch = {
-        "image": torch.stack([it["image"] for it in items]),
-        "index": torch.tensor([it["index"] for it in items]),
-    }
-    if all("label" in it for it in items):
-        batch["label"] = torch.tensor([it["label"] for it in items], dtype=torch.int64)
+    keys = list(items[0])
+    for position, item in enumerate(items[1:], start=1):
+        if set(item) != set(keys):
+            missing, extra = sorted(set(keys) - set(item)), sorted(set(item) - set(keys))
+            raise ValueError(
+                f"collate: item {position} has keys {sorted(item)} but item 0 has {sorted(keys)} "
+                f"(missing {missing}, extra {extra}); every item of a batch needs the same keys"
+            )
+    batch = {}
+    for key in keys:
+        values = [_as_tensor(key, item[key], position) for position, item in enumerate(items)]
+        first = values[0]
+        for position, value in enumerate(values[1:], start=1):
+            if value.shape != first.shape or value.dtype != first.dtype:
+                raise ValueError(
+                    f"collate: {key!r} of item {position} has shape {tuple(value.shape)} and dtype "
+                    f"{value.dtype} but item 0 has shape {tuple(first.shape)} and dtype {first.dtype}; "
+                    f"every item of a batch needs the same {key!r} shape"
+                )
+        batch[key] = torch.stack(values)
     return batch

@@ -1,8 +1,9 @@
-"""``ImageDataModule``: any registered image dataset as a Lightning data module.
+"""``ImageDataModule``: any registered image dataset as a :class:`~enf.data.field_module.FieldDataModule`.
 
-Batches are dicts ``{"image": float32 [B, H, W, C] in [0, 1], "index": int64 [B]}`` (plus ``"label"``
-``[B]`` for labelled datasets); ``index`` is the position of each image in its split. Validation and test
-both use the dataset's test split.
+Batches follow the field contract (:mod:`enf.data.keys`): ``coords`` float32 ``[B, H * W, 2]``
+(:func:`enf.data.grid.pixel_coords`), ``signal`` float32 ``[B, H * W, C]`` in ``[0, 1]`` (images flattened
+row-major, :func:`enf.data.grid.image_to_signal` order), ``index`` int64 ``[B]`` (position of each image in its
+split) and ``label`` ``[B]`` for labelled datasets. Validation and test both use the dataset's test split.
 """
 
 from __future__ import annotations
@@ -10,28 +11,30 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import lightning as L
-import torch
 from torch.utils.data import DataLoader
 
 from enf.data.base import ImageDataset, collate
+from enf.data.field import FieldSpec
+from enf.data.field_module import FieldDataModule
 from enf.data.images import IMAGE_DATASETS, ImageDatasetName, image_dataset
 
-__all__ = ["ImageDataModule", "collate"]
+__all__ = ["FieldDataModule", "ImageDataModule", "collate"]
 
 log = logging.getLogger(__name__)
 
 _RESIZABLE = {"folder": "image_size", "celeba": "image_size", "natural": "crop_size"}
+_CHANNEL_NAMES = {1: ("gray",), 3: ("r", "g", "b")}
 
 
-class ImageDataModule(L.LightningDataModule):
+class ImageDataModule(FieldDataModule):
     """Image datasets for field fitting.
 
     Args:
         dataset: registered name (``mnist``, ``natural``, ``faces``, ``folder``, ``cifar10``, ``stl10``,
             ``celeba``); see :mod:`enf.data.images`.
         root: local data root (``folder``, ``cifar10``, ``stl10``, ``celeba``).
-        batch_size: images per batch.
+        batch_size: images per training batch.
+        eval_batch_size: images per validation/test/evaluation batch (default: ``batch_size``).
         num_workers: DataLoader worker processes (0: load in the main process).
         num_train: keep only the first ``num_train`` training images (quick runs).
         num_test: keep only the first ``num_test`` test images.
@@ -46,6 +49,7 @@ class ImageDataModule(L.LightningDataModule):
         dataset: ImageDatasetName = "mnist",
         root: str | None = None,
         batch_size: int = 32,
+        eval_batch_size: int | None = None,
         num_workers: int = 0,
         num_train: int | None = None,
         num_test: int | None = None,
@@ -53,13 +57,11 @@ class ImageDataModule(L.LightningDataModule):
         seed: int = 0,
         options: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers, seed=seed
+        )
         if dataset not in IMAGE_DATASETS:
             raise ValueError(f"unknown image dataset {dataset!r}; choose one of {list(IMAGE_DATASETS)}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         if image_size is not None and dataset not in _RESIZABLE:
             raise ValueError(
                 f"image_size is only supported for {sorted(_RESIZABLE)}, not for {dataset!r} "
@@ -68,12 +70,9 @@ class ImageDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.dataset_name = dataset
         self.root = root
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         self.num_train = num_train
         self.num_test = num_test
         self.image_size = image_size
-        self.seed = seed
         self.options = dict(options or {})
         if image_size is not None:
             self.options[_RESIZABLE[dataset]] = image_size
@@ -102,42 +101,23 @@ class ImageDataModule(L.LightningDataModule):
         return self.dataset(split).image_shape
 
     @property
+    def field_spec(self) -> FieldSpec:
+        """Kind ``image``: pixel coordinates in ``[-1, 1]^2``, grid ``(H, W)``, values in ``[0, 1]``."""
+        height, width, channels = self.image_shape
+        return FieldSpec(
+            kind="image",
+            coord_dim=2,
+            num_channels=channels,
+            grid_shape=(height, width),
+            channel_names=_CHANNEL_NAMES.get(channels, ()),
+            data_range=1.0,
+            name=self.dataset_name,
+        )
+
+    @property
     def num_channels(self) -> int:
         return self.image_shape[2]
 
-    @property
-    def num_train_signals(self) -> int:
-        """Number of training images (rows of an auto-decoder table)."""
-        return len(self.dataset("train"))
-
-    # ----------------------------------------------------------------------------------- dataloaders
-    def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
-        ds = self.dataset(split)
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle and len(ds) > self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=collate,
-            generator=generator,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
     def predict_dataloader(self, split: str = "test") -> DataLoader:
         """Unshuffled loader over ``split`` (default the test split)."""
-        return self._loader(split, shuffle=False)
-
-    def eval_dataloader(self, split: str) -> DataLoader:
-        """Unshuffled loader over ``split`` for final metrics and ``enf encode``."""
-        return self._loader(split, shuffle=False)
+        return self.eval_dataloader(split)

@@ -13,7 +13,18 @@ index). Collated batches add a leading batch dimension ``B`` to every entry.
 
 from __future__ import annotations
 
-__all__ = ["COORDS", "FRAME", "INDEX", "LABEL", "MASK", "OPTIONAL_KEYS", "REQUIRED_KEYS", "SIGNAL", "TIME", "TRAJECTORY"]
+__all__ = [
+    "COORDS",
+    "FRAME",
+    "INDEX",
+    "LABEL",
+    "MASK",
+    "OPTIONAL_KEYS",
+    "REQUIRED_KEYS",
+    "SIGNAL",
+    "TIME",
+    "TRAJECTORY",
+]
 
 COORDS = "coords"
 SIGNAL = "signal"

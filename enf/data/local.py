@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,30 @@ def _require_root(root: str | Path | None, name: str, how: str) -> Path:
 
 
 # --------------------------------------------------------------------------------------------- folder
+def _check_image_file(path: Path, folder: Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file after PIL has parsed its header and verified its structure.
+
+    ``Image.verify`` checks the PNG chunk checksums (so truncated or altered PNGs are caught) without
+    decoding the pixels; for JPEG it checks the markers. Raises ``ValueError`` naming the file.
+    """
+    try:
+        with Image.open(path) as im:
+            size = im.size
+            im.verify()
+    except Image.UnidentifiedImageError as err:
+        raise ValueError(
+            f"image folder {folder}: {path} is not an image PIL can read ({err}); remove or replace the file"
+        ) from err
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
+        raise ValueError(
+            f"image folder {folder}: {path} is corrupt or truncated ({type(err).__name__}: {err}); "
+            "remove or replace the file"
+        ) from err
+    if size[0] < 1 or size[1] < 1:
+        raise ValueError(f"image folder {folder}: {path} has an empty size {size[0]}x{size[1]} (WxH)")
+    return size
+
+
 def folder_dataset(
     *,
     root: str | Path | None,
@@ -64,6 +89,9 @@ def folder_dataset(
             picks ``max(1, round(test_fraction * N))`` test files; each split keeps sorted-path order.
         image_size: resize every image to ``image_size x image_size`` (after a centre crop to a square if
             ``center_crop``). Without it all images must have the same size.
+
+    Every file is checked when the dataset is built (PIL parses its header and verifies its structure):
+    a corrupt file, or one that is not an image, raises ``ValueError`` naming it.
         grayscale: one channel instead of RGB.
         recursive: also look in sub-folders.
     """
@@ -76,15 +104,16 @@ def folder_dataset(
     if not paths:
         raise ValueError(f"image folder {folder} contains no PNG/JPEG files ({', '.join(IMAGE_SUFFIXES)})")
     channels = 1 if grayscale else 3
+    if image_size is not None and (
+        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
+    ):
+        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+    sizes = [_check_image_file(p, folder) for p in paths]  # every file, before any batch is drawn
     if image_size is not None:
-        if image_size < 1:
-            raise ValueError(f"image_size must be >= 1, got {image_size}")
         shape = (image_size, image_size, channels)
     else:
         first_size = None
-        for p in paths:
-            with Image.open(p) as im:  # reads the header only
-                size = im.size
+        for p, size in zip(paths, sizes, strict=True):
             if first_size is None:
                 first_size = size
             elif size != first_size:

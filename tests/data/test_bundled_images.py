@@ -16,7 +16,13 @@ from enf.data import (
     ArrayImageDataset,
     bundled,
     image_dataset,
+    pixel_coords,
 )
+
+
+def _image(dataset, index: int) -> torch.Tensor:
+    """Item ``index`` of an image dataset as ``[H, W, C]`` (its signal unflattened row-major)."""
+    return dataset[index]["signal"].reshape(dataset.image_shape)
 
 
 def _keys(images: np.ndarray) -> set[bytes]:
@@ -32,9 +38,12 @@ def test_mnist_splits_balance_and_disjointness() -> None:
     # every prefix is class-balanced: classes come in turn
     assert train.labels[:20].tolist() == list(range(10)) * 2
     item = train[13]
+    assert set(item) == {"coords", "signal", "index", "label"}
     assert item["index"] == 13 and item["label"] == 3
-    img = item["image"]
-    assert img.dtype == torch.float32 and img.shape == (28, 28, 1)
+    assert item["signal"].dtype == torch.float32 and item["signal"].shape == (28 * 28, 1)
+    assert torch.equal(item["coords"], pixel_coords(28, 28)) and item["coords"] is train[0]["coords"]
+    img = _image(train, 13)
+    assert torch.equal(img, torch.from_numpy(train.images[13]).float() / 255.0)
     assert float(img.min()) == 0.0 and 0.9 < float(img.max()) <= 1.0
     assert int(train.images.max()) == 255  # stored as bytes, so the full dataset spans exactly [0, 1]
     # the image is the csv row (784 pixels, label last) reshaped row-major and divided by 255
@@ -43,7 +52,7 @@ def test_mnist_splits_balance_and_disjointness() -> None:
     )
     table = np.loadtxt(path, delimiter=",", max_rows=1)
     assert table[-1] == 0 and train.labels[0] == 0
-    np.testing.assert_allclose(train[0]["image"].numpy().reshape(-1), table[:-1] / 255.0, atol=1e-7)
+    np.testing.assert_allclose(_image(train, 0).numpy().reshape(-1), table[:-1] / 255.0, atol=1e-7)
 
 
 def test_mnist_num_test_per_class_and_cap() -> None:
@@ -52,7 +61,7 @@ def test_mnist_num_test_per_class_and_cap() -> None:
     head = image_dataset("mnist", split="train", num_samples=30)
     full = image_dataset("mnist", split="train")
     assert len(head) == 30 and np.bincount(head.labels).tolist() == [3] * 10
-    assert torch.equal(head[29]["image"], full[29]["image"])
+    assert torch.equal(_image(head, 29), _image(full, 29))
 
 
 def test_mnist_missing_package_message(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,7 +90,7 @@ def test_natural_crops_deterministic_disjoint_and_valid() -> None:
     assert np.array_equal(first, again.images) and train.source_names == again.source_names
     other = image_dataset("natural", split="test", seed=1)
     assert not np.array_equal(other.images, test.images)
-    x = test[5]["image"]
+    x = _image(test, 5)
     assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
     assert (test.images.reshape(len(test), -1).std(axis=1) / 255.0 >= 0.02).all()  # no flat crops
 
@@ -98,12 +107,12 @@ def test_faces_split_excludes_non_faces() -> None:
     )
     train, test = image_dataset("faces", split="train"), image_dataset("faces", split="test")
     assert (len(train), len(test)) == (80, 20) and train.image_shape == (25, 25, 1)
-    np.testing.assert_allclose(train[0]["image"][..., 0].numpy(), raw[0], atol=1e-6)
-    np.testing.assert_allclose(test[19]["image"][..., 0].numpy(), raw[99], atol=1e-6)
+    np.testing.assert_allclose(_image(train, 0)[..., 0].numpy(), raw[0], atol=1e-6)
+    np.testing.assert_allclose(_image(test, 19)[..., 0].numpy(), raw[99], atol=1e-6)
     assert not _keys(train.images) & _keys(test.images)
     both = image_dataset("faces", split="test", include_non_faces=True)
     assert len(both) == 40
-    np.testing.assert_allclose(both[39]["image"][..., 0].numpy(), raw[199], atol=1e-6)
+    np.testing.assert_allclose(_image(both, 39)[..., 0].numpy(), raw[199], atol=1e-6)
 
 
 def test_registry_errors() -> None:
@@ -128,6 +137,6 @@ def test_array_dataset_rejects_nan_and_out_of_range() -> None:
         ArrayImageDataset(images, name="toy", split="train")
     images[1, 2, 2, 0] = 0.25
     ds = ArrayImageDataset(images[..., 0], name="toy", split="train")  # [N, H, W] gets a channel axis
-    assert ds.image_shape == (4, 4, 1) and float(ds[1]["image"][2, 2, 0]) == 0.25 and ds[-1]["index"] == 2
+    assert ds.image_shape == (4, 4, 1) and float(_image(ds, 1)[2, 2, 0]) == 0.25 and ds[-1]["index"] == 2
     with pytest.raises(IndexError):
         ds[3]

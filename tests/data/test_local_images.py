@@ -8,9 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from enf.data import image_dataset
+
+
+def _image(dataset, index: int) -> torch.Tensor:
+    """Item ``index`` of an image dataset as ``[H, W, C]`` (its signal unflattened row-major)."""
+    return dataset[index]["signal"].reshape(dataset.image_shape)
 
 
 def _rng(seed: int = 0) -> np.random.Generator:
@@ -32,7 +38,7 @@ def test_folder_round_trip_and_split(tmp_path: Path) -> None:
     everything = image_dataset("folder", split="all", root=str(tmp_path))
     assert len(everything) == 12 and everything.image_shape == (6, 4, 3)
     for i in (0, 7, 11):
-        assert np.array_equal(np.round(everything[i]["image"].numpy() * 255).astype(np.uint8), images[i])
+        assert np.array_equal(np.round(_image(everything, i).numpy() * 255).astype(np.uint8), images[i])
     train = image_dataset("folder", split="train", root=str(tmp_path), test_fraction=0.25)
     test = image_dataset("folder", split="test", root=str(tmp_path), test_fraction=0.25)
     assert (len(train), len(test)) == (9, 3)
@@ -41,7 +47,7 @@ def test_folder_round_trip_and_split(tmp_path: Path) -> None:
     again = image_dataset("folder", split="test", root=str(tmp_path), test_fraction=0.25)
     assert [p.name for p in again.paths] == [p.name for p in test.paths] == sorted(test_names)
     k = names.index(test.paths[1].name)
-    assert np.array_equal(np.round(test[1]["image"].numpy() * 255).astype(np.uint8), images[k])
+    assert np.array_equal(np.round(_image(test, 1).numpy() * 255).astype(np.uint8), images[k])
     assert test[1]["index"] == 1
 
 
@@ -50,15 +56,15 @@ def test_folder_grayscale_and_resize(tmp_path: Path) -> None:
     _write_pngs(tmp_path / "g", gray, ["a.png", "b.png", "c.png"])
     ds = image_dataset("folder", split="all", root=str(tmp_path / "g"), grayscale=True)
     assert ds.image_shape == (5, 5, 1)
-    assert np.array_equal(np.round(ds[2]["image"][..., 0].numpy() * 255).astype(np.uint8), gray[2])
+    assert np.array_equal(np.round(_image(ds, 2)[..., 0].numpy() * 255).astype(np.uint8), gray[2])
     # mixed sizes + resize: constant colours survive the centre crop and resize
     colours = [(10, 200, 30), (250, 0, 128)]
     mixed = [np.full((8, 12, 3), colours[0], np.uint8), np.full((20, 10, 3), colours[1], np.uint8)]
     _write_pngs(tmp_path / "m", mixed, ["x.png", "y.jpeg"])
     ds = image_dataset("folder", split="all", root=str(tmp_path / "m"), image_size=4)
     assert ds.image_shape == (4, 4, 3)
-    np.testing.assert_allclose(ds[0]["image"].numpy() * 255, np.broadcast_to(colours[0], (4, 4, 3)), atol=1.0)
-    np.testing.assert_allclose(ds[1]["image"].numpy() * 255, np.broadcast_to(colours[1], (4, 4, 3)), atol=3.0)
+    np.testing.assert_allclose(_image(ds, 0).numpy() * 255, np.broadcast_to(colours[0], (4, 4, 3)), atol=1.0)
+    np.testing.assert_allclose(_image(ds, 1).numpy() * 255, np.broadcast_to(colours[1], (4, 4, 3)), atol=3.0)
 
 
 def test_folder_errors(tmp_path: Path) -> None:
@@ -72,6 +78,36 @@ def test_folder_errors(tmp_path: Path) -> None:
     _write_pngs(tmp_path / "m", mixed, ["a.png", "b.png", "c.png"])
     with pytest.raises(ValueError, match=r"a\.png is 12x8.*c\.png is 10x20.*image_size"):
         image_dataset("folder", split="all", root=str(tmp_path / "m"))
+
+
+@pytest.mark.parametrize("image_size", [None, 4])
+def test_folder_checks_every_file_up_front(tmp_path: Path, image_size: int | None) -> None:
+    images = [_rng(i).integers(0, 256, (6, 6, 3), dtype=np.uint8) for i in range(4)]
+    _write_pngs(tmp_path, images, [f"img_{i}.png" for i in range(4)])
+    ds = image_dataset("folder", split="all", root=str(tmp_path), image_size=image_size)
+    assert len(ds) == 4  # the intact folder loads
+    good = (tmp_path / "img_2.png").read_bytes()
+    corrupt = bytearray(good)
+    corrupt[good.index(b"IDAT") + 10] ^= 0xFF  # one flipped byte in the pixel data: its CRC fails
+    (tmp_path / "img_2.png").write_bytes(bytes(corrupt))
+    with pytest.raises(ValueError, match=r"img_2\.png is corrupt or truncated"):
+        image_dataset("folder", split="all", root=str(tmp_path), image_size=image_size)
+    (tmp_path / "img_2.png").write_bytes(good[: len(good) // 2])  # truncated
+    with pytest.raises(ValueError, match=r"img_2\.png is corrupt or truncated"):
+        image_dataset("folder", split="train", root=str(tmp_path), image_size=image_size)
+    (tmp_path / "img_2.png").write_bytes(good)
+    (tmp_path / "notes.png").write_text("this is text, not a PNG")
+    with pytest.raises(ValueError, match=r"notes\.png is not an image PIL can read"):
+        image_dataset("folder", split="test", root=str(tmp_path), image_size=image_size)
+
+
+def test_file_dataset_names_a_file_that_breaks_after_the_check(tmp_path: Path) -> None:
+    _write_pngs(tmp_path, [np.zeros((4, 4, 3), np.uint8)] * 2, ["a.png", "b.png"])
+    ds = image_dataset("folder", split="all", root=str(tmp_path))
+    (tmp_path / "b.png").write_bytes(b"garbage")  # replaced after the dataset was built
+    assert ds[0]["signal"].shape == (16, 3)
+    with pytest.raises(ValueError, match=r"cannot decode .*b\.png"):
+        ds[1]
 
 
 # ------------------------------------------------------------------------------------------------ CIFAR-10
@@ -135,7 +171,7 @@ def test_cifar10_reader_round_trip(tmp_path: Path) -> None:
     assert (len(train), len(test)) == (15, 3) and train.image_shape == (32, 32, 3)
     assert np.array_equal(train.images[3:6], written["data_batch_2"])
     assert np.array_equal(test.images, written["test_batch"])
-    np.testing.assert_allclose(train[4]["image"].numpy(), written["data_batch_2"][1] / 255.0, atol=1e-7)
+    np.testing.assert_allclose(_image(train, 4).numpy(), written["data_batch_2"][1] / 255.0, atol=1e-7)
     assert train[4]["label"] == 2 and test[2]["label"] == 9
     assert train.labels.tolist()[:6] == [0, 1, 9, 1, 2, 9]
 
@@ -167,7 +203,7 @@ def test_stl10_reader_column_major_layout(tmp_path: Path) -> None:
     np.array([1, 10, 4], dtype=np.uint8).tofile(folder / "test_y.bin")
     ds = image_dataset("stl10", split="test", root=str(tmp_path))
     assert len(ds) == 3 and ds.image_shape == (96, 96, 3)
-    np.testing.assert_allclose(ds[1]["image"].numpy(), images[1] / 255.0, atol=1e-7)
+    np.testing.assert_allclose(_image(ds, 1).numpy(), images[1] / 255.0, atol=1e-7)
     assert [ds[k]["label"] for k in range(3)] == [0, 9, 3]
     assert np.array_equal(ds.head(2).images, images[:2])
     with pytest.raises(FileNotFoundError, match=f"{folder / 'train_X.bin'}.*stl10_binary.tar.gz"):
@@ -199,7 +235,7 @@ def test_celeba_reader_partition_and_center_crop(tmp_path: Path) -> None:
     for ds, ks in ((train, [0, 1, 2]), (test, [4, 5])):
         for i, k in enumerate(ks):
             expected = np.broadcast_to(np.array([0, 40 * k, 0]) / 255.0, (8, 8, 3))
-            np.testing.assert_allclose(ds[i]["image"].numpy(), expected, atol=6 / 255)
+            np.testing.assert_allclose(_image(ds, i).numpy(), expected, atol=6 / 255)
     assert image_dataset("celeba", split="test", root=str(tmp_path)).image_shape == (64, 64, 3)
 
 

@@ -2,15 +2,31 @@
 
 Generators are :class:`PDESpec` objects registered by name; their modules are imported lazily so that an
 optional solver dependency (torch-harmonics, Dedalus) is only needed for the generator that uses it.
+The loaders (:class:`PDETrajectories`, :class:`PDEFrames`, :func:`channel_statistics`) and the Lightning
+:class:`PDEDataModule` are imported lazily too, so ``import enf.data.pde`` stays light.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
 from enf.data.pde.base import PDESpec, trajectory_seed
 
-__all__ = ["PDESpec", "get_spec", "spec_names", "trajectory_seed"]
+if TYPE_CHECKING:
+    from enf.data.pde.datamodule import PDEDataModule
+    from enf.data.pde.dataset import PDEFrames, PDETrajectories, channel_statistics
+
+__all__ = [
+    "PDEDataModule",
+    "PDEFrames",
+    "PDESpec",
+    "PDETrajectories",
+    "channel_statistics",
+    "get_spec",
+    "spec_names",
+    "trajectory_seed",
+]
 
 _SPECS: dict[str, str] = {
     "diffusion_plane": "enf.data.pde.plane:DIFFUSION_PLANE",
@@ -18,6 +34,13 @@ _SPECS: dict[str, str] = {
     "diffusion_sphere": "enf.data.pde.sphere:DIFFUSION_SPHERE",
     "shallow_water_sphere": "enf.data.pde.shallow_water:SHALLOW_WATER_SPHERE",
     "heated_convection_ball": "enf.data.pde.ball:HEATED_CONVECTION_BALL",
+}
+
+_LAZY: dict[str, str] = {
+    "PDEDataModule": "enf.data.pde.datamodule",
+    "PDEFrames": "enf.data.pde.dataset",
+    "PDETrajectories": "enf.data.pde.dataset",
+    "channel_statistics": "enf.data.pde.dataset",
 }
 
 
@@ -32,3 +55,9 @@ def get_spec(name: str) -> PDESpec:
         raise ValueError(f"unknown PDE dataset {name!r}; choose one of {spec_names()}")
     module_name, _, attr = _SPECS[name].partition(":")
     return getattr(importlib.import_module(module_name), attr)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'enf.data.pde' has no attribute {name!r}")

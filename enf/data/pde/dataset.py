@@ -1,7 +1,14 @@
-"""``PDETrajectories``: a lazily read trajectory dataset with time windows, sparse masks and normalisation."""
+"""PDE datasets read lazily from HDF5: whole trajectories (``PDETrajectories``) or single frames (``PDEFrames``).
+
+``PDETrajectories`` yields one trajectory per item (time windows, sparse masks, normalisation);
+``PDEFrames`` is a view over it in which every ``(trajectory, frame)`` pair is one signal of the field
+contract (:mod:`enf.data.keys`), read one frame at a time.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import h5py
@@ -10,9 +17,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from enf.data.keys import COORDS, FRAME, INDEX, MASK, SIGNAL, TIME, TRAJECTORY
 from enf.data.pde.io import open_trajectories
 
-__all__ = ["PDETrajectories", "channel_statistics"]
+__all__ = ["PDEFrames", "PDETrajectories", "channel_statistics"]
+
+log = logging.getLogger(__name__)
 
 
 def channel_statistics(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -47,9 +57,10 @@ class PDETrajectories(Dataset):
             of the training split), or ``None``.
         resolution: ``"stored"`` (``fields``/``coords``) or ``"full"`` (``fields_full``/``coords_full``,
             for super-resolution evaluation of generators that store both).
+        num_trajectories: keep only the first ``num_trajectories`` trajectories (all if the file has fewer).
 
     Items: ``coords [N, coord_dim]`` (grid flattened row-major), ``fields [T, N, C]``, ``times [T]``,
-    ``index`` and optionally ``mask [N]`` (bool).
+    ``index`` and optionally ``mask [N]`` (bool). :meth:`read_frame` reads a single frame.
     """
 
     def __init__(
@@ -61,6 +72,7 @@ class PDETrajectories(Dataset):
         mask_seed: int = 0,
         normalize: tuple[np.ndarray, np.ndarray] | None = None,
         resolution: str = "stored",
+        num_trajectories: int | None = None,
     ) -> None:
         self.path = Path(path)
         if resolution not in ("stored", "full"):
@@ -84,6 +96,22 @@ class PDETrajectories(Dataset):
         if len(frames) == 0:
             raise ValueError(f"{self.path}: time_window {time_window} selects no frame of {self.num_times}")
         self.frame_slice = slice(frames.start, frames.stop)
+        self.num_frames = len(frames)
+        if num_trajectories is not None:
+            if (
+                isinstance(num_trajectories, bool)
+                or not isinstance(num_trajectories, int)
+                or num_trajectories < 1
+            ):
+                raise ValueError(f"num_trajectories must be a positive int or None, got {num_trajectories!r}")
+            if num_trajectories > self.num_trajectories:
+                log.warning(
+                    "%s holds %d trajectories; num_trajectories=%d keeps all of them",
+                    self.path,
+                    self.num_trajectories,
+                    num_trajectories,
+                )
+            self.num_trajectories = min(self.num_trajectories, num_trajectories)
         if observed_fraction is not None and not 0.0 < observed_fraction <= 1.0:
             raise ValueError(f"observed_fraction must be in (0, 1], got {observed_fraction}")
         self.observed_fraction = observed_fraction
@@ -97,34 +125,62 @@ class PDETrajectories(Dataset):
         self.coords = torch.from_numpy(coords.reshape(-1, coords.shape[-1]))
         self.times = torch.from_numpy(times[self.frame_slice])
         self._file: h5py.File | None = None
+        self._file_pid: int | None = None
 
     def __len__(self) -> int:
         return self.num_trajectories
 
     def _fields(self) -> h5py.Dataset:
-        if self._file is None:  # opened lazily, once per worker process
+        if self._file is None or self._file_pid != os.getpid():  # lazily, once per (forked) worker process
             self._file = open_trajectories(self.path)
+            self._file_pid = os.getpid()
         return self._file[self.fields_key]
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
+    def _trajectory_index(self, index: int) -> int:
+        index = int(index)
         if not -len(self) <= index < len(self):
             raise IndexError(f"trajectory {index} out of range for {len(self)} in {self.path}")
-        index = index % len(self)
+        return index % len(self)
+
+    def _normalized(self, fields: Tensor) -> Tensor:
+        if self.normalize is None:
+            return fields
+        return (fields - self.normalize[0]) / self.normalize[1]
+
+    def observation_mask(self, index: int) -> Tensor:
+        """bool ``[N]``: the seeded observed points of trajectory ``index`` (needs ``observed_fraction``)."""
+        if self.observed_fraction is None:
+            raise ValueError(f"{self.path}: observation masks need observed_fraction=..., got None")
+        index = self._trajectory_index(index)
+        num = self.coords.shape[0]
+        gen = torch.Generator().manual_seed(self.mask_seed * 1_000_003 + index)
+        keep = torch.randperm(num, generator=gen)[: max(1, round(self.observed_fraction * num))]
+        return torch.zeros(num, dtype=torch.bool).index_fill_(0, keep, True)
+
+    def read_frame(self, index: int, frame: int) -> Tensor:
+        """float32 ``[N, C]``: frame ``frame`` (counted within ``time_window``) of trajectory ``index``.
+
+        Reads only that frame from the file (normalised if ``normalize`` was given).
+        """
+        index = self._trajectory_index(index)
+        frame = int(frame)
+        if not 0 <= frame < self.num_frames:
+            raise IndexError(f"frame {frame} out of range for the {self.num_frames} frames of {self.path}")
+        raw = np.asarray(self._fields()[index, self.frame_slice.start + frame], dtype=np.float32)
+        return self._normalized(torch.from_numpy(raw.reshape(-1, self.num_channels)))
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        index = self._trajectory_index(index)
         raw = np.asarray(self._fields()[index, self.frame_slice], dtype=np.float32)
-        fields = torch.from_numpy(raw.reshape(raw.shape[0], -1, self.num_channels))
-        if self.normalize is not None:
-            fields = (fields - self.normalize[0]) / self.normalize[1]
+        fields = self._normalized(torch.from_numpy(raw.reshape(raw.shape[0], -1, self.num_channels)))
         item = {"coords": self.coords, "fields": fields, "times": self.times, "index": index}
         if self.observed_fraction is not None:
-            num = self.coords.shape[0]
-            gen = torch.Generator().manual_seed(self.mask_seed * 1_000_003 + index)
-            keep = torch.randperm(num, generator=gen)[: max(1, round(self.observed_fraction * num))]
-            item["mask"] = torch.zeros(num, dtype=torch.bool).index_fill_(0, keep, True)
+            item["mask"] = self.observation_mask(index)
         return item
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_file"] = None  # h5py handles do not pickle; each worker reopens
+        state["_file"] = state["_file_pid"] = None  # h5py handles do not pickle; each worker reopens
         return state
 
     def __del__(self) -> None:
@@ -133,3 +189,64 @@ class PDETrajectories(Dataset):
                 self._file.close()
             except Exception:
                 pass
+
+
+class PDEFrames(Dataset):
+    """Every ``(trajectory, frame)`` pair of a :class:`PDETrajectories` as one signal.
+
+    ``len = num_trajectories * num_frames`` (frames within the trajectories' ``time_window``); item ``k``
+    is frame ``k % num_frames`` of trajectory ``k // num_frames``, read alone from the file (one HDF5 handle
+    per worker, as in :class:`PDETrajectories`).
+
+    Args:
+        trajectories: the trajectories (their time window, normalisation, resolution and masks apply).
+
+    Items (:mod:`enf.data.keys`): ``coords`` float32 ``[N, coord_dim]`` (shared by all items), ``signal``
+    float32 ``[N, C]``, ``index`` ``k``, ``trajectory``, ``frame`` (within the window), ``time`` (float, the
+    frame's physical time) and, when ``observed_fraction`` is set, ``mask`` bool ``[N]`` (the trajectory's
+    observation mask: the same points for every frame of a trajectory).
+    """
+
+    def __init__(self, trajectories: PDETrajectories) -> None:
+        if not isinstance(trajectories, PDETrajectories):
+            raise TypeError(f"PDEFrames needs a PDETrajectories, got {type(trajectories).__name__}")
+        self.trajectories = trajectories
+
+    @property
+    def num_frames(self) -> int:
+        return self.trajectories.num_frames
+
+    @property
+    def coords(self) -> Tensor:
+        return self.trajectories.coords
+
+    def __len__(self) -> int:
+        return len(self.trajectories) * self.num_frames
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """``(trajectory, frame)`` of item ``index``."""
+        index = int(index)
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"frame item {index} out of range for {len(self)} in {self.trajectories.path}")
+        return divmod(index % len(self), self.num_frames)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor | int | float]:
+        trajectory, frame = self.locate(index)
+        item: dict[str, Tensor | int | float] = {
+            COORDS: self.trajectories.coords,
+            SIGNAL: self.trajectories.read_frame(trajectory, frame),
+            INDEX: trajectory * self.num_frames + frame,
+            TRAJECTORY: trajectory,
+            FRAME: frame,
+            TIME: float(self.trajectories.times[frame]),
+        }
+        if self.trajectories.observed_fraction is not None:
+            item[MASK] = self.trajectories.observation_mask(trajectory)
+        return item
+
+    def __repr__(self) -> str:
+        t = self.trajectories
+        return (
+            f"PDEFrames(path={str(t.path)!r}, trajectories={len(t)}, frames={self.num_frames}, "
+            f"grid={t.grid_shape}, channels={t.num_channels})"
+        )

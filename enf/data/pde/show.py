@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from enf.data.grid import plane_grid_to_image  # noqa: E402
 from enf.data.pde.io import open_trajectories  # noqa: E402
 
 __all__ = ["render_trajectory"]
@@ -29,7 +30,7 @@ def _panels(geometry: str, frame: np.ndarray, channel: int) -> list[tuple[str, n
         raise ValueError(f"cannot draw a {x.ndim}-D grid for geometry {geometry!r}")
     if geometry in ("sphere", "sphere_axial"):
         return [("lat-lon", x)]
-    return [("field", x.T[::-1])]  # grid [x_i, y_j] -> image rows = y descending
+    return [("field", plane_grid_to_image(x[..., None])[..., 0])]  # the one planar-grid -> image conversion
 
 
 def render_trajectory(

@@ -1,0 +1,246 @@
+"""``PDEDataModule``: the frames of a generated PDE dataset as a :class:`~enf.data.field_module.FieldDataModule`.
+
+Files live at ``<root>/<dataset>/{train,test}.h5`` (written by ``enf data generate``). Every
+``(trajectory, frame)`` pair is one signal (:class:`~enf.data.pde.dataset.PDEFrames`); batches hold
+``coords [B, N, coord_dim]``, ``signal [B, N, C]``, ``index [B]``, ``trajectory [B]``, ``frame [B]``,
+``time [B]`` and, with ``observed_fraction``, ``mask [B, N]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+from enf.data.field import FieldKind, FieldSpec
+from enf.data.field_module import FieldDataModule
+from enf.data.pde import get_spec, spec_names
+from enf.data.pde.dataset import PDEFrames, PDETrajectories, channel_statistics
+
+__all__ = ["GEOMETRY_KINDS", "PDEDataModule"]
+
+log = logging.getLogger(__name__)
+
+#: file ``geometry`` attribute -> ``FieldSpec.kind``
+GEOMETRY_KINDS: dict[str, FieldKind] = {
+    "translation2d": "plane",
+    "absolute2d": "plane",
+    "isotropic2d": "plane",
+    "se2": "plane",
+    "torus2d": "torus",
+    "sphere": "sphere",
+    "sphere_axial": "sphere",
+    "ball": "ball",
+}
+SPLITS = ("train", "test")
+_WAIT_FOR_FILES_S = 3600.0  # how long other ranks wait for rank 0 to generate missing files
+
+
+class PDEDataModule(FieldDataModule):
+    """Frames of the PDE dataset ``dataset`` for field fitting.
+
+    Args:
+        dataset: a PDE dataset name (:func:`enf.data.pde.spec_names`), e.g. ``"diffusion_plane"``.
+        root: data root; the files are ``<root>/<dataset>/{train,test}.h5``.
+        generate: a preset name (e.g. ``"small"``): generate the files that are missing with it (in
+            ``prepare_data``, on rank 0). ``None``: a missing file is an error that says how to generate it.
+        generate_options: preset parameter overrides for the generation (like ``enf data generate --set``).
+        seed: generation seed, also the seed of the training-set shuffle.
+        time_window: ``(start, stop)`` frame indices to keep (python slice semantics; ``None``: all).
+        normalize: standardise every channel with the mean/std of the *train* file (all its trajectories
+            and times), for both splits; recorded in ``field_spec.mean``/``std`` so metrics can undo it.
+        num_train: keep only the first ``num_train`` training trajectories.
+        num_test: keep only the first ``num_test`` test trajectories.
+        resolution: ``"stored"`` or ``"full"`` (the full-resolution fields of generators that store both).
+        observed_fraction: if set, items carry ``mask [N]``, a seeded random subset of observed points.
+        batch_size: frames per training batch.
+        eval_batch_size: frames per validation/test/evaluation batch (default: ``batch_size``).
+        num_workers: DataLoader worker processes (0: load in the main process).
+    """
+
+    def __init__(
+        self,
+        *,
+        dataset: str,
+        root: str = "data",
+        generate: str | None = None,
+        generate_options: dict[str, Any] | None = None,
+        seed: int = 0,
+        time_window: tuple[int, int | None] | None = None,
+        normalize: bool = True,
+        num_train: int | None = None,
+        num_test: int | None = None,
+        resolution: Literal["stored", "full"] = "stored",
+        observed_fraction: float | None = None,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__(
+            batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers, seed=seed
+        )
+        if dataset not in spec_names():
+            raise ValueError(f"unknown PDE dataset {dataset!r}; choose one of {spec_names()}")
+        if generate is None and generate_options:
+            raise ValueError("generate_options needs generate=<preset>, e.g. generate='small'")
+        if generate is not None:
+            get_spec(dataset).params(generate, **(generate_options or {}))  # unknown preset/keys: ValueError
+        if resolution not in ("stored", "full"):
+            raise ValueError(f"resolution must be 'stored' or 'full', got {resolution!r}")
+        if observed_fraction is not None and not 0.0 < observed_fraction <= 1.0:
+            raise ValueError(f"observed_fraction must be in (0, 1], got {observed_fraction}")
+        for label, value in (("num_train", num_train), ("num_test", num_test)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{label} must be a positive int or None, got {value!r}")
+        self.save_hyperparameters()
+        self.dataset_name = dataset
+        self.root = Path(root)
+        self.generate = generate
+        self.generate_options = dict(generate_options or {})
+        self.time_window = None if time_window is None else tuple(time_window)
+        self.normalize = normalize
+        self.num_train = num_train
+        self.num_test = num_test
+        self.resolution = resolution
+        self.observed_fraction = observed_fraction
+        self._statistics: tuple[np.ndarray, np.ndarray] | None = None
+        self._trajectories: dict[str, PDETrajectories] = {}
+        self._frames: dict[str, PDEFrames] = {}
+
+    # ------------------------------------------------------------------------------------------ files
+    def path(self, split: str) -> Path:
+        """``<root>/<dataset>/<split>.h5``."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r} of {self.dataset_name}; choose one of {list(SPLITS)}")
+        return self.root / self.dataset_name / f"{split}.h5"
+
+    def _generate_command(self) -> str:
+        seed = f" --seed {self.seed}" if self.seed != 0 else ""
+        out = self.root / self.dataset_name
+        return f"enf data generate {self.dataset_name} --preset {self.generate or 'small'} --out {out}{seed}"
+
+    def _generate_missing(self) -> None:
+        from enf.data.pde.io import generate_split
+
+        spec = get_spec(self.dataset_name)
+        params = spec.params(self.generate, **self.generate_options)
+        for split in SPLITS:
+            if self.path(split).is_file():
+                continue
+            log.info(
+                "%s is missing: generating %s/%s (preset %r, seed %d%s)",
+                self.path(split),
+                self.dataset_name,
+                split,
+                self.generate,
+                self.seed,
+                f", overrides {self.generate_options}" if self.generate_options else "",
+            )
+            try:
+                generate_split(spec, params, split=split, out_dir=self.path(split).parent, seed=self.seed)
+            except ImportError as err:  # an optional solver (torch-harmonics, Dedalus) is missing
+                hint = "" if "install" in str(err) else ' (pip install -e ".[pde]" for the sphere generators)'
+                raise ImportError(f"generating {self.dataset_name}: {err}{hint}") from err
+            log.info("wrote %s", self.path(split))
+
+    def _missing(self) -> list[Path]:
+        return [self.path(s) for s in SPLITS if not self.path(s).is_file()]
+
+    def _ensure_files(self, *, may_generate: bool | None = None) -> None:
+        """Generate missing files (with ``generate``; by default on rank 0), wait for them, or raise."""
+        if not self._missing():
+            return
+        if self.generate is None:
+            raise FileNotFoundError(
+                f"PDE dataset file {self._missing()[0]} does not exist; generate it with "
+                f"`{self._generate_command()}` (or pass generate='small' to generate missing files)"
+            )
+        if may_generate is None:
+            may_generate = rank_zero_only.rank == 0
+        if may_generate:
+            self._generate_missing()
+            return
+        log.info("rank %d: waiting for rank 0 to generate %s", rank_zero_only.rank, self._missing())
+        deadline = time.monotonic() + _WAIT_FOR_FILES_S
+        while self._missing() and time.monotonic() < deadline:
+            time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+        if self._missing():
+            raise FileNotFoundError(
+                f"{self._missing()[0]} did not appear within {_WAIT_FOR_FILES_S:.0f} s; "
+                f"generate it first with `{self._generate_command()}`"
+            )
+
+    def prepare_data(self) -> None:
+        """Generate missing files (Lightning calls this once per node, on its local rank 0)."""
+        self._ensure_files(may_generate=True)
+
+    def setup(self, stage: str | None = None) -> None:
+        self._ensure_files()
+        if stage in (None, "fit"):
+            self.dataset("train")
+        self.dataset("test")
+
+    # ------------------------------------------------------------------------------------------- data
+    @property
+    def statistics(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per-channel ``(mean [C], std [C])`` of the train file when ``normalize``, else ``None``."""
+        if not self.normalize:
+            return None
+        if self._statistics is None:
+            self._ensure_files()
+            self._statistics = channel_statistics(self.path("train"))
+            log.info("%s normalisation: mean %s, std %s", self.dataset_name, *self._statistics)
+        return self._statistics
+
+    def trajectories(self, split: str) -> PDETrajectories:
+        """The (cached) trajectories of ``split`` (caps, time window, normalisation, masks applied)."""
+        if split not in self._trajectories:
+            path = self.path(split)
+            self._ensure_files()
+            self._trajectories[split] = PDETrajectories(
+                path,
+                time_window=self.time_window,
+                observed_fraction=self.observed_fraction,
+                normalize=self.statistics,
+                resolution=self.resolution,
+                num_trajectories=self.num_train if split == "train" else self.num_test,
+            )
+        return self._trajectories[split]
+
+    def dataset(self, split: str) -> PDEFrames:
+        """The (cached) frames of ``split``: one signal per ``(trajectory, frame)``."""
+        if split not in self._frames:
+            self._frames[split] = PDEFrames(self.trajectories(split))
+            log.info("%s/%s: %s", self.dataset_name, split, self._frames[split])
+        return self._frames[split]
+
+    @property
+    def geometry_name(self) -> str:
+        """The ``geometry`` attribute of the files (an ``enf.geometry`` registry name)."""
+        return self.trajectories("train").geometry
+
+    @property
+    def field_spec(self) -> FieldSpec:
+        """Kind from the file's geometry, the grid of ``resolution``, the file's channel names, no data range."""
+        train = self.trajectories("train")
+        if train.geometry not in GEOMETRY_KINDS:
+            raise ValueError(
+                f"{train.path}: geometry {train.geometry!r} has no field kind; known: {sorted(GEOMETRY_KINDS)}"
+            )
+        stats = self.statistics
+        return FieldSpec(
+            kind=GEOMETRY_KINDS[train.geometry],
+            coord_dim=int(train.coords.shape[-1]),
+            num_channels=int(train.num_channels),
+            grid_shape=train.grid_shape,
+            channel_names=tuple(train.channel_names),
+            data_range=None,
+            mean=None if stats is None else tuple(float(v) for v in stats[0]),
+            std=None if stats is None else tuple(float(v) for v in stats[1]),
+            name=self.dataset_name,
+            extra={"geometry": train.geometry, "times": [float(t) for t in train.times]},
+        )

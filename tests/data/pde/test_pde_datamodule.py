@@ -1,0 +1,158 @@
+"""``PDEDataModule``: missing-file message, generate-if-missing, normalisation, field_spec, contract batches."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from enf.data import FieldDataModule, FieldSpec, PDEDataModule
+from enf.data.pde import channel_statistics
+from enf.data.pde.io import open_trajectories, read_metadata
+
+
+def test_missing_file_says_the_exact_generate_command(tmp_path) -> None:
+    dm = PDEDataModule(dataset="diffusion_plane", root=str(tmp_path / "data"))
+    expected = (
+        f"enf data generate diffusion_plane --preset small --out {tmp_path / 'data' / 'diffusion_plane'}"
+    )
+    with pytest.raises(FileNotFoundError, match="train.h5 does not exist") as info:
+        dm.setup("fit")
+    assert f"`{expected}`" in str(info.value)
+    with pytest.raises(FileNotFoundError, match="--seed 3"):
+        _ = PDEDataModule(dataset="diffusion_plane", root=str(tmp_path), seed=3).num_train_signals
+    with pytest.raises(ValueError, match="unknown PDE dataset 'heat'.*diffusion_plane"):
+        PDEDataModule(dataset="heat")
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        PDEDataModule(dataset="diffusion_plane", generate="huge")
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['viscosity'\]"):
+        PDEDataModule(dataset="diffusion_plane", generate="small", generate_options={"viscosity": 1})
+    with pytest.raises(ValueError, match="observed_fraction"):
+        PDEDataModule(dataset="diffusion_plane", observed_fraction=0.0)
+
+
+def test_generates_missing_files_and_describes_them(tmp_path, caplog, tiny_options) -> None:
+    options = tiny_options["diffusion_plane"]
+    dm = PDEDataModule(
+        dataset="diffusion_plane",
+        root=str(tmp_path),
+        generate="small",
+        generate_options=options,
+        seed=2,
+        num_train=2,
+        batch_size=3,
+        eval_batch_size=5,
+    )
+    assert isinstance(dm, FieldDataModule)
+    with caplog.at_level(logging.INFO, logger="enf.data.pde.datamodule"):
+        dm.prepare_data()
+    assert (
+        "generating diffusion_plane/train" in caplog.text and "generating diffusion_plane/test" in caplog.text
+    )
+    folder = tmp_path / "diffusion_plane"
+    meta = read_metadata(folder / "train.h5")
+    assert meta["seed"] == 2 and meta["fields_shape"] == (3, 4, 16, 16, 1)  # the file keeps all 3
+    created = (folder / "test.h5").stat().st_mtime_ns
+    dm.setup("fit")
+    assert (folder / "test.h5").stat().st_mtime_ns == created  # present files are not regenerated
+    mean, std = channel_statistics(folder / "train.h5")
+    spec = dm.field_spec
+    assert spec == FieldSpec(
+        kind="plane",
+        coord_dim=2,
+        num_channels=1,
+        grid_shape=(16, 16),
+        channel_names=("u",),
+        data_range=None,
+        mean=(float(mean[0]),),
+        std=(float(std[0]),),
+        name="diffusion_plane",
+        extra=spec.extra,
+    )
+    assert spec.extra["geometry"] == dm.geometry_name == "se2" and len(spec.extra["times"]) == 4
+    assert FieldSpec.from_dict(dm.field_spec_dict) == spec
+    assert dm.num_train_signals == 2 * 4 and len(dm.dataset("test")) == 2 * 4
+    # a test batch, normalised with the TRAIN statistics, un-normalises to the stored test frames
+    batch = next(iter(dm.eval_dataloader("test")))
+    assert set(batch) == {"coords", "signal", "index", "trajectory", "frame", "time"}
+    assert batch["index"].tolist() == [0, 1, 2, 3, 4] and batch["trajectory"].tolist() == [0, 0, 0, 0, 1]
+    with open_trajectories(folder / "test.h5") as f:
+        stored = torch.from_numpy(np.asarray(f["fields"][:2])).reshape(8, 256, 1)
+    torch.testing.assert_close(
+        spec.denormalize(batch["signal"]), stored[:5], rtol=1e-5, atol=1e-5 * float(std[0])
+    )
+    train = list(dm.train_dataloader())
+    assert [len(b["index"]) for b in train] == [3, 3]  # 8 frames, batch 3, drop_last
+    assert set(torch.cat([b["trajectory"] for b in train]).tolist()) <= {0, 1}  # num_train=2
+
+
+def test_sphere_time_window_unnormalised_and_workers(tiny_root) -> None:
+    dm = PDEDataModule(
+        dataset="diffusion_sphere",
+        root=str(tiny_root),
+        time_window=(1, None),
+        normalize=False,
+        observed_fraction=0.5,
+        batch_size=2,
+        num_workers=1,
+    )
+    spec = dm.field_spec
+    assert (spec.kind, spec.coord_dim, spec.grid_shape, spec.normalized) == ("sphere", 3, (16, 32), False)
+    assert dm.geometry_name == "sphere" and len(spec.extra["times"]) == 2
+    first = dm.dataset("train")[0]["signal"]  # opens the file in this process before the worker forks
+    batches = list(dm.eval_dataloader("train", max_samples=4))  # through a worker process (own handle)
+    assert torch.equal(batches[0]["signal"][0], first)
+    batch = {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
+    assert batch["frame"].tolist() == [0, 1, 0, 1] and batch["trajectory"].tolist() == [0, 0, 1, 1]
+    with open_trajectories(tiny_root / "diffusion_sphere" / "train.h5") as f:
+        stored = torch.from_numpy(np.asarray(f["fields"][:2, 1:])).reshape(4, 16 * 32, 1)
+        times = torch.from_numpy(np.asarray(f["times"][1:]))
+    torch.testing.assert_close(batch["signal"], stored, rtol=0, atol=0)
+    torch.testing.assert_close(batch["time"], times.repeat(2), rtol=0, atol=0)
+    assert batch["mask"].shape == (4, 512) and batch["mask"].sum(dim=1).tolist() == [256] * 4
+    assert torch.equal(batch["mask"][0], batch["mask"][1]) and not torch.equal(
+        batch["mask"][0], batch["mask"][2]
+    )
+
+
+def test_unknown_geometry_has_no_field_kind(tiny_root, tmp_path) -> None:
+    shutil.copytree(tiny_root / "diffusion_plane", tmp_path / "diffusion_plane")
+    with h5py.File(tmp_path / "diffusion_plane" / "train.h5", "r+") as f:
+        f.attrs["geometry"] = "hyperbolic"
+    dm = PDEDataModule(dataset="diffusion_plane", root=str(tmp_path), normalize=False)
+    with pytest.raises(ValueError, match="geometry 'hyperbolic' has no field kind"):
+        _ = dm.field_spec
+
+
+def test_signature_is_a_valid_cli_schema() -> None:
+    jsonargparse = pytest.importorskip("jsonargparse")
+    parser = jsonargparse.ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(PDEDataModule, "data")
+    cfg = parser.parse_args(
+        ["--data.dataset=diffusion_plane", "--data.time_window=[0, 10]", "--data.generate=small"]
+    )
+    assert cfg.data.dataset == "diffusion_plane" and tuple(cfg.data.time_window) == (0, 10)
+    assert cfg.data.normalize is True and cfg.data.root == "data" and cfg.data.resolution == "stored"
+
+
+def test_other_ranks_wait_for_rank_zero_instead_of_generating(tmp_path, monkeypatch, tiny_options) -> None:
+    from enf.data.pde import datamodule as module
+
+    monkeypatch.setattr(module.rank_zero_only, "rank", 1)
+    monkeypatch.setattr(module, "_WAIT_FOR_FILES_S", 0.1)
+    dm = PDEDataModule(
+        dataset="diffusion_plane",
+        root=str(tmp_path),
+        generate="small",
+        generate_options=tiny_options["diffusion_plane"],
+    )
+    with pytest.raises(FileNotFoundError, match="did not appear within"):
+        dm.setup("fit")
+    assert not (tmp_path / "diffusion_plane" / "train.h5").exists()  # rank 1 generated nothing
+    dm.prepare_data()  # what Lightning runs on each node's local rank 0
+    dm.setup("fit")
+    assert dm.num_train_signals == 3 * 4
