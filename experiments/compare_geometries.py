@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 GEOMETRIES = ("absolute2d", "translation2d", "se2")
-CONFIGS = {"mnist": "configs/mnist.yaml", "natural": "configs/natural.yaml"}
+CONFIGS = {"mnist": "configs/fit/mnist.yaml", "natural": "configs/fit/natural.yaml"}
 
 
 def run(config: str, geometry: str, *, steps: int, batch_size: int, out: Path) -> dict:
@@ -29,7 +29,7 @@ def run(config: str, geometry: str, *, steps: int, batch_size: int, out: Path) -
         "fit",
         "--config",
         config,
-        "--model.geometry",
+        "--model.decoder.init_args.geometry",
         geometry,
         "--trainer.max_steps",
         str(steps),

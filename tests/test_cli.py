@@ -20,10 +20,10 @@ import yaml
 
 from enf.cli import main
 from enf.data import read_h5
-from enf.training import FieldFittingModule
+from enf.training import load_fit_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-MNIST = str(REPO / "configs" / "mnist.yaml")
+MNIST = str(REPO / "configs" / "fit" / "mnist.yaml")
 TINY = [
     "--trainer.enable_progress_bar", "false",
     "--trainer.max_steps", "3",
@@ -31,14 +31,14 @@ TINY = [
     "--data.init_args.num_train", "32",
     "--data.init_args.num_test", "8",
     "--data.init_args.batch_size", "8",
-    "--model.num_latents", "4",
-    "--model.hidden_dim", "16",
-    "--model.context_dim", "8",
+    "--model.fitter.init_args.num_latents", "4",
+    "--model.decoder.init_args.hidden_dim", "16",
+    "--model.decoder.init_args.context_dim", "8",
     "--artifacts.num_train_eval", "8",
 ]  # fmt: skip
 METRIC_KEYS = {
-    "psnr_train", "mse_train", "num_train_eval", "psnr_test", "mse_test", "equivariance_error", "num_test",
-    "fit_time_s", "global_step", "epoch", "num_parameters",
+    "psnr_train", "mse_train", "rel_l2_train", "num_train_eval", "psnr_test", "mse_test", "rel_l2_test",
+    "equivariance_error", "num_test", "fit_time_s", "global_step", "epoch", "num_parameters",
 }  # fmt: skip
 
 
@@ -83,16 +83,16 @@ def test_fit_writes_a_complete_run_directory(mnist_run: Path, capsys: pytest.Cap
         run_lightning_cli(["fit", "--config", str(run / "config.yaml"), "--print_config"])
     assert exc.value.code in (0, None)
     reparsed = yaml.safe_load(capsys.readouterr().out)
-    assert reparsed["model"]["num_latents"] == 4 and reparsed["model"]["context_dim"] == 8
+    assert reparsed["model"]["fitter"]["init_args"]["num_latents"] == 4
+    assert reparsed["model"]["decoder"]["init_args"]["context_dim"] == 8
     assert reparsed["data"]["init_args"]["num_train"] == 32
     assert reparsed["trainer"]["max_steps"] == 3
     assert (run / "checkpoints" / "last.ckpt").is_file()
     events = list(run.glob("events.out.tfevents.*"))
     assert len(events) == 1 and events[0].stat().st_size > 0
-    assert scalar_steps(run, "train/mse") == [0, 1, 2]  # log_every_n_steps 1: one scalar per step
+    assert scalar_steps(run, "train/loss") == [0, 1, 2]  # log_every_n_steps 1: one scalar per step
     # no validation epoch completed in 3 of 4 steps: the final reconstructions are still drawn
-    assert (run / "figures" / "final.png").is_file()
-    assert [p.name for p in (run / "figures").glob("*.png")] == ["final.png"]
+    assert [p.name for p in (run / "figures").glob("*.png")] == ["final_reconstruction.png"]
 
     metrics = read_metrics(run)
     assert METRIC_KEYS <= set(metrics)
@@ -101,15 +101,23 @@ def test_fit_writes_a_complete_run_directory(mnist_run: Path, capsys: pytest.Cap
     assert 0 < metrics["mse_test"] < 1 and 0 < metrics["mse_train"] < 1
     assert metrics["psnr_test"] > 0 and metrics["psnr_train"] > 0
     assert metrics["equivariance_error"] < 1e-6  # translation2d, measured in float64
-    module = FieldFittingModule.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu")
-    assert module.hparams.num_latents == 4 and module.hparams.geometry == "translation2d"
-    assert metrics["num_parameters"] == sum(p.numel() for p in module.parameters())
+    fit_ckpt = load_fit_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert fit_ckpt.fitter.num_latents == 4 and fit_ckpt.geometry.name == "translation2d"
+    assert fit_ckpt.decoder.context_dim == 8 and fit_ckpt.field_spec.kind == "image"
+    assert metrics["num_parameters"] == sum(p.numel() for p in fit_ckpt.module.parameters())
+    # the loaded decoder + fitter reproduce the run's test metric (what a stage-2 task builds on)
+    dm = fit_ckpt.module  # evaluate with the run's data, reloaded from its config
+    from enf.training.encode import load_datamodule_from_run
+
+    loader = load_datamodule_from_run(run / "config.yaml").eval_dataloader("test")
+    again = dm.evaluate("test", loader=loader)
+    assert again["mse"] == pytest.approx(metrics["mse_test"], rel=1e-4)
 
 
 def test_absolute2d_equivariance_error_is_large(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Negative control of the metric: the non-equivariant geometry must show a clear error."""
     monkeypatch.chdir(tmp_path)
-    fit("--model.geometry", "absolute2d")
+    fit("--model.decoder.init_args.geometry", "absolute2d")
     metrics = read_metrics(tmp_path / "runs" / "mnist" / "version_0")
     assert metrics["equivariance_error"] > 1e-3
 
@@ -132,7 +140,7 @@ def test_resume_continues_from_the_checkpoint(resumed_run: Path) -> None:
     metrics = read_metrics(resumed_run)
     assert metrics["global_step"] == 5
     # a restart would have trained (and logged) steps 0..4; the resumed run only steps 3 and 4
-    assert scalar_steps(resumed_run, "train/mse") == [3, 4]
+    assert scalar_steps(resumed_run, "train/loss") == [3, 4]
 
 
 def test_last_checkpoint_holds_the_final_model(resumed_run: Path) -> None:
@@ -148,7 +156,7 @@ def test_test_command_reproduces_the_final_metrics(
     monkeypatch.chdir(tmp_path)
     main(["test", "--config", MNIST, *TINY, "--ckpt_path", str(mnist_run / "checkpoints" / "last.ckpt")])
     run = tmp_path / "runs" / "mnist" / "version_0"
-    assert [p.name for p in (run / "figures").glob("*.png")] == ["test.png"]
+    assert [p.name for p in (run / "figures").glob("*.png")] == ["test_reconstruction.png"]
     metrics, fitted = read_metrics(run), read_metrics(mnist_run)
     assert "psnr_train" not in metrics and metrics["num_test"] == 8
     for key in ("psnr_test", "mse_test"):
@@ -234,7 +242,10 @@ def test_usage_and_unknown_command(capsys: pytest.CaptureFixture) -> None:
 
 def test_autodecoder_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    fit("--model.fitting", "autodecoder", "--model.autodecoder_test_steps", "5")
+    fit(
+        "--model.fitter", "enf.fitting.AutoDecoder", "--model.fitter.init_args.num_latents", "4",
+        "--model.fitter.init_args.test_steps", "5",
+    )  # fmt: skip
     run = tmp_path / "runs" / "mnist" / "version_0"
     metrics = read_metrics(run)
     assert METRIC_KEYS <= set(metrics) and metrics["global_step"] == 3
@@ -242,7 +253,7 @@ def test_autodecoder_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     # num_train_signals was linked from the datamodule: one table row per training image
     assert ckpt["hyper_parameters"]["num_train_signals"] == 32
-    table = {k: v for k, v in ckpt["state_dict"].items() if k.startswith("table.")}
+    table = {k: v for k, v in ckpt["state_dict"].items() if k.startswith("fitter.")}
     assert table and all(v.shape[0] == 32 for v in table.values())
 
 
@@ -250,7 +261,7 @@ def test_se2_end_to_end_with_validation_figure(tmp_path: Path, monkeypatch: pyte
     monkeypatch.chdir(tmp_path)
     # 16 images in batches of 8: the 2 steps are one full epoch, so validation runs once (no sanity check)
     fit(
-        "--model.geometry", "se2", "--trainer.max_steps", "2", "--data.init_args.num_train", "16",
+        "--model.decoder.init_args.geometry", "se2", "--trainer.max_steps", "2", "--data.init_args.num_train", "16",
         "--trainer.num_sanity_val_steps", "0",
     )  # fmt: skip
     run = tmp_path / "runs" / "mnist" / "version_0"
@@ -259,7 +270,9 @@ def test_se2_end_to_end_with_validation_figure(tmp_path: Path, monkeypatch: pyte
     assert metrics["equivariance_error"] < 1e-6
     assert 0 < metrics["mse_test"] < 1
     # the figure of the (only) validation epoch is saved, plus the final reconstructions
-    assert sorted(p.name for p in (run / "figures").glob("*.png")) == ["final.png", "val_epoch000.png"]
+    assert sorted(p.name for p in (run / "figures").glob("*.png")) == [
+        "final_reconstruction.png", "val_epoch000_reconstruction.png",
+    ]  # fmt: skip
     assert scalar_steps(run, "val/psnr") == [1]  # logged once, after the epoch's 2 steps (0-based step 1)
 
 
@@ -282,3 +295,136 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     assert metrics["equivariance_error"] < 1e-6 and 0 < metrics["mse_test"] < 1
     assert (runs[0] / "checkpoints" / "last.ckpt").is_file()
     print(f"DDP 2x CPU run took {elapsed:.1f} s")
+
+
+# ----------------------------------------------------------------------------------- bad input
+def test_resume_with_other_model_settings_is_refused(
+    mnist_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Lightning would silently replace them by the checkpoint's: say which values differ, and refuse."""
+    monkeypatch.chdir(tmp_path)
+    ckpt = str(mnist_run / "checkpoints" / "last.ckpt")
+    with pytest.raises(SystemExit) as exc:
+        fit("--ckpt_path", ckpt, "--model.decoder.init_args.hidden_dim", "32", "--model.lr", "0.01")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "model.decoder.init_args.hidden_dim: checkpoint 16, given 32" in err
+    assert "model.lr: checkpoint 0.001, given 0.01" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_abbreviated_keys_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        fit("--model.num_sampled_coord", "3")  # a prefix of num_sampled_coords
+    assert exc.value.code == 2 and "--model.num_sampled_coord" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        (
+            "--model.num_sampled_coords",
+            "0",
+            "num_sampled_coords must be None (all coordinates) or >= 1, got 0",
+        ),
+        ("--data.init_args.batch_size", "0", "batch_size must be an int >= 1, got 0"),
+    ],
+)
+def test_bad_values_give_one_clear_line(
+    flag: str, value: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        fit(flag, value)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: {message}" in err and "Given value" not in err and len(err.splitlines()) <= 4
+    assert not list(tmp_path.glob("runs/*/*/checkpoints/*.ckpt"))
+
+
+def test_corrupt_checkpoint_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "broken.ckpt"
+    bad.write_bytes(b"PK\x03\x04 not really a checkpoint")
+    with pytest.raises(SystemExit) as exc:
+        fit("--ckpt_path", str(bad))
+    err = capsys.readouterr().err
+    assert (
+        exc.value.code == 2
+        and "broken.ckpt is not a readable checkpoint" in err
+        and "weights_only" not in err
+    )
+    with pytest.raises(ValueError, match="broken.ckpt is not a readable checkpoint"):
+        load_fit_checkpoint(bad)
+
+
+def test_encode_to_an_unwritable_path_fails_before_encoding(mnist_run: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    t0 = time.perf_counter()
+    with pytest.raises(SystemExit) as exc:
+        main(
+            ["encode", "--ckpt", str(mnist_run / "checkpoints" / "last.ckpt"), "--out", str(blocker / "x.h5")]
+        )
+    assert "cannot write" in str(exc.value.code) and "a_file" in str(exc.value.code)
+    assert time.perf_counter() - t0 < 5.0  # nothing was loaded or encoded
+
+
+def test_interrupted_fit_leaves_a_checkpoint_to_resume_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in the middle of an epoch: ``checkpoints/interrupted.ckpt`` (not 'best'), and it resumes."""
+    import lightning as L
+
+    class CtrlC(L.Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            if trainer.global_step == 2:
+                raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    from enf.training import cli as cli_module
+
+    original = cli_module.ENFLightningCLI.instantiate_trainer
+
+    def with_ctrl_c(self, **kwargs):
+        trainer = original(self, **kwargs)
+        trainer.callbacks.append(CtrlC())
+        return trainer
+
+    monkeypatch.setattr(cli_module.ENFLightningCLI, "instantiate_trainer", with_ctrl_c)
+    with pytest.raises(SystemExit):
+        fit("--trainer.max_steps", "6")
+    ckpts = tmp_path / "runs" / "mnist" / "version_0" / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["interrupted.ckpt"]
+    assert torch.load(ckpts / "interrupted.ckpt", map_location="cpu", weights_only=True)["global_step"] == 2
+    monkeypatch.setattr(cli_module.ENFLightningCLI, "instantiate_trainer", original)
+    fit("--trainer.max_steps", "4", "--ckpt_path", str(ckpts / "interrupted.ckpt"))
+    assert read_metrics(tmp_path / "runs" / "mnist" / "version_1")["global_step"] == 4
+
+
+# ------------------------------------------------------------------------------------ PDE fields
+def test_pde_fit_end_to_end_with_the_same_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``configs/fit/diffusion_plane.yaml`` on a tiny generated file: PDE metrics, MSE monitor, figures."""
+    monkeypatch.chdir(tmp_path)
+    main([
+        "fit", "--config", str(REPO / "configs" / "fit" / "diffusion_plane.yaml"),
+        "--trainer.enable_progress_bar", "false", "--trainer.max_steps", "4", "--trainer.limit_val_batches", "1",
+        "--trainer.num_sanity_val_steps", "0", "--trainer.val_check_interval", "2",
+        "--data.init_args.generate_options", '{"num_train": 2, "num_test": 1, "resolution": 16, "num_frames": 4}',
+        "--data.init_args.batch_size", "4", "--model.decoder.init_args.hidden_dim", "16",
+        "--artifacts.num_train_eval", "4",
+    ])  # fmt: skip
+    run = tmp_path / "runs" / "diffusion_plane" / "version_0"
+    metrics = read_metrics(run)
+    assert {"mse_test", "rel_l2_test", "mse_train", "equivariance_error"} <= set(metrics)
+    assert not any(k.startswith("psnr") for k in metrics)  # no data range for PDE fields
+    assert metrics["num_test"] == 4 and metrics["equivariance_error"] < 1e-9  # se2, float64
+    assert 0 < metrics["rel_l2_test"] < 2
+    assert (run / "checkpoints" / "best.ckpt").is_file()  # selected by val/mse, the task's monitor
+    best = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    monitor = [v for k, v in best["callbacks"].items() if "TaskCheckpoint" in k][0]["monitor"]
+    assert monitor == "val/mse"
+    assert (run / "figures" / "final_reconstruction.png").is_file()
+    fit_ckpt = load_fit_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert fit_ckpt.field_spec.kind == "plane" and fit_ckpt.field_spec.normalized

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -9,15 +10,53 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint
 from PIL import Image
 
-from enf.data.datamodule import ImageDataModule
-from enf.training import FieldFittingModule, RunArtifacts
-from enf.training.cli import TRAINER_DEFAULTS, ENFLightningCLI
+from enf.data.field_module import FieldDataModule
+from enf.data.grid import signal_to_image
+from enf.training import FieldFittingModule, RunArtifacts, TaskCheckpoint
+from enf.training.cli import ENFLightningCLI, run_lightning_cli
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
-CHANNELS = {"mnist": 1, "faces": 1, "natural": 3, "cifar10": 3, "folder": 3}
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "fit").glob("*.yaml"))
+IMAGE_CHANNELS = {"mnist": 1, "faces": 1, "natural": 3, "cifar10": 3, "folder": 3}
+PDE_CONFIGS = [
+    "diffusion_plane",
+    "navier_stokes_torus",
+    "diffusion_sphere",
+    "shallow_water_sphere",
+    "heated_convection_ball",
+]
+# Tiny versions of the small presets, so that instantiating a PDE config generates its data in seconds.
+TINY_PDE = {
+    "diffusion_plane": {"num_train": 2, "num_test": 1, "resolution": 16, "num_frames": 3},
+    "navier_stokes_torus": {
+        "num_train": 1,
+        "num_test": 1,
+        "resolution": 16,
+        "warmup_time": 0.1,
+        "num_frames": 2,
+    },
+    "diffusion_sphere": {"num_train": 2, "num_test": 1, "nlat": 16, "nlon": 32, "lmax": 12, "num_frames": 2},
+    "shallow_water_sphere": {
+        "num_train": 1,
+        "num_test": 1,
+        "skip_frames": 0,
+        "num_frames": 2,
+        "steps_per_frame": 2,
+    },
+    "heated_convection_ball": {
+        "num_train": 1,
+        "num_test": 1,
+        "nphi": 8,
+        "ntheta": 4,
+        "nr": 6,
+        "num_frames": 2,
+    },
+}
+PDE_GEOMETRY = {
+    "diffusion_plane": "se2", "navier_stokes_torus": "torus2d", "diffusion_sphere": "sphere",
+    "shallow_water_sphere": "sphere_axial", "heated_convection_ball": "ball",
+}  # fmt: skip
 
 
 def load(path: Path) -> dict:
@@ -28,32 +67,48 @@ def needs_root(path: Path) -> bool:
     return "root" in (load(path)["data"].get("init_args") or {})
 
 
+def is_pde(path: Path) -> bool:
+    return load(path)["data"]["class_path"] == "enf.data.PDEDataModule"
+
+
 def instantiate(path: Path, *extra: str) -> ENFLightningCLI:
-    return ENFLightningCLI(
-        FieldFittingModule,
-        subclass_mode_data=True,
-        trainer_defaults=TRAINER_DEFAULTS,
-        args=["--config", str(path), "--trainer.logger", "false", *extra],
-        run=False,
-    )
+    return run_lightning_cli(["--config", str(path), "--trainer.logger", "false", *extra], run=False)
 
 
 def check_matches_yaml(cli: ENFLightningCLI, cfg: dict, *, root: str | None = None) -> None:
     model = cli.model
     assert isinstance(model, FieldFittingModule)
+    for part in ("decoder", "fitter"):  # the built objects carry the values the YAML states
+        obj = getattr(model, part)
+        assert f"{type(obj).__module__.split('.')[0]}" == "enf"
+        for key, value in cfg["model"][part]["init_args"].items():
+            got = getattr(obj, key, None)
+            if key == "geometry":
+                assert obj.geometry.name == value
+            elif got is not None and not isinstance(got, torch.Tensor) and not callable(got):
+                assert got == value, (part, key)
+    assert model.hparams["decoder"]["init_args"] == {
+        **model.hparams["decoder"]["init_args"],
+        **cfg["model"]["decoder"]["init_args"],
+    }
+    assert model.hparams["fitter"]["init_args"] == {
+        **model.hparams["fitter"]["init_args"],
+        **cfg["model"]["fitter"]["init_args"],
+    }
     for key, value in cfg["model"].items():
-        assert model.hparams[key] == value, key
-    assert model.geometry.name == cfg["model"]["geometry"]
-    assert model.meta is not None
-    assert model.meta.initial(2).poses.shape[:2] == (2, cfg["model"]["num_latents"])
+        if key not in ("decoder", "fitter"):
+            assert model.hparams[key] == value, key
+    assert model.fitter.initial(2).poses.shape[:2] == (2, cfg["model"]["fitter"]["init_args"]["num_latents"])
     dm = cli.datamodule
-    assert isinstance(dm, ImageDataModule) and cfg["data"]["class_path"] == "enf.data.ImageDataModule"
+    assert isinstance(dm, FieldDataModule)
     for key, value in cfg["data"]["init_args"].items():
-        assert dm.hparams[key] == (root if key == "root" and root is not None else value), key
-    # linked from the datamodule into the model
-    assert model.hparams.num_out == dm.num_channels == CHANNELS[cfg["data"]["init_args"]["dataset"]]
-    z0 = model.meta.initial(1)  # the decoder really was built with the linked channel count
-    assert model.decoder(torch.zeros(1, 3, model.geometry.coord_dim), z0).shape[-1] == dm.num_channels
+        if key != "generate_options":
+            assert dm.hparams[key] == (root if key == "root" and root is not None else value), key
+    # linked from the datamodule into the model: channels, the field description, table rows
+    assert model.decoder.num_out == dm.num_channels
+    assert model.field_spec == dm.field_spec
+    coords = dm.dataset("test")[0]["coords"][None, :3]
+    assert model.decoder(coords, model.fitter.initial(1)).shape[-1] == dm.num_channels
     for key, value in cfg["trainer"].items():
         if key in ("logger", "accelerator", "devices", "max_time"):
             continue
@@ -62,21 +117,53 @@ def check_matches_yaml(cli: ENFLightningCLI, cfg: dict, *, root: str | None = No
     assert len(artifacts) == 1
     if "artifacts" in cfg:
         assert artifacts[0].num_train_eval == cfg["artifacts"]["num_train_eval"]
-    ckpt = [cb for cb in cli.trainer.callbacks if isinstance(cb, ModelCheckpoint)]
-    assert len(ckpt) == 1 and ckpt[0].monitor == "val/psnr" and ckpt[0].save_last
+    ckpt = [cb for cb in cli.trainer.callbacks if isinstance(cb, TaskCheckpoint)]
+    assert (
+        len(ckpt) == 1 and ckpt[0].monitor == "auto" and ckpt[0].save_last
+    )  # resolved from the task at setup
 
 
 def test_every_config_is_covered() -> None:
-    assert {p.stem for p in CONFIGS} >= {"mnist", "natural", "faces", "cifar10", "folder"}
+    assert {p.stem for p in CONFIGS} == set(IMAGE_CHANNELS) | set(PDE_CONFIGS)
 
 
-@pytest.mark.parametrize("path", [p for p in CONFIGS if not needs_root(p)], ids=lambda p: p.stem)
-def test_config_instantiates(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_configs_share_the_trainer_block() -> None:
+    """Logger, inference mode, clipping live in one place (TRAINER_DEFAULTS), not in every file."""
+    for path in CONFIGS:
+        trainer = load(path).get("trainer", {})
+        assert not {"logger", "inference_mode", "gradient_clip_val", "accelerator"} & set(trainer), path.name
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in CONFIGS if not needs_root(p) and not is_pde(p)], ids=lambda p: p.stem
+)
+def test_image_config_instantiates(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     cfg = load(path)
     cli = instantiate(path)
     check_matches_yaml(cli, cfg)
+    assert cli.datamodule.field_spec.kind == "image"
+    assert cli.model.decoder.num_out == IMAGE_CHANNELS[path.stem]
+    assert cli.model.monitor == ("val/psnr", "max")
     assert not (tmp_path / "runs").exists()  # nothing was run or written
+
+
+@pytest.mark.parametrize("name", PDE_CONFIGS)
+def test_pde_config_instantiates(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each PDE config builds the same module on its generated data (tiny files here), geometry as published."""
+    if name == "heated_convection_ball":
+        pytest.importorskip(
+            "dedalus", reason="the ball generator needs Dedalus (CI installs it and runs this)"
+        )
+    monkeypatch.chdir(tmp_path)
+    path = next(p for p in CONFIGS if p.stem == name)
+    cfg = load(path)
+    cli = instantiate(path, "--data.init_args.generate_options", json.dumps(TINY_PDE[name]))
+    check_matches_yaml(cli, cfg)
+    assert (tmp_path / "data" / name / "train.h5").is_file()
+    spec = cli.datamodule.field_spec
+    assert cli.model.geometry.name == PDE_GEOMETRY[name] and spec.normalized and spec.data_range is None
+    assert cli.model.monitor == ("val/mse", "min") and "psnr" not in cli.model.metric_names
 
 
 @pytest.mark.parametrize("path", [p for p in CONFIGS if needs_root(p)], ids=lambda p: p.stem)
@@ -114,7 +201,8 @@ def test_cifar10_config_with_a_local_root(tmp_path: Path, monkeypatch: pytest.Mo
     dm = cli.datamodule
     assert dm.num_train_signals == 10 and len(dm.dataset("test")) == 2
     item = dm.dataset("test")[1]
-    np.testing.assert_allclose(np.asarray(item["image"]), written["test_batch"][1] / 255.0, atol=1e-6)
+    image = signal_to_image(item["signal"][None], 32, 32)[0]
+    np.testing.assert_allclose(image.numpy(), written["test_batch"][1] / 255.0, atol=1e-6)
     assert int(item["label"]) == 7
 
 
@@ -132,6 +220,6 @@ def test_folder_config_with_a_local_root(tmp_path: Path, monkeypatch: pytest.Mon
     dm = cli.datamodule
     assert dm.image_shape == (32, 32, 3)
     assert dm.num_train_signals == 4 and len(dm.dataset("test")) == 1  # 10 % held out, at least one
-    test_image = np.asarray(dm.dataset("test")[0]["image"])
+    test_image = signal_to_image(dm.dataset("test")[0]["signal"][None], 32, 32)[0].numpy()
     # already 32x32, so the resize to image_size 32 keeps the pixels: the test image is one of the files
     assert min(np.abs(test_image - im / 255.0).max() for im in images) < 1e-6

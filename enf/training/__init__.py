@@ -1,6 +1,17 @@
-"""Lightning modules and callbacks."""
+"""Lightning modules, callbacks and checkpoint loading (one LightningModule per task, DESIGN.md section 10)."""
 
-from enf.training.callbacks import RunArtifacts
-from enf.training.fitting_module import FieldFittingModule
+from enf.training.callbacks import FieldTask, RunArtifacts, TaskCheckpoint
+from enf.training.checkpoints import FitCheckpoint, load_fit_checkpoint, read_checkpoint
+from enf.training.fitting_module import LOSSES, FieldFittingModule, resolve_loss
 
-__all__ = ["FieldFittingModule", "RunArtifacts"]
+__all__ = [
+    "LOSSES",
+    "FieldFittingModule",
+    "FieldTask",
+    "FitCheckpoint",
+    "RunArtifacts",
+    "TaskCheckpoint",
+    "load_fit_checkpoint",
+    "read_checkpoint",
+    "resolve_loss",
+]

@@ -1,4 +1,8 @@
-"""Callbacks that fill a run directory: figures and a flat ``metrics.json``."""
+"""Callbacks that fill a run directory: figures, a flat ``metrics.json``, checkpoints chosen by the task.
+
+They talk to the module only through the :class:`FieldTask` protocol (``evaluate``, ``figures``,
+``monitor``) and to the data only through :class:`~enf.data.FieldDataModule`'s evaluation loaders.
+"""
 
 from __future__ import annotations
 
@@ -6,35 +10,93 @@ import logging
 import math
 import time
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from enf.io import write_json_atomic
 
-__all__ = ["RunArtifacts"]
+__all__ = ["FieldTask", "RunArtifacts", "TaskCheckpoint"]
 
 log = logging.getLogger(__name__)
 
 
+@runtime_checkable
+class FieldTask(Protocol):
+    """What run-directory callbacks need from a LightningModule."""
+
+    @property
+    def monitor(self) -> tuple[str, str]:
+        """``(logged metric, "min" | "max")`` selecting the best checkpoint."""
+
+    def evaluate(self, split: str, *, max_samples: int | None = None) -> dict[str, float]:
+        """Flat metrics of ``split`` (``num_samples`` among them)."""
+
+    def figures(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Named matplotlib figures of a batch."""
+
+
+def _check_task(pl_module: L.LightningModule) -> FieldTask:
+    if not isinstance(pl_module, FieldTask):
+        raise TypeError(
+            f"{type(pl_module).__name__} does not implement enf.training.FieldTask "
+            "(monitor, evaluate(split), figures(batch)), which the enf callbacks need"
+        )
+    return pl_module
+
+
+def _check_datamodule(trainer: L.Trainer):
+    from enf.data.field_module import FieldDataModule
+
+    dm = trainer.datamodule
+    if not isinstance(dm, FieldDataModule):
+        raise TypeError(
+            f"the enf callbacks need an enf.data.FieldDataModule, got {type(dm).__name__}; "
+            "wrap your dataset in a FieldDataModule subclass"
+        )
+    return dm
+
+
+class TaskCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``monitor="auto"`` is the metric the task declares (``pl_module.monitor``)."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.monitor == "auto":
+            metric, mode = _check_task(pl_module).monitor
+            self.monitor = metric
+            self._ModelCheckpoint__init_monitor_mode(mode)
+        super().setup(trainer, pl_module, stage)
+
+
 class RunArtifacts(L.Callback):
-    """Save figures to ``<run>/figures/`` and final metrics to ``<run>/metrics.json``.
+    """Save figures to ``<run>/figures/``, final metrics to ``<run>/metrics.json``, and a checkpoint on Ctrl-C.
 
-    Figures: ``val_epoch<NNN>.png`` after each validation, ``test.png`` after ``enf test`` and ``final.png``
-    (test reconstructions of the final model) at the end of fitting.
+    Figures (each also logged to TensorBoard): ``val_epoch<NNN>_<name>.png`` after each validation,
+    ``test_<name>.png`` after ``enf test`` and ``final_<name>.png`` at the end of fitting, for every figure
+    the task draws (``reconstruction``: truth / reconstruction / error with the latents).
 
-    ``metrics.json`` (numbers only): ``psnr_train``, ``mse_train`` (on up to ``num_train_eval`` training
-    signals, encoded like test signals), ``psnr_test``, ``mse_test``, ``equivariance_error`` (test data),
-    ``num_test``, ``num_train_eval``, ``fit_time_s``, ``global_step``, ``epoch``, ``num_parameters``.
+    ``metrics.json`` (numbers only): ``<metric>_<split>`` for every metric of the task (``mse``,
+    ``rel_l2`` and, with a known data range, ``psnr``) on the test split and on up to ``num_train_eval``
+    training signals encoded like test signals; ``equivariance_error`` (test); ``num_test``,
+    ``num_train_eval``; ``fit_time_s``, ``global_step``, ``epoch``, ``num_parameters``.
+
+    An interrupted fit (Ctrl-C) leaves ``checkpoints/interrupted.ckpt`` to resume from.
 
     Args:
-        num_train_eval: training signals to evaluate for ``psnr_train``.
+        num_train_eval: training signals to evaluate.
         num_test_eval: test signals to evaluate (``None``: all).
     """
 
     def __init__(self, *, num_train_eval: int = 256, num_test_eval: int | None = None) -> None:
+        if num_train_eval < 1:
+            raise ValueError(f"num_train_eval must be >= 1, got {num_train_eval}")
+        if num_test_eval is not None and num_test_eval < 1:
+            raise ValueError(f"num_test_eval must be None (all) or >= 1, got {num_test_eval}")
         self.num_train_eval = num_train_eval
         self.num_test_eval = num_test_eval
         self._t0: float | None = None
+        self._plot_batch: dict[str, Any] | None = None
 
     @staticmethod
     def run_dir(trainer: L.Trainer) -> Path:
@@ -44,51 +106,41 @@ class RunArtifacts(L.Callback):
         path = None if logger is None else (getattr(logger, "log_dir", None) or logger.save_dir)
         return Path(path or trainer.default_root_dir)
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._t0 = time.perf_counter()
-
-    # Figures are saved in on_validation_end/on_test_end: Lightning calls the callbacks' *_epoch_end hooks
-    # before the module's, so the module's figure of the current epoch only exists from here on.
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._save_figure(trainer, pl_module, f"val_epoch{trainer.current_epoch:03d}.png")
-
-    def _save_figure(self, trainer: L.Trainer, pl_module: L.LightningModule, name: str) -> None:
-        fig = getattr(pl_module, "latest_figure", None)
-        if fig is None:
-            return
-        pl_module.latest_figure = None
+    # ----------------------------------------------------------------------------------- figures
+    def _figures(self, trainer: L.Trainer, pl_module: L.LightningModule, prefix: str) -> None:
         if not trainer.is_global_zero or trainer.sanity_checking:
-            import matplotlib.pyplot as plt
-
-            plt.close(fig)
             return
+        task = _check_task(pl_module)
+        if self._plot_batch is None:
+            loader = _check_datamodule(trainer).eval_dataloader("test", max_samples=8)
+            self._plot_batch = next(iter(loader), None)
+        if self._plot_batch is None:
+            return
+        import matplotlib.pyplot as plt
+
         from enf.plotting import save_figure
 
         folder = self.run_dir(trainer) / "figures"
         folder.mkdir(parents=True, exist_ok=True)
-        save_figure(fig, folder / name)
+        for name, fig in task.figures(self._plot_batch).items():
+            for logger in trainer.loggers:
+                experiment = getattr(logger, "experiment", None)
+                if hasattr(experiment, "add_figure"):
+                    experiment.add_figure(
+                        f"{prefix}/{name}", fig, global_step=trainer.global_step, close=False
+                    )
+            save_figure(fig, folder / f"{prefix}_{name}.png")
+            plt.close(fig)
 
-    def _final_figure(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """``figures/final.png``: test reconstructions of the final model (also when no validation ran)."""
-        dm = trainer.datamodule
-        if not trainer.is_global_zero or dm is None or not hasattr(dm, "eval_dataloader"):
-            return
-        if not hasattr(pl_module, "_eval_step"):
-            return
-        batch = next(iter(dm.eval_dataloader("test")), None)
-        if batch is None or "image" not in batch:
-            return
-        batch = {k: (v.to(pl_module.device) if hasattr(v, "to") else v) for k, v in batch.items()}
-        was_training = pl_module.training
-        pl_module.eval()
-        try:
-            pl_module._plot_batch = None
-            pl_module._eval_step(batch, "final")
-        finally:
-            pl_module._eval_outputs.pop("final", None)
-            pl_module.train(was_training)
-        pl_module._plot_batch_to_loggers("final")
-        self._save_figure(trainer, pl_module, "final.png")
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit":
+            self._figures(trainer, pl_module, f"val_epoch{trainer.current_epoch:03d}")
+
+    # --------------------------------------------------------------------------------- lifecycle
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        _check_task(pl_module)
+        _check_datamodule(trainer)
+        self._t0 = time.perf_counter()
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         fit_time = time.perf_counter() - self._t0 if self._t0 is not None else math.nan
@@ -98,37 +150,50 @@ class RunArtifacts(L.Callback):
         if ckpt_cb is not None and getattr(ckpt_cb, "save_last", False) and ckpt_cb.dirpath:
             trainer.save_checkpoint(str(Path(ckpt_cb.dirpath) / "last.ckpt"))
         self._write_metrics(trainer, pl_module, extra={"fit_time_s": fit_time})
-        self._final_figure(trainer, pl_module)
+        self._figures(trainer, pl_module, "final")
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._save_figure(trainer, pl_module, "test.png")
+        self._figures(trainer, pl_module, "test")
         self._write_metrics(trainer, pl_module, extra={}, with_train=False)
 
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        """Ctrl-C during fitting: save ``checkpoints/interrupted.ckpt`` (not labelled best) to resume from."""
+        if not isinstance(exception, KeyboardInterrupt) or trainer.state.fn != "fit":
+            return
+        ckpt_cb = trainer.checkpoint_callback
+        folder = Path(ckpt_cb.dirpath) if ckpt_cb is not None and ckpt_cb.dirpath else self.run_dir(trainer)
+        path = folder / "interrupted.ckpt"
+        trainer.save_checkpoint(str(path))
+        if trainer.is_global_zero:
+            log.warning(
+                "interrupted at step %d: saved %s (resume with --ckpt_path %s)",
+                trainer.global_step,
+                path,
+                path,
+            )
+
+    # ----------------------------------------------------------------------------------- metrics
     def _write_metrics(self, trainer, pl_module, *, extra: dict, with_train: bool = True) -> None:
         if not trainer.is_global_zero:
             return
-        dm = trainer.datamodule
-        if dm is None or not hasattr(dm, "eval_dataloader"):
-            log.warning(
-                "RunArtifacts: the datamodule has no eval_dataloader(split); metrics.json not written"
-            )
-            return
+        task = _check_task(pl_module)
+        _check_datamodule(trainer)
         was_training = pl_module.training
         pl_module.eval()
+        metrics: dict[str, float] = {}
         try:
-            metrics: dict[str, float] = {}
             if with_train:
-                train = pl_module.evaluate(dm.eval_dataloader("train"), max_samples=self.num_train_eval)
-                metrics.update(
-                    psnr_train=train["psnr"], mse_train=train["mse"], num_train_eval=train["num_samples"]
-                )
-            test = pl_module.evaluate(dm.eval_dataloader("test"), max_samples=self.num_test_eval)
-            metrics.update(
-                psnr_test=test["psnr"],
-                mse_test=test["mse"],
-                equivariance_error=test["equivariance_error"],
-                num_test=test["num_samples"],
-            )
+                train = task.evaluate("train", max_samples=self.num_train_eval)
+                train.pop("equivariance_error", None)
+                metrics["num_train_eval"] = train.pop("num_samples")
+                metrics.update({f"{k}_train": v for k, v in train.items()})
+            test = task.evaluate("test", max_samples=self.num_test_eval)
+            metrics["num_test"] = test.pop("num_samples")
+            if "equivariance_error" in test:
+                metrics["equivariance_error"] = test.pop("equivariance_error")
+            metrics.update({f"{k}_test": v for k, v in test.items()})
         finally:
             pl_module.train(was_training)
         metrics.update(
@@ -138,5 +203,5 @@ class RunArtifacts(L.Callback):
             **extra,
         )
         path = self.run_dir(trainer) / "metrics.json"
-        write_json_atomic(path, {k: float(v) for k, v in metrics.items()})
-        log.info("wrote %s: %s", path, {k: round(float(v), 4) for k, v in metrics.items()})
+        write_json_atomic(path, {k: float(v) for k, v in sorted(metrics.items())})
+        log.info("wrote %s: %s", path, {k: round(float(v), 6) for k, v in sorted(metrics.items())})

@@ -1,55 +1,137 @@
 """LightningCLI for the ``enf fit|validate|test`` commands.
 
 Every run writes ``runs/<logger name>/version_<n>/`` with ``config.yaml`` (the resolved config),
-``checkpoints/`` (``last.ckpt`` + best by ``val/psnr``), TensorBoard events, ``figures/`` and
-``metrics.json``. Unknown config keys are errors (jsonargparse).
+``checkpoints/`` (``last.ckpt`` + ``best.ckpt`` by the metric the task declares), TensorBoard events,
+``figures/`` and ``metrics.json``. Unknown config keys and abbreviated keys are errors (jsonargparse).
+
+Shared defaults live here (:data:`TRAINER_DEFAULTS`: TensorBoard logger under ``runs/`` named after the
+dataset, no inference mode, log every 10 steps), so per-dataset configs hold only what differs.
 """
 
 from __future__ import annotations
 
-from lightning.pytorch.callbacks import ModelCheckpoint
+import sys
+from pathlib import Path
+from typing import Any
+
 from lightning.pytorch.cli import LightningCLI
 
-from enf.training.callbacks import RunArtifacts
+from enf.training.callbacks import RunArtifacts, TaskCheckpoint
+from enf.training.checkpoints import read_checkpoint
 from enf.training.fitting_module import FieldFittingModule
 
-__all__ = ["ENFLightningCLI", "run_lightning_cli"]
+__all__ = ["TRAINER_DEFAULTS", "ENFLightningCLI", "run_lightning_cli"]
 
 TRAINER_DEFAULTS = {
     "logger": {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-        "init_args": {"save_dir": "runs", "name": "default"},
+        # "auto": the data module's dataset name (runs/mnist/, runs/diffusion_plane/, ...)
+        "init_args": {"save_dir": "runs", "name": "auto"},
     },
     # The inner loop needs gradients during validation/test.
     "inference_mode": False,
     "log_every_n_steps": 10,
+    "devices": 1,  # multi-GPU: --trainer.devices N --trainer.strategy ddp
+    "gradient_clip_val": 1.0,
 }
+
+# Filled from the data module at instantiation: never compared when resuming.
+LINKED = ("field", "num_train_signals", "decoder.init_args.num_out")
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if hasattr(tree, "as_dict"):
+        tree = tree.as_dict()
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if str(key).startswith("_"):
+            continue
+        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return float(a) == float(b)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
 
 
 class ENFLightningCLI(LightningCLI):
     """LightningCLI with the run-directory callbacks always on and data sizes linked into the model."""
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(TaskCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.save_last": True,
-                "checkpoint.monitor": "val/psnr",
-                "checkpoint.mode": "max",
+                "checkpoint.monitor": "auto",  # the task's metric: val/psnr for images, val/mse otherwise
                 "checkpoint.save_top_k": 1,
                 "checkpoint.filename": "best",
             }
         )
         parser.add_lightning_class_args(RunArtifacts, "artifacts")
-        parser.link_arguments("data.num_channels", "model.num_out", apply_on="instantiate")
+        parser.link_arguments("data.num_channels", "model.decoder.init_args.num_out", apply_on="instantiate")
         parser.link_arguments("data.num_train_signals", "model.num_train_signals", apply_on="instantiate")
+        parser.link_arguments("data.field_spec_dict", "model.field", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        logger = config.trainer.get("logger")
+        init_args = getattr(logger, "init_args", None)
+        if init_args is not None and getattr(init_args, "name", None) == "auto":
+            data_args = getattr(config.data, "init_args", None)
+            init_args.name = str(getattr(data_args, "dataset", None) or "default")
+
+    def _parse_ckpt_path(self) -> None:
+        """Resuming (``--ckpt_path``) uses the checkpoint's model settings; refuse a config that differs.
+
+        Lightning would silently replace the model section by the checkpoint's hyperparameters, dropping
+        command-line overrides. Here a difference is an error naming every differing value.
+        """
+        if not self.config.get("subcommand"):
+            return
+        config = self.config[self.config.subcommand]
+        ckpt_path = config.get("ckpt_path")
+        if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):
+            return
+        hparams = dict(read_checkpoint(ckpt_path).get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        stored, given = _flatten(hparams), _flatten(config.model)
+        differ = [
+            (key, stored[key], given[key])
+            for key in sorted(set(stored) & set(given))
+            if not key.startswith(LINKED) and not _same(stored[key], given[key])
+        ]
+        if differ:
+            lines = "\n".join(f"  model.{k}: checkpoint {a!r}, given {b!r}" for k, a, b in differ)
+            sys.stderr.write(
+                f"enf: --ckpt_path {ckpt_path} was trained with other model settings than this config and "
+                f"command line:\n{lines}\nResume with the run's own config (runs/.../config.yaml) and no model "
+                "overrides, or start a new run without --ckpt_path.\n"
+            )
+            raise SystemExit(2)
+        super()._parse_ckpt_path()
 
 
-def run_lightning_cli(args: list[str]) -> ENFLightningCLI:
+def run_lightning_cli(args: list[str] | None, *, run: bool = True) -> ENFLightningCLI:
+    """``enf fit|validate|test`` (``run=False``: parse and instantiate only, ``args`` without a subcommand)."""
     return ENFLightningCLI(
         FieldFittingModule,
         subclass_mode_data=True,
         trainer_defaults=TRAINER_DEFAULTS,
         args=args,
+        run=run,
+        parser_kwargs={"allow_abbrev": False},
         save_config_kwargs={"overwrite": True},
     )
+
+
+def run_dir_of(checkpoint: str | Path) -> Path:
+    """``runs/<name>/version_<n>`` of a checkpoint under its ``checkpoints/`` folder."""
+    return Path(checkpoint).resolve().parent.parent

@@ -1,238 +1,302 @@
-"""One LightningModule for field fitting (images now; any coordinate/signal batch): Meta-SGD or auto-decoding."""
+"""One LightningModule for field fitting: images, PDE frames, any ``coords``/``signal`` batch.
+
+The module is assembled from built objects (DESIGN.md section 10): a decoder (``EquivariantNeuralField``),
+a fitter (``enf.fitting.MetaSGD`` or ``enf.fitting.AutoDecoder``), a per-sample loss, and the
+``FieldSpec`` of the data (linked from the data module by the CLI), which decides the metrics: MSE and
+relative L2 always, on the physical scale (the data module's normalisation undone), PSNR only where the
+data range is known (images). The checkpoint monitor is declared here (:attr:`monitor`).
+
+Callbacks use only the public protocol :meth:`evaluate` and :meth:`figures`.
+"""
 
 from __future__ import annotations
 
+import copy
 import logging
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import lightning as L
 import torch
-from torch import Tensor
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from matplotlib.figure import Figure
+from torch import Tensor, nn
 
-from enf import geometry as geometry_registry
-from enf.data.grid import image_to_signal, pixel_coords, signal_to_image
-from enf.fitting import AutoDecoderTable, MetaSGD, optimise_latents
+from enf.data import keys
+from enf.data.field import FieldSpec
+from enf.fitting import Fitter
 from enf.latents import Latents
-from enf.metrics import equivariance_error, per_sample_mse, psnr
+from enf.metrics import equivariance_error, per_sample_l1, per_sample_mse, psnr, relative_l2
 from enf.nn import EquivariantNeuralField
 
-__all__ = ["FieldFittingModule"]
+__all__ = ["LOSSES", "FieldFittingModule", "resolve_loss"]
 
 log = logging.getLogger(__name__)
 
+Loss = Callable[[Tensor, Tensor], Tensor]
+LOSSES: dict[str, Loss] = {"mse": per_sample_mse, "l1": per_sample_l1}
+
+
+def resolve_loss(loss: str | Loss) -> Loss:
+    """A per-sample loss ``loss(pred [B, N, C], target [B, N, C]) -> [B]`` from its name or itself."""
+    if callable(loss):
+        return loss
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)} (or pass a callable)")
+    return LOSSES[loss]
+
+
+def _move(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in batch.items()}
+
 
 class FieldFittingModule(L.LightningModule):
-    """Fit an equivariant neural field and per-sample latents.
+    """Fit an equivariant neural field and per-signal latents to ``coords``/``signal`` batches.
 
-    Batches are dicts with ``image [B, H, W, C]`` (pixel coordinates from :func:`enf.data.pixel_coords`) or
-    ``coords [B, N, coord_dim]`` + ``signal [B, N, C]``, and ``index [B]`` (position in the split).
+    Batches follow :mod:`enf.data.keys`: ``coords [B, N, coord_dim]``, ``signal [B, N, C]``, ``index [B]``
+    (position in the split) and optionally ``mask [B, N]`` (observed points; only they enter the fit).
 
     Args:
-        geometry: registry name of the geometry (``enf.geometry.names()``).
-        num_out: signal channels (linked from the datamodule by the CLI).
-        num_latents: latent points per signal.
-        context_dim, hidden_dim, num_heads, num_query_frequencies, num_value_frequencies, query_freq_scale,
-        value_freq_scale, value_hidden_dim, k_nearest, use_window, channel_modulation, num_output_layers:
-            decoder settings, see :class:`enf.EquivariantNeuralField`.
-        fitting: ``meta_sgd`` (shared init + learned inner steps) or ``autodecoder`` (a latent table).
-        num_inner_steps: Meta-SGD inner steps in training.
-        num_eval_inner_steps: inner steps when encoding validation/test signals (default: as training).
-        lr_position, lr_orientation, lr_context, lr_window: initial Meta-SGD step sizes (window 0: frozen).
-        first_order: first-order Meta-SGD (no second derivatives).
-        learn_init: learn the shared initial latent.
-        window: initial window width (``None``: geometry default).
-        num_sampled_coords: coordinates drawn afresh for every inner step and for the outer loss (``None``: all).
-        num_train_signals: rows of the auto-decoder table (linked from the datamodule by the CLI).
-        autodecoder_test_steps, autodecoder_test_lr: Adam steps / rate to encode unseen signals (autodecoder).
-        lr: Adam learning rate of decoder, initial latent and step sizes.
+        decoder: the field ``f(x; z)``; its geometry and context width define the latents.
+        fitter: how latents are obtained (``MetaSGD``: shared init + learned inner steps, or
+            ``AutoDecoder``: a latent table); bound here to the decoder's geometry and context width.
+        loss: per-sample training loss, ``"mse"`` or ``"l1"`` (or a callable ``(pred, target) -> [B]``).
+        field: the data's :class:`~enf.data.field.FieldSpec` as a dict (linked from the data module).
+            ``None``: metrics on the signal as given, no PSNR, no figures.
+        num_sampled_coords: coordinates drawn afresh for every inner step and for the outer loss
+            (``None``: all).
+        num_train_signals: training signals (rows of an auto-decoder table; linked from the data module).
+        lr: AdamW learning rate of decoder, fitter parameters (initial latent, step sizes).
         weight_decay: AdamW weight decay.
         lr_warmup_steps: linear warm-up of the learning rate.
-        num_plot_samples: reconstructions drawn per validation epoch.
+        num_plot_samples: signals drawn in each figure.
     """
 
     def __init__(
         self,
         *,
-        geometry: str = "translation2d",
-        num_out: int = 1,
-        num_latents: int = 25,
-        context_dim: int = 32,
-        hidden_dim: int = 128,
-        num_heads: int = 2,
-        num_query_frequencies: int = 32,
-        num_value_frequencies: int = 32,
-        query_freq_scale: float = 1.0,
-        value_freq_scale: float = 1.0,
-        value_hidden_dim: int = 0,
-        k_nearest: int | None = None,
-        use_window: bool = True,
-        channel_modulation: bool = False,
-        num_output_layers: int = 2,
-        fitting: Literal["meta_sgd", "autodecoder"] = "meta_sgd",
-        num_inner_steps: int = 3,
-        num_eval_inner_steps: int | None = None,
-        lr_position: float = 0.1,
-        lr_orientation: float = 0.1,
-        lr_context: float = 5.0,
-        lr_window: float = 0.0,
-        first_order: bool = False,
-        learn_init: bool = True,
-        window: float | None = None,
+        decoder: EquivariantNeuralField,
+        fitter: Fitter,
+        loss: str = "mse",
+        field: dict[str, Any] | None = None,
         num_sampled_coords: int | None = None,
         num_train_signals: int = 0,
-        autodecoder_test_steps: int = 200,
-        autodecoder_test_lr: float = 1e-2,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         lr_warmup_steps: int = 0,
-        num_plot_samples: int = 8,
+        num_plot_samples: int = 4,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.geometry = geometry_registry.get(geometry)
-        self.decoder = EquivariantNeuralField(
-            geometry=self.geometry,
-            num_out=num_out,
-            context_dim=context_dim,
-            hidden_dim=hidden_dim,
-            num_heads=num_heads,
-            num_query_frequencies=num_query_frequencies,
-            num_value_frequencies=num_value_frequencies,
-            query_freq_scale=query_freq_scale,
-            value_freq_scale=value_freq_scale,
-            value_hidden_dim=value_hidden_dim,
-            k_nearest=k_nearest,
-            use_window=use_window,
-            channel_modulation=channel_modulation,
-            num_output_layers=num_output_layers,
-        )
-        self.meta: MetaSGD | None = None
-        self.table: AutoDecoderTable | None = None
-        if fitting == "meta_sgd":
-            self.meta = MetaSGD(
-                geometry=self.geometry,
-                num_latents=num_latents,
-                context_dim=context_dim,
-                num_inner_steps=num_inner_steps,
-                lr_position=lr_position,
-                lr_orientation=lr_orientation,
-                lr_context=lr_context,
-                lr_window=lr_window,
-                first_order=first_order,
-                learn_init=learn_init,
-                window=window,
+        if not isinstance(decoder, nn.Module):
+            raise TypeError(
+                f"decoder must be an nn.Module (e.g. enf.EquivariantNeuralField), got {decoder!r}"
             )
-        elif fitting == "autodecoder":
-            if num_train_signals < 1:
-                raise ValueError(
-                    "fitting='autodecoder' needs num_train_signals >= 1 (the CLI links it from the datamodule)"
-                )
-            self.table = AutoDecoderTable(
-                geometry=self.geometry,
-                num_signals=num_train_signals,
-                num_latents=num_latents,
-                context_dim=context_dim,
-                window=window,
-            )
-        else:
-            raise ValueError(f"fitting must be 'meta_sgd' or 'autodecoder', got {fitting!r}")
-        self._eval_outputs: dict[str, list[Tensor]] = {}
-        self._plot_batch: dict[str, Tensor] | None = None
-
-    # ------------------------------------------------------------------ data
-    def unpack(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """``(coords [B, N, coord_dim], signal [B, N, C])`` from a batch dict, with validation."""
-        if "image" in batch:
-            image = batch["image"]
-            if image.dim() != 4:
-                raise ValueError(f"batch['image'] must be [B, H, W, C], got {tuple(image.shape)}")
-            if self.geometry.coord_dim != 2:
-                raise ValueError(
-                    f"images are planar but geometry {self.geometry.name!r} has coord_dim {self.geometry.coord_dim}; "
-                    "choose a 2D geometry (translation2d, se2, isotropic2d, absolute2d, torus2d)"
-                )
-            b, h, w, _ = image.shape
-            coords = pixel_coords(h, w, dtype=image.dtype, device=image.device).expand(b, -1, -1)
-            signal = image_to_signal(image)
-        else:
-            coords, signal = batch["coords"], batch["signal"]
-        if signal.shape[-1] != self.hparams.num_out:
+        if num_sampled_coords is not None and num_sampled_coords < 1:
             raise ValueError(
-                f"signal has {signal.shape[-1]} channels but the model was built with num_out={self.hparams.num_out}"
+                f"num_sampled_coords must be None (all coordinates) or >= 1, got {num_sampled_coords}"
+            )
+        if lr <= 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        # Under the CLI the hyperparameters are the config dicts of decoder/fitter (so load_from_checkpoint
+        # rebuilds them); built in code, the objects themselves are not stored (pass them again to load).
+        given = _given_hyperparameters.get() is not None
+        objects = [] if given else ["decoder", "fitter"]
+        self.save_hyperparameters(ignore=objects + (["loss"] if callable(loss) else []))
+        self.decoder = decoder
+        self.geometry = decoder.geometry
+        self.fitter = fitter.bind(
+            geometry=decoder.geometry, context_dim=decoder.context_dim, num_signals=num_train_signals
+        )
+        self.loss_fn = resolve_loss(loss)
+        self.field_spec = None if field is None else FieldSpec.from_dict(field)
+        if self.field_spec is not None:
+            if self.field_spec.num_channels != decoder.num_out:
+                raise ValueError(
+                    f"the data has {self.field_spec.num_channels} channels but the decoder has "
+                    f"num_out={decoder.num_out}"
+                )
+            if self.field_spec.coord_dim != self.geometry.coord_dim:
+                raise ValueError(
+                    f"the data has {self.field_spec.coord_dim}-D coordinates but geometry "
+                    f"{self.geometry.name!r} has coord_dim {self.geometry.coord_dim}; choose a geometry for "
+                    f"{self.field_spec.kind} data"
+                )
+        self.num_sampled_coords = num_sampled_coords
+        self._eval_rows: dict[str, list[dict[str, Tensor]]] = {}
+
+    # ------------------------------------------------------------------------------------ protocol
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """Per-signal metrics of this task: MSE and relative L2 (physical scale), PSNR with a data range."""
+        names = ("mse", "rel_l2")
+        if self.field_spec is not None and self.field_spec.data_range is not None:
+            names += ("psnr",)
+        return names
+
+    @property
+    def monitor(self) -> tuple[str, str]:
+        """``(metric, mode)`` that selects the best checkpoint: PSNR where defined, else MSE."""
+        return ("val/psnr", "max") if "psnr" in self.metric_names else ("val/mse", "min")
+
+    def unpack(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """``(coords [B, N, coord_dim], signal [B, N, C])`` of a batch, validated."""
+        missing = [k for k in (keys.COORDS, keys.SIGNAL) if k not in batch]
+        if missing:
+            raise KeyError(
+                f"batch lacks {missing} (has {sorted(batch)}); datasets must yield the keys of enf.data.keys"
+            )
+        coords, signal = batch[keys.COORDS], batch[keys.SIGNAL]
+        if coords.dim() != 3 or signal.dim() != 3 or coords.shape[:2] != signal.shape[:2]:
+            raise ValueError(
+                f"coords [B, N, coord_dim] and signal [B, N, C] must agree, got {tuple(coords.shape)} and "
+                f"{tuple(signal.shape)}"
+            )
+        if signal.shape[-1] != self.decoder.num_out:
+            raise ValueError(
+                f"signal has {signal.shape[-1]} channels but the decoder has num_out={self.decoder.num_out}"
             )
         if not torch.isfinite(signal).all():
             raise ValueError("batch signal contains NaN or inf")
         return coords, signal
 
-    def _sample(self, num: int) -> Tensor | None:
-        k = self.hparams.num_sampled_coords
-        if k is None or k >= num:
-            return None
-        return torch.randperm(num, device=self.device)[:k]
-
-    # --------------------------------------------------------------- fitting
-    def fit_latents(self, batch: dict[str, Tensor], *, train: bool) -> Latents:
-        """Latents of a batch: Meta-SGD inner loop (or the auto-decoder table / test-time optimisation)."""
+    def encode(self, batch: Mapping[str, Tensor], *, train: bool, num_steps: int | None = None) -> Latents:
+        """Latents of a batch: training-time (differentiable) or test-time encoding."""
         coords, signal = self.unpack(batch)
-        if self.meta is not None:
-            if train:
-                return self.meta(self.decoder, coords, signal, subset_size=self.hparams.num_sampled_coords)
-            steps = self.hparams.num_eval_inner_steps
-            return self.meta(self.decoder, coords, signal, num_steps=steps, create_graph=False).detach()
-        if train:
-            return self.table(batch["index"])
-        init = self.table.mean().expand(coords.shape[0])
-        return optimise_latents(
+        return self.fitter.encode(
             self.decoder,
             coords,
             signal,
-            init,
-            num_steps=self.hparams.autodecoder_test_steps,
-            lr=self.hparams.autodecoder_test_lr,
+            index=batch.get(keys.INDEX),
+            train=train,
+            loss=self.loss_fn,
+            subset_size=self.num_sampled_coords if train else None,
+            num_steps=num_steps,
+            mask=batch.get(keys.MASK),
         )
 
+    def sample_metrics(self, pred: Tensor, signal: Tensor) -> dict[str, Tensor]:
+        """Per-signal metrics ``[B]`` of :attr:`metric_names`, on the physical scale."""
+        spec = self.field_spec
+        if spec is not None:
+            pred, signal = spec.denormalize(pred), spec.denormalize(signal)
+        out = {"mse": per_sample_mse(pred, signal), "rel_l2": relative_l2(pred, signal)}
+        if "psnr" in self.metric_names:
+            out["psnr"] = psnr(pred, signal, data_range=spec.data_range)
+        return out
+
+    @torch.enable_grad()
+    def evaluate(
+        self,
+        split: str,
+        *,
+        loader=None,
+        max_samples: int | None = None,
+        num_steps: int | None = None,
+        equivariance: bool = True,
+    ) -> dict[str, float]:
+        """Encode and decode the signals of ``split``: mean metrics and the equivariance error.
+
+        ``loader`` defaults to ``trainer.datamodule.eval_dataloader(split, max_samples=...)``. The
+        equivariance error is ``max |f(g x; g z) - f(x; z)|`` over the fitted latents, one random group
+        element per signal, 256 random coordinates of the domain, float64.
+        """
+        if loader is None:
+            datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+            if datamodule is None:
+                raise ValueError(f"evaluate({split!r}) needs a loader, or a trainer with a datamodule")
+            loader = datamodule.eval_dataloader(split, max_samples=max_samples)
+        sums: dict[str, list[Tensor]] = {name: [] for name in self.metric_names}
+        eq_errors, seen = [], 0
+        gen = torch.Generator().manual_seed(0)
+        dec64 = copy.deepcopy(self.decoder).double() if equivariance else None
+        for batch in loader:
+            batch = _move(batch, self.device)
+            coords, signal = self.unpack(batch)
+            z = self.encode(batch, train=False, num_steps=num_steps)
+            with torch.no_grad():
+                for name, value in self.sample_metrics(self.decoder(coords, z), signal).items():
+                    sums[name].append(value.cpu())
+                if dec64 is not None:
+                    x = self.geometry.sample_coords(coords.shape[0], 256, generator=gen, dtype=torch.float64)
+                    eq_errors.append(
+                        equivariance_error(
+                            dec64, self.geometry, x.to(self.device), z.to(torch.float64), generator=gen
+                        )
+                    )
+            seen += coords.shape[0]
+            if max_samples is not None and seen >= max_samples:
+                break
+        if seen == 0:
+            raise ValueError(f"evaluate({split!r}) got an empty data loader")
+        out = {name: float(torch.cat(values).mean()) for name, values in sums.items()}
+        if eq_errors:
+            out["equivariance_error"] = max(eq_errors)
+        out["num_samples"] = float(seen)
+        return out
+
+    @torch.enable_grad()
+    def figures(self, batch: Mapping[str, Tensor]) -> dict[str, Figure]:
+        """``{"reconstruction": Figure}``: truth / reconstruction / error with the fitted latents drawn."""
+        if self.field_spec is None:
+            return {}
+        from enf.plotting import plot_fields
+
+        batch = _move(batch, self.device)
+        coords, signal = self.unpack(batch)
+        n = min(self.hparams.num_plot_samples, coords.shape[0])
+        batch = {k: (v[:n] if isinstance(v, Tensor) else v) for k, v in batch.items()}
+        was_training = self.training
+        self.eval()
+        try:
+            z = self.encode(batch, train=False)
+            with torch.no_grad():
+                pred = self.decoder(coords[:n], z)
+        finally:
+            self.train(was_training)
+        spec = self.field_spec
+        fig = plot_fields(
+            spec,
+            coords[:n].cpu(),
+            spec.denormalize(signal[:n]).cpu(),
+            spec.denormalize(pred).cpu(),
+            z.poses.detach().cpu(),
+            title=f"{spec.name or spec.kind} · {self.geometry.name} · step {self.global_step}",
+        )
+        return {"reconstruction": fig}
+
+    # ------------------------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         coords, signal = self.unpack(batch)
-        z = self.fit_latents(batch, train=True)
-        idx = self._sample(coords.shape[1])
-        if idx is not None:
+        z = self.encode(batch, train=True)
+        k = self.num_sampled_coords
+        if k is not None and k < coords.shape[1]:
+            idx = torch.randperm(coords.shape[1], device=coords.device)[:k]
             coords, signal = coords[:, idx], signal[:, idx]
         pred = self.decoder(coords, z)
-        mse = per_sample_mse(pred, signal)
-        loss = mse.mean()
-        self.log("train/mse", loss, prog_bar=True)
-        self.log("train/psnr", psnr(pred.detach(), signal).mean(), prog_bar=True)
+        loss = self.loss_fn(pred, signal).mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss is {float(loss.detach())} at step {self.global_step}: lower model.lr or the fitter's "
+                "step sizes, or check the data"
+            )
+        self.log("train/loss", loss, prog_bar=True)
+        with torch.no_grad():
+            for name, value in self.sample_metrics(pred.detach(), signal).items():
+                self.log(f"train/{name}", value.mean(), prog_bar=name in ("psnr", "mse"))
         return loss
 
     @torch.enable_grad()
-    def _eval_step(self, batch: dict[str, Tensor], stage: str) -> dict[str, Tensor]:
+    def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
         if torch.is_inference_mode_enabled():
             raise RuntimeError(
                 "encoding test signals runs gradient steps, which inference mode forbids: "
                 "set `trainer.inference_mode: false` (the enf CLI default)"
             )
         coords, signal = self.unpack(batch)
-        z = self.fit_latents(batch, train=False)
+        z = self.encode(batch, train=False)
         with torch.no_grad():
-            pred = self.decoder(coords, z)
-        out = {"mse": per_sample_mse(pred, signal), "psnr": psnr(pred, signal)}
-        self._eval_outputs.setdefault(stage, []).append(torch.stack([out["mse"], out["psnr"]], dim=-1))
-        if self._plot_batch is None and "image" in batch:
-            b, h, w, _ = batch["image"].shape
-            n = min(self.hparams.num_plot_samples, b)
-            self._plot_batch = {
-                "target": batch["image"][:n].detach().cpu(),
-                "prediction": signal_to_image(pred[:n], h, w).detach().cpu(),
-                "poses": self.geometry_wrap(z.poses[:n]).detach().cpu(),
-            }
-        return out
-
-    def geometry_wrap(self, poses: Tensor) -> Tensor:
-        """Poses with positions wrapped into the domain (periodic geometries), for plotting."""
-        if not self.geometry.periodic:
-            return poses
-        pos = self.geometry._wrap(poses[..., : self.geometry.position_dim])
-        return torch.cat([pos, poses[..., self.geometry.position_dim :]], dim=-1)
+            rows = self.sample_metrics(self.decoder(coords, z), signal)
+        self._eval_rows.setdefault(stage, []).append(rows)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -241,12 +305,11 @@ class FieldFittingModule(L.LightningModule):
         self._eval_step(batch, "test")
 
     def _log_epoch(self, stage: str) -> None:
-        rows = self._eval_outputs.pop(stage, [])
-        if rows:
-            values = torch.cat(rows).mean(0)
-            self.log(f"{stage}/mse", values[0], sync_dist=True)
-            self.log(f"{stage}/psnr", values[1], sync_dist=True, prog_bar=stage == "val")
-        self._plot_batch_to_loggers(stage)
+        rows = self._eval_rows.pop(stage, [])
+        for name in self.metric_names:
+            if rows:
+                value = torch.cat([r[name] for r in rows]).mean()
+                self.log(f"{stage}/{name}", value, sync_dist=True, prog_bar=stage == "val")
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
@@ -254,68 +317,7 @@ class FieldFittingModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
 
-    def _plot_batch_to_loggers(self, stage: str) -> None:
-        batch, self._plot_batch = self._plot_batch, None
-        if batch is None or self.trainer is None or not self.trainer.is_global_zero:
-            return
-        from enf.plotting import plot_reconstructions
-
-        poses = batch["poses"] if self.geometry.coord_dim == 2 else None
-        fig = plot_reconstructions(
-            batch["target"],
-            batch["prediction"],
-            poses,
-            title=f"{self.geometry.name} {stage} epoch {self.current_epoch}",
-        )
-        for logger in self.loggers:
-            experiment = getattr(logger, "experiment", None)
-            if hasattr(experiment, "add_figure"):
-                experiment.add_figure(
-                    f"{stage}/reconstructions", fig, global_step=self.global_step, close=False
-                )
-        self.latest_figure = fig
-
-    # ------------------------------------------------------------ evaluation
-    @torch.enable_grad()
-    def evaluate(self, loader, *, max_samples: int | None = None) -> dict[str, float]:
-        """Encode and decode up to ``max_samples`` signals: mean MSE and PSNR, and the equivariance error.
-
-        The equivariance error is ``max |f(g x; g z) - f(x; z)|`` for the fitted latents, one random group
-        element per signal, at random coordinates of the domain, in float64.
-        """
-        mses, psnrs, eq_errors, seen = [], [], [], 0
-        gen = torch.Generator().manual_seed(0)
-        for batch in loader:
-            batch = {k: (v.to(self.device) if isinstance(v, Tensor) else v) for k, v in batch.items()}
-            coords, signal = self.unpack(batch)
-            z = self.fit_latents(batch, train=False)
-            with torch.no_grad():
-                pred = self.decoder(coords, z)
-                mses.append(per_sample_mse(pred, signal).cpu())
-                psnrs.append(psnr(pred, signal).cpu())
-                dec64 = self.decoder.double()
-                try:
-                    x = self.geometry.sample_coords(coords.shape[0], 256, generator=gen, dtype=torch.float64)
-                    eq_errors.append(
-                        equivariance_error(
-                            dec64, self.geometry, x.to(self.device), z.to(torch.float64), generator=gen
-                        )
-                    )
-                finally:
-                    self.decoder.float()
-            seen += coords.shape[0]
-            if max_samples is not None and seen >= max_samples:
-                break
-        if not mses:
-            raise ValueError("evaluate() got an empty data loader")
-        return {
-            "mse": float(torch.cat(mses).mean()),
-            "psnr": float(torch.cat(psnrs).mean()),
-            "equivariance_error": max(eq_errors),
-            "num_samples": seen,
-        }
-
-    # ------------------------------------------------------------ optimiser
+    # ----------------------------------------------------------------------------------- optimiser
     def configure_optimizers(self):
         opt = torch.optim.AdamW(
             [p for p in self.parameters() if p.requires_grad],

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import pytest
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from enf.training import RunArtifacts
+from enf.training import FieldTask, RunArtifacts
 
 
 def trainer(tmp_path: Path, logger) -> L.Trainer:
@@ -35,26 +35,51 @@ def test_run_dir_without_logger_is_the_default_root(tmp_path: Path) -> None:
     assert RunArtifacts.run_dir(trainer(tmp_path, False)) == tmp_path / "root"
 
 
-class _Module(L.LightningModule):
-    latest_figure = None
+class _Task(L.LightningModule):
+    """The smallest FieldTask: two figures, fixed metrics."""
+
+    monitor = ("val/mse", "min")
+
+    def evaluate(self, split, *, max_samples=None):
+        return {"mse": 0.5, "num_samples": 3.0}
+
+    def figures(self, batch):
+        return {"reconstruction": plt.figure(), "latents": plt.figure()}
 
 
-def test_save_figure_writes_once_and_drops_sanity_check_figures(
+class _Data:
+    def eval_dataloader(self, split, *, max_samples=None):
+        return [{"coords": None}]
+
+
+def test_figures_go_through_the_protocol_once_per_name_and_skip_sanity_checks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     t = trainer(tmp_path, TensorBoardLogger(save_dir=str(tmp_path / "runs"), name="exp", version=0))
-    module, callback = _Module(), RunArtifacts()
-    figures = tmp_path / "runs" / "exp" / "version_0" / "figures"
-
-    fig = plt.figure()
-    module.latest_figure = fig
+    callback, figures = RunArtifacts(), tmp_path / "runs" / "exp" / "version_0" / "figures"
+    monkeypatch.setattr("enf.training.callbacks._check_datamodule", lambda trainer: _Data())
+    before = len(plt.get_fignums())
     monkeypatch.setattr(type(t), "sanity_checking", property(lambda self: True))
-    callback._save_figure(t, module, "sanity.png")
-    assert module.latest_figure is None and not plt.fignum_exists(fig.number) and not figures.exists()
-
+    callback._figures(t, _Task(), "val_epoch000")
+    assert not figures.exists()
     monkeypatch.setattr(type(t), "sanity_checking", property(lambda self: False))
-    module.latest_figure = plt.figure()
-    callback._save_figure(t, module, "val_epoch000.png")
-    callback._save_figure(t, module, "val_epoch001.png")  # no new figure: nothing written
-    assert sorted(p.name for p in figures.iterdir()) == ["val_epoch000.png"]
-    assert module.latest_figure is None
+    callback._figures(t, _Task(), "val_epoch001")
+    assert sorted(p.name for p in figures.iterdir()) == [
+        "val_epoch001_latents.png",
+        "val_epoch001_reconstruction.png",
+    ]
+    assert len(plt.get_fignums()) == before  # every figure closed after saving
+
+
+def test_a_module_without_the_protocol_is_refused(tmp_path: Path) -> None:
+    t = trainer(tmp_path, False)
+    with pytest.raises(TypeError, match="does not implement enf.training.FieldTask"):
+        RunArtifacts().on_fit_start(t, L.LightningModule())
+    assert isinstance(_Task(), FieldTask)
+
+
+def test_artifacts_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="num_train_eval must be >= 1"):
+        RunArtifacts(num_train_eval=0)
+    with pytest.raises(ValueError, match="num_test_eval"):
+        RunArtifacts(num_test_eval=0)

@@ -1,25 +1,39 @@
-"""FieldFittingModule without a Trainer: batch unpacking, evaluate(), optimiser and gradients."""
+"""FieldFittingModule without a Trainer: batch contract, metrics per data kind, evaluate(), figures, gradients."""
 
 from __future__ import annotations
 
 import math
-import warnings
 
 import pytest
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
-from enf.data import pixel_coords
-from enf.training import FieldFittingModule
+from enf.data import keys, pixel_coords
+from enf.data.field import FieldSpec
+from enf.fitting import AutoDecoder, MetaSGD
+from enf.nn import EquivariantNeuralField
+from enf.training import FieldFittingModule, FieldTask
 
-TINY = {
-    "num_latents": 4, "context_dim": 8, "hidden_dim": 16, "num_heads": 2, "num_query_frequencies": 4,
-    "num_value_frequencies": 4, "num_inner_steps": 2,
-}  # fmt: skip
+DECODER = {
+    "context_dim": 8,
+    "hidden_dim": 16,
+    "num_heads": 2,
+    "num_query_frequencies": 4,
+    "num_value_frequencies": 4,
+}
+IMAGE = FieldSpec(kind="image", coord_dim=2, num_channels=1, grid_shape=(4, 4), data_range=1.0)
+PLANE = FieldSpec(
+    kind="plane", coord_dim=2, num_channels=2, grid_shape=(4, 4), mean=(1.0, -2.0), std=(3.0, 0.5)
+)
 
 
-def tiny(**kwargs) -> FieldFittingModule:
-    return FieldFittingModule(**{**TINY, **kwargs})
+def tiny(*, num_out: int = 1, geometry: str = "translation2d", field: FieldSpec | None = IMAGE, **kwargs):
+    decoder = EquivariantNeuralField(geometry=geometry, num_out=num_out, **DECODER)
+    fitter = kwargs.pop("fitter", None) or MetaSGD(num_latents=4, num_inner_steps=2)
+    return FieldFittingModule(
+        decoder=decoder, fitter=fitter, field=None if field is None else field.to_dict(), **kwargs
+    )
 
 
 def constant_output(module: FieldFittingModule, value: float) -> None:
@@ -31,196 +45,137 @@ def constant_output(module: FieldFittingModule, value: float) -> None:
         last.bias.fill_(value)
 
 
-def image_batch(
-    b: int, h: int, w: int, c: int = 1, *, seed: int = 0, start: int = 0
-) -> dict[str, torch.Tensor]:
+def field_batch(b: int, n: int, c: int = 1, *, seed: int = 0) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
-    return {"image": torch.rand(b, h, w, c, generator=gen), "index": torch.arange(start, start + b)}
+    coords = pixel_coords(4, 4)[:n].expand(b, -1, -1)
+    return {keys.COORDS: coords, keys.SIGNAL: torch.rand(b, n, c, generator=gen), keys.INDEX: torch.arange(b)}
 
 
-# --------------------------------------------------------------------------------------------- unpack
-def test_unpack_image_uses_the_pixel_convention() -> None:
-    module = tiny(num_out=2)
-    batch = image_batch(2, 3, 4, 2)
-    coords, signal = module.unpack(batch)
-    assert coords.shape == (2, 12, 2) and signal.shape == (2, 12, 2)
-    torch.testing.assert_close(coords[0], pixel_coords(3, 4), rtol=0, atol=0)
-    torch.testing.assert_close(coords[1], coords[0], rtol=0, atol=0)
-    xs, ys = torch.linspace(-1, 1, 4), torch.linspace(1, -1, 3)
-    for r in range(3):
-        for c in range(4):
-            # pixel (r, c) is row-major entry r * W + c, at (x_c, y_r) with y pointing up
-            torch.testing.assert_close(coords[1, r * 4 + c], torch.stack([xs[c], ys[r]]))
-            torch.testing.assert_close(signal[:, r * 4 + c], batch["image"][:, r, c], rtol=0, atol=0)
+# ------------------------------------------------------------------------------------------ contract
+def test_module_implements_the_task_protocol() -> None:
+    assert isinstance(tiny(), FieldTask)
 
 
-def test_unpack_coordinate_batch_passes_through() -> None:
-    module = tiny(num_out=3)
-    coords, signal = torch.rand(2, 7, 2), torch.rand(2, 7, 3)
-    out_coords, out_signal = module.unpack({"coords": coords, "signal": signal, "index": torch.arange(2)})
-    assert out_coords is coords and out_signal is signal
-
-
-@pytest.mark.parametrize("bad", [math.nan, math.inf])
-def test_unpack_rejects_non_finite_signals(bad: float) -> None:
-    module = tiny()
-    batch = image_batch(2, 4, 4)
-    batch["image"][1, 2, 3, 0] = bad
+def test_unpack_validates_the_batch() -> None:
+    module = tiny(num_out=1)
+    with pytest.raises(KeyError, match="enf.data.keys"):
+        module.unpack({"image": torch.rand(2, 4, 4, 1)})
+    with pytest.raises(ValueError, match="3 channels.*num_out=1"):
+        module.unpack(field_batch(2, 16, 3))
+    batch = field_batch(2, 16)
+    batch[keys.SIGNAL][1, 3, 0] = math.nan
     with pytest.raises(ValueError, match="NaN or inf"):
         module.unpack(batch)
-    coords, signal = torch.rand(1, 5, 2), torch.rand(1, 5, 1)
-    signal[0, 0, 0] = bad
-    with pytest.raises(ValueError, match="NaN or inf"):
-        module.unpack({"coords": coords, "signal": signal})
 
 
-def test_unpack_rejects_wrong_channel_count() -> None:
-    with pytest.raises(ValueError, match="3 channels.*num_out=1"):
-        tiny(num_out=1).unpack(image_batch(2, 4, 4, 3))
-    with pytest.raises(ValueError, match="1 channels.*num_out=3"):
-        tiny(num_out=3).unpack(image_batch(2, 4, 4, 1))
+@pytest.mark.parametrize("bad", [0, -3])
+def test_num_sampled_coords_must_be_positive(bad: int) -> None:
+    with pytest.raises(ValueError, match="num_sampled_coords"):
+        tiny(num_sampled_coords=bad)
 
 
-def test_unpack_rejects_images_for_3d_geometries_and_bad_ranks() -> None:
-    with pytest.raises(ValueError, match="translation3d.*coord_dim 3"):
-        tiny(geometry="translation3d").unpack(image_batch(2, 4, 4))
-    with pytest.raises(ValueError, match=r"\[B, H, W, C\]"):
-        tiny().unpack({"image": torch.rand(4, 4, 1)})
+def test_field_spec_must_match_the_decoder() -> None:
+    with pytest.raises(ValueError, match="2 channels but the decoder has num_out=1"):
+        tiny(num_out=1, field=PLANE)
+    ball = FieldSpec(kind="ball", coord_dim=3, num_channels=1, grid_shape=(2, 2, 2))
+    with pytest.raises(ValueError, match="3-D coordinates but geometry 'translation2d'"):
+        tiny(field=ball)
 
 
-# ------------------------------------------------------------------------------------------- evaluate
-def test_evaluate_psnr_matches_mse_for_one_sample() -> None:
-    module = tiny().eval()
-    constant_output(module, 0.3)  # predictions in [0, 1]: PSNR is exactly 10 log10(1 / MSE)
-    batch = image_batch(1, 5, 6)
-    result = module.evaluate([batch])
-    expected_mse = float((batch["image"] - 0.3).square().mean())
-    assert result["num_samples"] == 1
-    assert result["mse"] == pytest.approx(expected_mse, rel=1e-5)
-    assert result["psnr"] == pytest.approx(10 * math.log10(1 / expected_mse), rel=1e-5)
-    assert result["equivariance_error"] < 1e-12  # a constant field is invariant
+# ----------------------------------------------------------------------------------------- metrics
+def test_metrics_and_monitor_follow_the_data_kind() -> None:
+    image, plane, bare = tiny(), tiny(num_out=2, field=PLANE), tiny(field=None)
+    assert image.metric_names == ("mse", "rel_l2", "psnr") and image.monitor == ("val/psnr", "max")
+    assert plane.metric_names == ("mse", "rel_l2") and plane.monitor == ("val/mse", "min")
+    assert bare.metric_names == ("mse", "rel_l2")
 
 
-def test_evaluate_averages_per_sample_and_stops_at_max_samples() -> None:
-    module = tiny().eval()
-    constant_output(module, 0.6)
-    batches = [image_batch(2, 4, 5, seed=1), image_batch(1, 4, 5, seed=2, start=2)]
-    images = torch.cat([b["image"] for b in batches])
-    per_sample = (images - 0.6).square().flatten(1).mean(1)
-    result = module.evaluate(batches)
-    assert result["num_samples"] == 3
-    assert result["mse"] == pytest.approx(float(per_sample.mean()), rel=1e-5)
-    # mean of per-sample PSNRs, not PSNR of the mean MSE
-    assert result["psnr"] == pytest.approx(float((10 * torch.log10(1 / per_sample)).mean()), rel=1e-5)
-    first = module.evaluate(batches, max_samples=2)
-    assert first["num_samples"] == 2
-    assert first["mse"] == pytest.approx(float(per_sample[:2].mean()), rel=1e-5)
-    with pytest.raises(ValueError, match="empty"):
-        module.evaluate([])
+def test_pde_metrics_are_on_the_physical_scale() -> None:
+    """A constant normalised prediction 0 against a normalised target t: physical error std * t per channel."""
+    module = tiny(num_out=2, field=PLANE)
+    pred = torch.zeros(3, 16, 2, dtype=torch.float64)
+    target = torch.rand(3, 16, 2, dtype=torch.float64)
+    got = module.sample_metrics(pred, target)
+    std, mean = torch.tensor(PLANE.std, dtype=torch.float64), torch.tensor(PLANE.mean, dtype=torch.float64)
+    diff = target * std  # physical(pred) - physical(target) = std * (0 - t)
+    torch.testing.assert_close(got["mse"], diff.square().mean((1, 2)))
+    phys_target = target * std + mean
+    expected_rel = diff.flatten(1).norm(dim=1) / phys_target.flatten(1).norm(dim=1)
+    torch.testing.assert_close(got["rel_l2"], expected_rel)
+    assert "psnr" not in got
 
 
-def test_evaluate_reconstruction_matches_an_independent_decode() -> None:
-    """The real (untrained) model: evaluate() agrees with fit_latents + decoder, clamping only inside PSNR."""
-    module = tiny().eval()
-    batch = image_batch(2, 5, 5, seed=3)
-    result = module.evaluate([batch])
-    coords, signal = module.unpack(batch)
-    pred = module.decoder(coords, module.fit_latents(batch, train=False)).detach()
-    mse = (pred - signal).square().flatten(1).mean(1)
-    mse_clamped = (pred.clamp(0, 1) - signal).square().flatten(1).mean(1)
-    assert result["mse"] == pytest.approx(float(mse.mean()), rel=1e-4)
-    assert result["psnr"] == pytest.approx(float((10 * torch.log10(1 / mse_clamped)).mean()), rel=1e-4)
-    assert module.decoder.head[-1].weight.dtype == torch.float32  # the float64 check left the model float32
+def test_evaluate_against_an_independent_computation() -> None:
+    """Constant output 0.25 (no step can change it): MSE and PSNR of every signal follow in closed form."""
+    module = tiny()
+    constant_output(module, 0.25)
+    batches = [field_batch(3, 16, seed=s) for s in range(2)]
+    result = module.evaluate("test", loader=batches)
+    signals = torch.cat([b[keys.SIGNAL] for b in batches])
+    mse = (signals - 0.25).square().mean((1, 2))
+    assert result["mse"] == pytest.approx(float(mse.mean()), rel=1e-5)
+    assert result["psnr"] == pytest.approx(float((10 * torch.log10(1 / mse)).mean()), rel=1e-5)
+    assert result["num_samples"] == 6
+    assert result["equivariance_error"] < 1e-9  # translation2d, float64 copy of the decoder
+    # max_samples stops after the batch that reaches it
+    assert module.evaluate("test", loader=batches, max_samples=2)["num_samples"] == 3
 
 
-@pytest.mark.parametrize(
-    ("geometry", "equivariant"), [("translation2d", True), ("se2", True), ("absolute2d", False)]
-)
-def test_evaluate_equivariance_error(geometry: str, equivariant: bool) -> None:
-    module = tiny(geometry=geometry).eval()
-    error = module.evaluate([image_batch(2, 5, 5)])["equivariance_error"]
-    if equivariant:
-        assert error < 1e-9
-    else:  # negative control
-        assert error > 1e-3
+def test_evaluate_equivariance_error_negative_control() -> None:
+    assert (
+        tiny(geometry="absolute2d").evaluate("test", loader=[field_batch(2, 16)])["equivariance_error"] > 1e-4
+    )
 
 
-# ------------------------------------------------------------------------------------------ optimiser
-def optimised_params(module: FieldFittingModule) -> list[torch.Tensor]:
-    out = module.configure_optimizers()
-    opt = out["optimizer"] if isinstance(out, dict) else out
-    return [p for group in opt.param_groups for p in group["params"]]
+def test_evaluate_needs_a_loader_or_a_datamodule() -> None:
+    with pytest.raises(ValueError, match="needs a loader"):
+        tiny().evaluate("test")
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {},
-        {"geometry": "se2", "lr_window": 0.1},
-        {"learn_init": False},
-        {"fitting": "autodecoder", "num_train_signals": 5},
-    ],
-    ids=["meta_sgd", "se2_window", "fixed_init", "autodecoder"],
-)
-def test_configure_optimizers_covers_every_trainable_parameter(kwargs: dict) -> None:
-    module = tiny(**kwargs)
-    params = optimised_params(module)
-    trainable = [p for p in module.parameters() if p.requires_grad]
-    assert len(params) == len({id(p) for p in params})  # no duplicates
-    assert {id(p) for p in params} == {id(p) for p in trainable}
-    names = {n for n, p in module.named_parameters() if p.requires_grad}
-    assert any(n.startswith("decoder.") for n in names)
-    if kwargs.get("fitting") == "autodecoder":
-        assert any(n.startswith("table.") for n in names)
-    else:
-        assert ("meta.init_poses" in names) == kwargs.get("learn_init", True)
-        assert ("meta.lr_window" in names) == ("lr_window" in kwargs)  # lr_window 0: window frozen
+# -------------------------------------------------------------------------------------- training
+def test_training_step_gives_every_parameter_a_gradient() -> None:
+    module = tiny(num_sampled_coords=8)
+    module.training_step(field_batch(2, 16), 0).backward()
+    missing = [
+        n
+        for n, p in module.named_parameters()
+        if p.requires_grad and (p.grad is None or not p.grad.abs().sum())
+    ]
+    assert not missing, missing
 
 
-def test_warmup_schedule_values() -> None:
-    module = tiny(lr=1e-2, lr_warmup_steps=4, weight_decay=0.1)
-    out = module.configure_optimizers()
-    opt, sched = out["optimizer"], out["lr_scheduler"]["scheduler"]
-    assert out["lr_scheduler"]["interval"] == "step"
-    assert opt.param_groups[0]["weight_decay"] == 0.1
-    lrs = []
-    for _ in range(6):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    assert lrs == pytest.approx([2.5e-3, 5e-3, 7.5e-3, 1e-2, 1e-2, 1e-2])
-    assert not isinstance(tiny().configure_optimizers(), dict)  # no warm-up: a bare optimiser
+def test_training_step_refuses_a_non_finite_loss() -> None:
+    module = tiny(fitter=MetaSGD(num_latents=4, num_inner_steps=0))
+    with torch.no_grad():
+        module.decoder.head[-1].bias.fill_(math.inf)
+    with pytest.raises(FloatingPointError, match="training loss is"):
+        module.training_step(field_batch(2, 16), 0)
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [{}, {"geometry": "se2"}, {"fitting": "autodecoder", "num_train_signals": 3}],
-    ids=["meta_sgd", "se2", "autodecoder"],
-)
-def test_training_step_gives_every_used_parameter_a_gradient(kwargs: dict) -> None:
-    module = tiny(**kwargs)
-    batch = image_batch(2, 5, 6)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # self.log without a Trainer
-        loss = module.training_step(batch, 0)
-    coords, signal = module.unpack(batch)
-    assert float(loss) > 0 and math.isfinite(float(loss))
-    loss.backward()
-    no_grad = []
-    for name, p in module.named_parameters():
-        if not p.requires_grad:
-            continue
-        assert p.grad is not None and torch.isfinite(p.grad).all(), name
-        if p.grad.abs().sum() == 0:
-            no_grad.append(name)
-    assert no_grad == []
-    # translation2d poses have no orientation: that Meta-SGD step size is frozen, not dead weight
-    geom = module.geometry
-    if module.meta is not None:
-        assert module.meta.lr_orientation.requires_grad == (geom.pose_dim > geom.position_dim)
-    if module.table is not None:  # only the rows of the batch's signals get a gradient
-        trainable = [p for p in module.table.parameters() if p.requires_grad]
-        assert len(trainable) == 2  # poses and context (the window is frozen by default)
-        for p in trainable:
-            rows = p.grad.flatten(1).abs().sum(1)
-            assert (rows[[0, 1]] > 0).all() and rows[2] == 0
+def test_l1_loss_is_used_for_training() -> None:
+    module = tiny(loss="l1", fitter=MetaSGD(num_latents=4, num_inner_steps=0))
+    constant_output(module, 0.5)
+    batch = field_batch(2, 16)
+    expected = (batch[keys.SIGNAL] - 0.5).abs().mean()
+    assert float(module.training_step(batch, 0)) == pytest.approx(float(expected), rel=1e-6)
+    with pytest.raises(ValueError, match="unknown loss 'huber'"):
+        tiny(loss="huber")
+
+
+def test_autodecoder_fitter_trains_table_rows() -> None:
+    module = tiny(fitter=AutoDecoder(num_latents=4, test_steps=2), num_train_signals=5)
+    batch = field_batch(2, 16)
+    batch[keys.INDEX] = torch.tensor([1, 3])
+    module.training_step(batch, 0).backward()
+    grads = {n: p.grad for n, p in module.fitter.named_parameters() if p.grad is not None}
+    assert grads
+    for grad in grads.values():  # only the rows of the batch are touched
+        touched = grad.flatten(1).abs().sum(1).nonzero().flatten().tolist()
+        assert touched == [1, 3]
+
+
+# --------------------------------------------------------------------------------------- figures
+def test_figures_for_an_image_spec() -> None:
+    figs = tiny(num_plot_samples=2).figures(field_batch(3, 16))
+    assert set(figs) == {"reconstruction"} and isinstance(figs["reconstruction"], Figure)
+    assert tiny(field=None).figures(field_batch(3, 16)) == {}

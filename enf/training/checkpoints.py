@@ -1,0 +1,86 @@
+"""Reading fit checkpoints: clear errors for missing or corrupt files, and the trained decoder + fitter.
+
+``load_fit_checkpoint`` is how a later stage (forecasting, editing, the shape VAE) gets the ENF it builds
+on::
+
+    fit = enf.training.load_fit_checkpoint("runs/diffusion_plane/version_0/checkpoints/last.ckpt")
+    z = fit.fitter.encode(fit.decoder, coords, signal, train=False)
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from enf.data.field import FieldSpec
+from enf.fitting import Fitter
+from enf.geometry import Geometry
+from enf.nn import EquivariantNeuralField
+
+__all__ = ["FitCheckpoint", "load_fit_checkpoint", "read_checkpoint"]
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``torch.load`` of a Lightning checkpoint (tensors and plain types only), with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {path} does not exist; runs keep theirs in runs/<name>/version_<n>/checkpoints/ "
+            "(last.ckpt, best.ckpt, interrupted.ckpt)"
+        )
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"{path} is not a readable checkpoint (truncated, corrupt, or not written by enf/Lightning): "
+            f"{first[:200]}. Use another checkpoint of the run (last.ckpt, best.ckpt, interrupted.ckpt)."
+        ) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ValueError(f"{path} is not a Lightning checkpoint (no 'state_dict')")
+    return ckpt
+
+
+@dataclass(frozen=True)
+class FitCheckpoint:
+    """The trained parts of a field-fitting run."""
+
+    module: Any  # FieldFittingModule (eval mode)
+    decoder: EquivariantNeuralField
+    fitter: Fitter
+    geometry: Geometry
+    field_spec: FieldSpec | None
+    path: Path
+
+
+def load_fit_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> FitCheckpoint:
+    """Rebuild a :class:`~enf.training.FieldFittingModule` from a checkpoint written by ``enf fit``.
+
+    Returns the module (eval mode) with its trained decoder, fitter (bound, e.g. the Meta-SGD initial latent
+    and step sizes), geometry and the data's :class:`FieldSpec`. Raises ``FileNotFoundError`` /
+    ``ValueError`` naming the file when it is missing, corrupt, or not a field-fitting checkpoint.
+    """
+    from enf.training.fitting_module import FieldFittingModule
+
+    path = Path(path)
+    hparams = read_checkpoint(path).get("hyper_parameters") or {}
+    if "decoder" not in hparams or "fitter" not in hparams:
+        raise ValueError(
+            f"{path} holds no decoder/fitter configuration (it was not written by `enf fit`, or the module "
+            "was built in code: then use FieldFittingModule.load_from_checkpoint(path, decoder=..., fitter=...))"
+        )
+    module = FieldFittingModule.load_from_checkpoint(path, map_location=map_location, weights_only=True)
+    module.eval()
+    return FitCheckpoint(
+        module=module,
+        decoder=module.decoder,
+        fitter=module.fitter,
+        geometry=module.geometry,
+        field_spec=module.field_spec,
+        path=path,
+    )
