@@ -428,3 +428,21 @@ def test_pde_fit_end_to_end_with_the_same_module(tmp_path: Path, monkeypatch: py
     assert (run / "figures" / "final_reconstruction.png").is_file()
     fit_ckpt = load_fit_checkpoint(run / "checkpoints" / "last.ckpt")
     assert fit_ckpt.field_spec.kind == "plane" and fit_ckpt.field_spec.normalized
+    # encode the test frames: latents with their trajectory/frame, the same MSE as the final evaluation
+    out = tmp_path / "frames.h5"
+    main(
+        [
+            "encode",
+            "--ckpt",
+            str(run / "checkpoints" / "last.ckpt"),
+            "--config",
+            str(run / "config.yaml"),
+            "--out",
+            str(out),
+        ]
+    )
+    arrays, attrs = read_h5(out)
+    np.testing.assert_array_equal(arrays["trajectory"], np.repeat(np.arange(1), 4))
+    np.testing.assert_array_equal(arrays["frame"], np.arange(4))
+    assert arrays["poses"].shape == (4, 4, 4) and "psnr" not in arrays  # se2 poses, no PSNR for PDE fields
+    assert float(arrays["mse"].mean()) == pytest.approx(metrics["mse_test"], rel=1e-4)

@@ -60,7 +60,8 @@ def check_writable(path: str | Path) -> Path:
 def encode_split(
     module, loader, *, num_steps: int | None = None, progress: bool = True
 ) -> dict[str, np.ndarray]:
-    """Encode every batch of ``loader``: latents and per-signal metrics (``module.metric_names``) as arrays."""
+    """Encode every batch of ``loader``: latents, per-signal metrics (``module.metric_names``) and, where the
+    items carry them, ``trajectory``/``frame``/``time`` (PDE frames) and ``label``, as arrays."""
     names = ("poses", "context", "window", "index", *module.metric_names)
     out: dict[str, list[np.ndarray]] = {k: [] for k in names}
     module.eval()
@@ -76,6 +77,9 @@ def encode_split(
         out["index"].append(batch[keys.INDEX].cpu().numpy())
         for name, value in metrics.items():
             out[name].append(value.cpu().numpy())
+        for key in (keys.TRAJECTORY, keys.FRAME, keys.TIME, keys.LABEL):  # PDE frames / labelled images
+            if key in batch:
+                out.setdefault(key, []).append(torch.as_tensor(batch[key]).cpu().numpy())
     if not out["poses"]:
         raise ValueError("nothing to encode: the data loader is empty")
     return {k: np.concatenate(v) for k, v in out.items()}
