@@ -100,10 +100,13 @@ def _bench(argv: Sequence[str]) -> None:
         first_order=args.first_order,
         num_threads=args.threads,
     )
-    if args.sweep:
-        result = run_latent_sweep(num_latents=args.sweep_latents, **common)
-    else:
-        result = run_benchmark(num_latents=args.num_latents, **common)
+    try:
+        if args.sweep:
+            result = run_latent_sweep(num_latents=args.sweep_latents, **common)
+        else:
+            result = run_benchmark(num_latents=args.num_latents, **common)
+    except ValueError as exc:
+        raise SystemExit(f"enf bench: {exc}") from None
     print(json.dumps(result, indent=2))
     if args.out:
         write_json_atomic(args.out, result)

@@ -280,6 +280,12 @@ def collate(items: Sequence[Mapping[str, object]]) -> dict[str, Tensor]:
     """
     if len(items) == 0:
         raise ValueError("cannot collate an empty list of items")
+    for position, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise TypeError(
+                f"collate: item {position} is a {type(item).__name__}; datasets must yield dicts with the keys "
+                "of enf.data.keys (coords, signal, index, ...)"
+            )
     keys = list(items[0])
     for position, item in enumerate(items[1:], start=1):
         if set(item) != set(keys):

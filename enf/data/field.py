@@ -6,6 +6,7 @@ A data module describes its signals with one ``FieldSpec``; it travels to the mo
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -65,6 +66,8 @@ class FieldSpec:
             value = getattr(self, label)
             if value is not None:
                 value = tuple(float(v) for v in value)
+                if not all(math.isfinite(v) for v in value):
+                    raise ValueError(f"FieldSpec.{label} must be finite, got {value}")
                 if len(value) != self.num_channels:
                     raise ValueError(f"FieldSpec.{label} needs {self.num_channels} values, got {len(value)}")
                 object.__setattr__(self, label, value)

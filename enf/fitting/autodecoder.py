@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from enf.fitting.adam import optimise_latents
-from enf.fitting.base import Decoder, Fitter, Loss, check_count
+from enf.fitting.base import Decoder, Fitter, Loss, check_count, check_observations
 from enf.geometry import Geometry
 from enf.latents import Latents, initial_latents
 from enf.metrics import per_sample_mse
@@ -65,6 +65,9 @@ class AutoDecoderTable(nn.Module):
 
     def forward(self, index: Tensor) -> Latents:
         """Latents of the signals ``index [B]`` (integer positions in the training split)."""
+        if not isinstance(index, torch.Tensor) or index.dtype.is_floating_point or index.dtype == torch.bool:
+            what = index.dtype if isinstance(index, torch.Tensor) else type(index).__name__
+            raise TypeError(f"AutoDecoder index must be an integer tensor [B] of table rows, got {what}")
         if index.min() < 0 or index.max() >= self.num_signals:
             raise ValueError(f"index out of range [0, {self.num_signals}): {index.tolist()}")
         return Latents(poses=self.poses[index], context=self.context[index], window=self.window[index])
@@ -160,11 +163,7 @@ class AutoDecoder(Fitter):
         part), or test-time encoding of ``signal [B, N, C]`` from the table mean with ``num_steps``
         (default ``test_steps``) Adam steps on the (``mask``-ed) points (``train=False``; detached)."""
         geometry = self._require_bound("encode")
-        if coords.dim() != 3 or signal.dim() != 3 or coords.shape[:2] != signal.shape[:2]:
-            raise ValueError(
-                f"coords [B, N, coord_dim] and signal [B, N, C] must agree, got {tuple(coords.shape)} "
-                f"and {tuple(signal.shape)}"
-            )
+        check_observations(coords, signal)
         if train:
             if index is None:
                 raise ValueError("AutoDecoder.encode(train=True) needs index [B]: the signals' table rows")

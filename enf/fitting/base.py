@@ -39,6 +39,21 @@ def check_count(name: str, value: Any, *, minimum: int, optional: bool = False) 
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
+def check_observations(coords: object, signal: object) -> None:
+    """``TypeError``/``ValueError`` unless ``coords [B, N, d]`` and ``signal [B, N, C]`` are finite tensors."""
+    for name, value in (("coords", coords), ("signal", signal)):
+        if not isinstance(value, Tensor):
+            hint = f" (torch.from_numpy({name}))" if type(value).__module__ == "numpy" else ""
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}{hint}")
+    if coords.dim() != 3 or signal.dim() != 3 or coords.shape[:2] != signal.shape[:2]:
+        raise ValueError(
+            f"coords [B, N, coord_dim] and signal [B, N, C] must agree, got {tuple(coords.shape)} "
+            f"and {tuple(signal.shape)}"
+        )
+    if not torch.isfinite(signal).all():
+        raise ValueError("signal contains NaN or inf: fit finite observations (mask out missing points)")
+
+
 def per_sample_loss(loss: Loss, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
     """``loss(pred, target)`` checked to be one value per sample, ``[B]``.
 

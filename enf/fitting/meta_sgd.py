@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from enf.fitting.base import Decoder, Fitter, Loss, check_count, per_sample_loss
+from enf.fitting.base import Decoder, Fitter, Loss, check_count, check_observations, per_sample_loss
 from enf.fitting.observed import check_mask, gather_observed, index_mask, sample_observed_subsets
 from enf.geometry import Geometry
 from enf.latents import Latents, initial_latents
@@ -290,11 +290,7 @@ class MetaSGD(Fitter):
             the adapted latents (differentiable w.r.t. the init, step sizes and decoder unless first order).
         """
         self._require_bound("forward")
-        if coords.dim() != 3 or signal.dim() != 3 or coords.shape[:2] != signal.shape[:2]:
-            raise ValueError(
-                f"coords [B, N, coord_dim] and signal [B, N, C] must agree, got {tuple(coords.shape)} "
-                f"and {tuple(signal.shape)}"
-            )
+        check_observations(coords, signal)
         check_count("num_steps", num_steps, minimum=0, optional=True)
         check_count("subset_size", subset_size, minimum=1, optional=True)
         steps = self.num_inner_steps if num_steps is None else num_steps

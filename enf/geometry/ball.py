@@ -7,7 +7,14 @@ import math
 import torch
 from torch import Tensor
 
-from enf.geometry.base import Geometry, GroupElement, fibonacci_sphere, random_rotation, resolve_dtype
+from enf.geometry.base import (
+    Geometry,
+    GroupElement,
+    check_num_points,
+    fibonacci_sphere,
+    random_rotation,
+    resolve_dtype,
+)
 from enf.geometry.frames import (
     check_pair,
     default_generator,
@@ -102,6 +109,7 @@ class Ball(Geometry):
         return torch.cat(torch.broadcast_tensors(*parts), dim=-1)
 
     def init_poses(self, num_latents, *, generator=None, dtype=None, device=None) -> Tensor:
+        check_num_points(num_latents)
         dtype = resolve_dtype(dtype)
         pos = ball_points(num_latents)
         rot = random_rotation(num_latents, 3, generator=default_generator(generator), dtype=torch.float64)

@@ -77,6 +77,12 @@ def random_rotation(
     return q.to(resolve_dtype(dtype))
 
 
+def check_num_points(num_points: object) -> None:
+    """``ValueError`` unless ``num_points`` (latents, grid points) is an int >= 1."""
+    if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 1:
+        raise ValueError(f"num_latents (the number of points) must be an int >= 1, got {num_points!r}")
+
+
 def grid_points(
     num_points: int, dim: int, *, low: float = -1.0, high: float = 1.0, periodic: bool = False
 ) -> Tensor:
@@ -85,6 +91,7 @@ def grid_points(
     Uses ``ceil(num_points ** (1/dim))`` points per axis and keeps the first ``num_points`` in
     row-major order when ``num_points`` is not a perfect power.
     """
+    check_num_points(num_points)
     per_axis = math.ceil(round(num_points ** (1.0 / dim), 8))
     step = (high - low) / per_axis
     axis = low + step * (torch.arange(per_axis, dtype=torch.float64) + (0.0 if periodic else 0.5))
@@ -95,6 +102,7 @@ def grid_points(
 
 def fibonacci_sphere(num_points: int) -> Tensor:
     """Fibonacci lattice of ``num_points`` unit vectors ``[num_points, 3]`` (nearly uniform on S^2)."""
+    check_num_points(num_points)
     i = torch.arange(num_points, dtype=torch.float64) + 0.5
     z = 1.0 - 2.0 * i / num_points
     phi = math.pi * (1.0 + math.sqrt(5.0)) * i
@@ -202,6 +210,7 @@ class Geometry(abc.ABC):
         """
         self._check_last(x, self.coord_dim, "coords")
         self._check_dtypes(g, x, "coords")
+        self._check_batch(g, x, "coords")
         y = _apply(g.rotation, x)
         if g.translation is not None:
             y = self._wrap(y + g.translation.unsqueeze(-2))
@@ -214,6 +223,7 @@ class Geometry(abc.ABC):
         """
         self._check_last(poses, self.pose_dim, "poses")
         self._check_dtypes(g, poses, "poses")
+        self._check_batch(g, poses, "poses")
         blocks = poses.unflatten(-1, (self.num_pose_blocks, self.space_dim))  # [B, L, K, n]
         if g.rotation is not None:
             blocks = torch.einsum("bij,blkj->blki", g.rotation, blocks)
@@ -229,6 +239,7 @@ class Geometry(abc.ABC):
         """
         self._check_last(velocity, self.pose_dim, "pose velocity")
         self._check_dtypes(g, velocity, "pose velocity")
+        self._check_batch(g, velocity, "pose velocity")
         blocks = velocity.unflatten(-1, (self.num_pose_blocks, self.space_dim))
         if g.rotation is not None:
             blocks = torch.einsum("bij,blkj->blki", g.rotation, blocks)
@@ -332,6 +343,20 @@ class Geometry(abc.ABC):
         if t.shape[-1] != expected:
             raise ValueError(
                 f"{self.name}: {what} must have last dimension {expected}, got shape {tuple(t.shape)}"
+            )
+
+    def _check_batch(self, g: GroupElement, t: Tensor, what: str) -> None:
+        """``ValueError`` unless ``t`` is ``[B, M, dim]`` with one group element per batch entry."""
+        if t.dim() != 3:
+            raise ValueError(
+                f"{self.name}: {what} must be batch-first [B, {'N' if what == 'coords' else 'L'}, {t.shape[-1]}], "
+                f"got shape {tuple(t.shape)} "
+                "(add a batch axis with .unsqueeze(0))"
+            )
+        if (g.rotation is not None or g.translation is not None) and g.batch_size != t.shape[0]:
+            raise ValueError(
+                f"{self.name}: {g.batch_size} group element(s) for a batch of {t.shape[0]} {what}; "
+                f"sample one per batch entry (sample_group({t.shape[0]}))"
             )
 
     def _check_dtypes(self, g: GroupElement, t: Tensor, what: str) -> None:

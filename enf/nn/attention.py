@@ -87,6 +87,8 @@ class BiInvariantCrossAttention(nn.Module):
         channel_modulation: bool = False,
     ) -> None:
         super().__init__()
+        if num_heads < 1 or hidden_dim < 1:
+            raise ValueError(f"num_heads and hidden_dim must be >= 1, got {num_heads} and {hidden_dim}")
         if hidden_dim % num_heads != 0:
             raise ValueError(f"hidden_dim ({hidden_dim}) must be divisible by num_heads ({num_heads})")
         if k_nearest is not None and k_nearest < 1:

@@ -117,6 +117,11 @@ class EquivariantNeuralField(nn.Module):
                 f"latents must be enf.Latents (built from torch tensors, e.g. torch.from_numpy), "
                 f"got {type(latents).__name__}"
             )
+        if latents.has_time_axis:
+            raise ValueError(
+                f"latents have a time axis ({latents.num_times} times, poses {tuple(latents.poses.shape)}); "
+                "decode one time at a time: model(coords, z.at_time(t))"
+            )
         if coords.dim() != 3 or coords.shape[-1] != geom.coord_dim:
             raise ValueError(
                 f"coords must be [B, N, {geom.coord_dim}] for geometry {geom.name!r}, got {tuple(coords.shape)}"

@@ -64,7 +64,10 @@ def data_main(argv: list[str]) -> None:
     if args.command == "show":
         from enf.data.pde.show import render_trajectory
 
-        out = render_trajectory(args.file, args.out, index=args.index, channel=args.channel)
+        try:
+            out = render_trajectory(args.file, args.out, index=args.index, channel=args.channel)
+        except (FileNotFoundError, ValueError, OSError) as err:
+            raise SystemExit(f"enf data show: {err}") from err
         log.info("wrote %s", out)
         return
 
@@ -91,5 +94,7 @@ def data_main(argv: list[str]) -> None:
         except ImportError as err:  # an optional solver (Dedalus, torch-harmonics) is missing
             hint = "" if "install" in str(err) else ' (pip install -e ".[pde]" for the sphere generators)'
             raise SystemExit(f"enf data generate {spec.name}: {err}{hint}") from err
+        except ValueError as err:  # e.g. --num-train 0
+            raise SystemExit(f"enf data generate {spec.name}: {err}") from err
         log.info("wrote %s", path)
     log.info("%s (%s preset): %.1f s", spec.name, args.preset, time.perf_counter() - t0)

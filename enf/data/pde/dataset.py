@@ -35,6 +35,10 @@ def channel_statistics(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         count, total, total_sq = 0, 0.0, 0.0
         for i in range(fields.shape[0]):
             x = fields[i].astype(np.float64).reshape(-1, fields.shape[-1])
+            if not np.isfinite(x).all():
+                raise ValueError(
+                    f"{path}: trajectory {i} contains NaN or inf; regenerate the file (enf data generate ...)"
+                )
             count += x.shape[0]
             total = total + x.sum(0)
             total_sq = total_sq + np.square(x).sum(0)

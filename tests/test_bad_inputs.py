@@ -1,0 +1,537 @@
+"""A table-driven survey of bad inputs a user could give: each must fail early with a clear message.
+
+"Clear" means: the exception has the expected type (``ValueError``/``TypeError``/``FileNotFoundError``; for
+the ``enf`` command line ``SystemExit`` with a non-zero code) and its message contains every listed
+fragment (the offending value or key and/or what is expected). "Early" means before any work: at
+construction, at ``setup``, at the first call, or, for the command line, before training starts (every
+command-line case runs with the training step replaced by an assertion, and writes no checkpoint).
+
+A case where the library fails late, silently or with an unclear message can be recorded with
+``unclear="what happens today"`` (a strict xfail) until it is fixed; none is open.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import enf
+from enf import Latents
+from enf.cli import main
+from enf.data import FieldSpec, ImageDataModule, collate
+from enf.fitting import AutoDecoder, MetaSGD
+from enf.geometry import get
+from enf.training import load_fit_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST = str(REPO / "configs" / "fit" / "mnist.yaml")
+TINY = [
+    "--trainer.enable_progress_bar", "false",
+    "--trainer.max_steps", "3",
+    "--trainer.limit_val_batches", "1",
+    "--data.init_args.num_train", "32",
+    "--data.init_args.num_test", "8",
+    "--data.init_args.batch_size", "8",
+    "--model.fitter.init_args.num_latents", "4",
+    "--model.decoder.init_args.hidden_dim", "16",
+    "--model.decoder.init_args.context_dim", "8",
+    "--artifacts.num_train_eval", "8",
+]  # fmt: skip
+NAN = float("nan")
+
+
+# ------------------------------------------------------------------------------------------- helpers
+class Env:
+    """What a case may use: a fresh folder, and (generated once per module, on first use) PDE files."""
+
+    def __init__(self, tmp: Path, request: pytest.FixtureRequest) -> None:
+        self.tmp = tmp
+        self._request = request
+
+    @property
+    def pde_root(self) -> Path:
+        """A data root holding ``diffusion_plane/{train,test}.h5`` (2 + 2 trajectories)."""
+        return self._request.getfixturevalue("pde_files")
+
+    def pde_copy(self, edit: Callable[[Path], None] | None = None) -> Path:
+        """A copy of the PDE root under ``tmp`` whose ``train.h5`` was changed by ``edit``."""
+        root = self.tmp / "pde"
+        shutil.copytree(self.pde_root, root)
+        if edit is not None:
+            edit(root / "diffusion_plane" / "train.h5")
+        return root
+
+    def file(self, name: str, data: bytes = b"") -> Path:
+        path = self.tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return path
+
+
+@pytest.fixture(scope="module")
+def pde_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from enf.data.pde import get_spec
+    from enf.data.pde.io import generate_split
+
+    root = tmp_path_factory.mktemp("pde_root")
+    spec = get_spec("diffusion_plane")
+    params = spec.params("small", num_train=2, num_test=2)
+    for split in ("train", "test"):
+        generate_split(spec, params, split=split, out_dir=root / "diffusion_plane", seed=0, progress=False)
+    return root
+
+
+@pytest.fixture
+def env(tmp_path: Path, request: pytest.FixtureRequest) -> Env:
+    return Env(tmp_path, request)
+
+
+def case(
+    case_id: str,
+    fn: Callable[[Env], Any],
+    exc: type[BaseException] | tuple[type[BaseException], ...],
+    *needles: str,
+    unclear: str | None = None,
+    raises: type[BaseException] | None = None,
+):
+    """One table row: ``fn(env)`` must raise ``exc`` with every ``needle`` in its message.
+
+    ``unclear``: the case currently fails (late, silently or unclearly): strict xfail with this reason;
+    ``raises`` pins what it raises today.
+    """
+    marks = () if unclear is None else pytest.mark.xfail(strict=True, raises=raises, reason=unclear)
+    return pytest.param(fn, exc, needles, id=case_id, marks=marks)
+
+
+def latents(
+    b: int = 1, l: int = 4, pose_dim: int = 2, ctx: int = 8, dtype=torch.float32, **fields
+) -> Latents:
+    parts = {
+        "poses": torch.zeros(b, l, pose_dim, dtype=dtype),
+        "context": torch.zeros(b, l, ctx, dtype=dtype),
+        "window": torch.ones(b, l, 1, dtype=dtype),
+    }
+    return Latents(**(parts | fields))
+
+
+def decoder(**kwargs) -> enf.EquivariantNeuralField:
+    options = dict(geometry="translation2d", num_out=1, context_dim=8, hidden_dim=16, num_heads=2)
+    return enf.EquivariantNeuralField(**(options | kwargs))
+
+
+def decode(coords, z=None, **kwargs):
+    return decoder()(coords, latents() if z is None else z, **kwargs)
+
+
+def x(b: int = 1, n: int = 5, d: int = 2, dtype=torch.float32) -> torch.Tensor:
+    return torch.zeros(b, n, d, dtype=dtype)
+
+
+def meta_sgd(**kwargs) -> MetaSGD:
+    return MetaSGD(num_latents=4, geometry="translation2d", context_dim=8, **kwargs)
+
+
+def auto_decoder() -> AutoDecoder:
+    return AutoDecoder(num_latents=4, geometry="translation2d", context_dim=8, num_signals=3)
+
+
+def signal(b: int = 1, n: int = 5, c: int = 1, fill: float = 0.0) -> torch.Tensor:
+    return torch.full((b, n, c), fill)
+
+
+def spec(**kwargs) -> FieldSpec:
+    return FieldSpec(**(dict(kind="image", coord_dim=2, num_channels=3) | kwargs))
+
+
+def item(**kwargs) -> dict:
+    return {"coords": torch.zeros(4, 2), "signal": torch.zeros(4, 1), "index": 0} | kwargs
+
+
+def pde_module(root: Path | str, **kwargs):
+    from enf.data.pde.datamodule import PDEDataModule
+
+    return PDEDataModule(**({"dataset": "diffusion_plane", "root": str(root)} | kwargs))
+
+
+def pde_setup(root: Path | str, **kwargs):
+    dm = pde_module(root, **kwargs)
+    dm.setup("fit")
+    return dm
+
+
+def trajectories(path: Path, **kwargs):
+    from enf.data.pde.dataset import PDETrajectories
+
+    return PDETrajectories(path, **kwargs)
+
+
+def truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def delete_dataset(name: str) -> Callable[[Path], None]:
+    def edit(path: Path) -> None:
+        with h5py.File(path, "r+") as f:
+            del f[name]
+
+    return edit
+
+
+def delete_attr(name: str) -> Callable[[Path], None]:
+    def edit(path: Path) -> None:
+        with h5py.File(path, "r+") as f:
+            del f.attrs[name]
+
+    return edit
+
+
+def put_nan(path: Path) -> None:
+    with h5py.File(path, "r+") as f:
+        traj = f["fields"][0]
+        traj[3, 10, 10] = np.nan
+        f["fields"][0] = traj
+
+
+def pde_field_spec_with_nan(env: Env) -> FieldSpec:
+    dm = pde_setup(env.pde_copy(put_nan))
+    spec = dm.field_spec
+    assert all(np.isfinite(spec.mean)), spec  # today: trips here, the NaN reached the normalisation silently
+    return spec
+
+
+def image_folder(env: Env, *files: tuple[str, bytes]) -> Path:
+    folder = env.tmp / "images"
+    folder.mkdir()
+    for name, data in files:
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def image_setup(**kwargs) -> ImageDataModule:
+    dm = ImageDataModule(**kwargs)
+    dm.setup("fit")
+    return dm
+
+
+# ------------------------------------------------------------------------------------------ API cases
+# fmt: off
+API_CASES = [
+    # --- geometry
+    case("geometry-unknown-name", lambda e: get("se4"), ValueError, "'se4'", "translation2d", "se2"),
+    case("geometry-coords-last-dim", lambda e: get("se2").act_coords(get("se2").sample_group(1), x(d=3)),
+         ValueError, "se2", "coords must have last dimension 2", "(1, 5, 3)"),
+    case("geometry-poses-last-dim", lambda e: get("se2").act_poses(get("se2").sample_group(1), x(d=2)),
+         ValueError, "poses must have last dimension 4", "(1, 5, 2)"),
+    case("geometry-invariant-batch-mismatch", lambda e: get("se2").invariant(x(b=2), torch.zeros(3, 4, 4)),
+         ValueError, "same B", "(2, 5, 2)", "(3, 4, 4)"),
+    case("geometry-numpy-coords", lambda e: get("se2").invariant(np.zeros((1, 5, 2)), torch.zeros(1, 4, 4)),
+         TypeError, "coords must be a torch.Tensor", "ndarray"),
+    case("geometry-mixed-dtypes",
+         lambda e: get("se2").act_coords(get("se2").sample_group(1, dtype=torch.float64), x()),
+         TypeError, "torch.float64", "torch.float32", "sample_group(..., dtype=torch.float32)"),
+    case("geometry-act-batch-mismatch", lambda e: get("se2").act_coords(get("se2").sample_group(2), x(b=3)),
+         ValueError, "batch", "2", "3"),
+    case("geometry-act-unbatched-coords", lambda e: get("se2").act_coords(get("se2").sample_group(2), x()[0]),
+         ValueError, "[B, N, 2]", "(5, 2)"),
+    case("geometry-init-poses-zero", lambda e: get("se2").init_poses(0), ValueError, "num_latents", "0"),
+    # --- Latents
+    case("latents-poses-rank-2", lambda e: latents(poses=torch.zeros(4, 2)), ValueError,
+         "Latents.poses must be [B, L, dim]", "(4, 2)"),
+    case("latents-context-rank-4", lambda e: latents(context=torch.zeros(1, 2, 4, 8)), ValueError,
+         "Latents.context must be [B, L, dim]", "(1, 2, 4, 8)"),
+    case("latents-mismatched-L", lambda e: latents(context=torch.zeros(1, 5, 8)), ValueError,
+         "must agree", "(1, 4, 2)", "(1, 5, 8)"),
+    case("latents-window-width-2", lambda e: latents(window=torch.ones(1, 4, 2)), ValueError,
+         "window [B, L, 1]", "(1, 4, 2)"),
+    case("latents-numpy-poses", lambda e: latents(poses=np.zeros((1, 4, 2))), TypeError,
+         "Latents.poses must be a torch.Tensor", "ndarray"),
+    case("latents-from-tuple-of-two", lambda e: Latents.from_tuple((torch.zeros(1, 4, 2),) * 2), TypeError,
+         "(poses, context, window)", "length 2"),
+    # --- decoder
+    case("decoder-numpy-coords", lambda e: decode(np.zeros((1, 5, 2), dtype=np.float32)), TypeError,
+         "numpy.ndarray", "torch.from_numpy"),
+    case("decoder-wrong-coord-dim", lambda e: decode(x(d=3)), ValueError,
+         "[B, N, 2]", "'translation2d'", "(1, 5, 3)"),
+    case("decoder-nan-context", lambda e: decode(x(), latents(context=torch.full((1, 4, 8), NAN))),
+         ValueError, "latents.context contains NaN"),
+    case("decoder-nan-coords", lambda e: decode(torch.full((1, 5, 2), NAN)), ValueError,
+         "coords contains NaN"),
+    case("decoder-window-zero", lambda e: decode(x(), latents(window=torch.zeros(1, 4, 1))), ValueError,
+         "latents.window must be positive", "s > 0"),
+    case("decoder-window-negative", lambda e: decode(x(), latents(window=-torch.ones(1, 4, 1))), ValueError,
+         "latents.window must be positive", "-1"),
+    case("decoder-zero-latents", lambda e: decode(x(), latents(l=0)), ValueError, "L = 0", "L >= 1"),
+    case("decoder-zero-coords", lambda e: decode(x(n=0)), ValueError, "N = 0", "N >= 1"),
+    case("decoder-dtype-mismatch", lambda e: decode(x(dtype=torch.float64), latents(dtype=torch.float64)),
+         TypeError, "coords is torch.float64", "model parameters are torch.float32"),
+    case("decoder-latents-mixed-dtype", lambda e: decode(x(), latents(poses=torch.zeros(1, 4, 2).double())),
+         TypeError, "latents.poses is torch.float64"),
+    case("decoder-batch-mismatch", lambda e: decode(x(b=2)), ValueError, "coords batch 2", "latents batch 1"),
+    case("decoder-context-width", lambda e: decode(x(), latents(ctx=16)), ValueError,
+         "context must have width 8", "(1, 4, 16)"),
+    case("decoder-not-latents", lambda e: decode(x(), (torch.zeros(1, 4, 2),) * 3), TypeError,
+         "enf.Latents", "tuple"),
+    case("decoder-chunk-size-zero", lambda e: decode(x(), chunk_size=0), ValueError, "chunk_size", "got 0"),
+    case("decoder-unknown-geometry", lambda e: decoder(geometry="se4"), ValueError, "'se4'"),
+    case("decoder-k-nearest-zero", lambda e: decoder(k_nearest=0), ValueError, "k_nearest", "got 0"),
+    case("decoder-num-heads-zero", lambda e: decoder(num_heads=0), ValueError, "num_heads", "0"),
+    case("decoder-latents-with-time-axis",
+         lambda e: decode(x(), Latents(torch.zeros(1, 3, 4, 2), torch.zeros(1, 3, 4, 8), torch.ones(1, 3, 4, 1))),
+         ValueError, "time axis", "at_time"),
+    # --- fitters
+    case("metasgd-num-latents-zero", lambda e: MetaSGD(num_latents=0), ValueError,
+         "num_latents must be >= 1", "got 0"),
+    case("metasgd-num-latents-float", lambda e: MetaSGD(num_latents=2.5), TypeError,
+         "num_latents must be an int", "2.5"),
+    case("metasgd-negative-inner-steps", lambda e: MetaSGD(num_latents=4, num_inner_steps=-1), ValueError,
+         "num_inner_steps must be >= 0", "-1"),
+    case("metasgd-lr-bounds-reversed", lambda e: MetaSGD(num_latents=4, lr_bounds=(1.0, 0.1)), ValueError,
+         "0 < low < high", "(1.0, 0.1)"),
+    case("metasgd-context-dim-without-geometry", lambda e: MetaSGD(num_latents=4, context_dim=8), ValueError,
+         "both geometry and context_dim", "context_dim=8"),
+    # An unbound fitter is a RuntimeError by the documented fitter protocol (enf.fitting).
+    case("metasgd-unbound", lambda e: MetaSGD(num_latents=4).encode(decoder(), x(), signal(), train=True),
+         RuntimeError, "MetaSGD.forward needs a bound fitter", "fitter.bind(geometry="),
+    case("metasgd-rebind-other-context-dim",
+         lambda e: meta_sgd().bind(geometry="translation2d", context_dim=16), ValueError,
+         "already bound", "context_dim=8", "context_dim=16"),
+    case("metasgd-loss-returns-scalar",
+         lambda e: meta_sgd().encode(decoder(), x(b=2), signal(b=2), train=True,
+                                     loss=lambda p, t: ((p - t) ** 2).mean()),
+         ValueError, "one value per sample", "shape (2,)", "got ()"),
+    case("metasgd-coords-signal-mismatch",
+         lambda e: meta_sgd().encode(decoder(), x(), signal(n=6), train=True), ValueError,
+         "must agree", "(1, 5, 2)", "(1, 6, 1)"),
+    case("metasgd-float-mask",
+         lambda e: meta_sgd().encode(decoder(), x(), signal(), train=True, mask=torch.ones(1, 5)), TypeError,
+         "mask must have dtype torch.bool", "torch.float32"),
+    case("metasgd-subset-size-zero",
+         lambda e: meta_sgd().encode(decoder(), x(), signal(), train=True, subset_size=0), ValueError,
+         "subset_size must be >= 1", "got 0"),
+    case("metasgd-numpy-coords",
+         lambda e: meta_sgd().encode(decoder(), np.zeros((1, 5, 2)), np.zeros((1, 5, 1)), train=False),
+         TypeError, "torch.Tensor", "ndarray"),
+    case("metasgd-nan-signal",
+         lambda e: meta_sgd().encode(decoder(), x(), signal(fill=NAN), train=False), ValueError,
+         "signal", "NaN"),
+    case("autodecoder-bind-zero-signals",
+         lambda e: AutoDecoder(num_latents=4).bind(geometry="se2", context_dim=8, num_signals=0), ValueError,
+         "num_signals >= 1", "got 0"),
+    case("autodecoder-unbound",
+         lambda e: AutoDecoder(num_latents=4).encode(decoder(), x(), signal(), train=True,
+                                                     index=torch.tensor([0])),
+         RuntimeError, "AutoDecoder.encode needs a bound fitter"),
+    case("autodecoder-no-index", lambda e: auto_decoder().encode(decoder(), x(), signal(), train=True),
+         ValueError, "needs index [B]"),
+    case("autodecoder-index-out-of-range",
+         lambda e: auto_decoder().encode(decoder(), x(), signal(), train=True, index=torch.tensor([5])),
+         ValueError, "out of range [0, 3)", "[5]"),
+    case("autodecoder-float-index",
+         lambda e: auto_decoder().encode(decoder(), x(), signal(), train=True, index=torch.tensor([0.5])),
+         TypeError, "index", "torch.float32"),
+    case("autodecoder-test-lr-zero", lambda e: AutoDecoder(num_latents=4, test_lr=0), ValueError,
+         "test_lr must be > 0", "got 0"),
+    # --- FieldSpec
+    case("fieldspec-bad-kind", lambda e: spec(kind="cube"), ValueError, "'cube'", "image", "sphere"),
+    case("fieldspec-channel-names", lambda e: spec(channel_names=("r", "g")), ValueError,
+         "2 channel names for 3 channels"),
+    case("fieldspec-mean-length", lambda e: spec(mean=(0.0, 0.0), std=(1.0, 1.0, 1.0)), ValueError,
+         "FieldSpec.mean needs 3 values, got 2"),
+    case("fieldspec-std-length", lambda e: spec(mean=(0.0,) * 3, std=(1.0,)), ValueError,
+         "FieldSpec.std needs 3 values, got 1"),
+    case("fieldspec-mean-without-std", lambda e: spec(mean=(0.0,) * 3), ValueError, "both mean and std"),
+    case("fieldspec-std-zero", lambda e: spec(mean=(0.0,) * 3, std=(1.0, 0.0, 1.0)), ValueError,
+         "std must be positive", "(1.0, 0.0, 1.0)"),
+    case("fieldspec-nan-mean", lambda e: spec(mean=(NAN, 0.0, 0.0), std=(1.0,) * 3), ValueError,
+         "mean", "nan"),
+    case("fieldspec-from-dict-unknown-key",
+         lambda e: FieldSpec.from_dict({"kind": "image", "coord_dim": 2, "num_channels": 1, "colour": 1}),
+         ValueError, "unknown keys", "'colour'"),
+    # --- collate
+    case("collate-mismatched-keys", lambda e: collate([item(label=1), item()]), ValueError,
+         "item 1", "missing ['label']", "same keys"),
+    case("collate-mismatched-shapes", lambda e: collate([item(), item(signal=torch.zeros(5, 1))]), ValueError,
+         "'signal'", "(5, 1)", "(4, 1)"),
+    case("collate-empty", lambda e: collate([]), ValueError, "empty"),
+    case("collate-string-value", lambda e: collate([item(name="a"), item(name="b")]), TypeError,
+         "'name'", "str", "tensors, numpy arrays, ints, floats or bools"),
+    case("collate-tuples-not-dicts", lambda e: collate([(torch.zeros(2), 1), (torch.zeros(2), 2)]), TypeError,
+         "dict", "tuple"),
+    # --- data modules and files
+    case("images-batch-size-zero", lambda e: ImageDataModule(batch_size=0), ValueError,
+         "batch_size must be an int >= 1, got 0"),
+    case("images-unknown-dataset", lambda e: ImageDataModule(dataset="imagenet"), ValueError,
+         "'imagenet'", "mnist"),
+    case("images-image-size-for-mnist", lambda e: ImageDataModule(dataset="mnist", image_size=16), ValueError,
+         "image_size", "'mnist'"),
+    case("images-unknown-option", lambda e: image_setup(dataset="mnist", options={"bogus": 1}), ValueError,
+         "['bogus']", "num_test_per_class"),
+    case("folder-missing-root", lambda e: image_setup(dataset="folder", root=str(e.tmp / "nowhere")),
+         FileNotFoundError, "nowhere", "does not exist"),
+    case("folder-no-root", lambda e: image_setup(dataset="folder"), FileNotFoundError, "root="),
+    case("folder-corrupt-image",
+         lambda e: image_setup(dataset="folder", root=str(image_folder(e, ("a.png", b"\x89PNG broken")))),
+         ValueError, "a.png", "remove or replace"),
+    case("cifar10-missing-root", lambda e: image_setup(dataset="cifar10", root=str(e.tmp / "cifar")),
+         FileNotFoundError, "cifar-10-batches-py", "cifar-10-python.tar.gz"),
+    case("pde-unknown-dataset", lambda e: pde_module(e.tmp, dataset="heat"), ValueError,
+         "'heat'", "diffusion_plane"),
+    case("pde-batch-size-zero", lambda e: pde_module(e.tmp, batch_size=0), ValueError,
+         "batch_size must be an int >= 1, got 0"),
+    case("pde-unknown-preset", lambda e: pde_module(e.tmp, generate="huge"), ValueError,
+         "unknown preset 'huge'", "small"),
+    case("pde-missing-files", lambda e: pde_setup(e.tmp / "data"), FileNotFoundError,
+         "train.h5 does not exist", "`enf data generate diffusion_plane --preset small --out "),
+    case("pde-corrupt-file",
+         lambda e: pde_setup(e.pde_copy(lambda p: p.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(300)))),
+         ValueError, "train.h5", "not a readable HDF5 file"),
+    case("pde-truncated-file", lambda e: pde_setup(e.pde_copy(truncate)), ValueError,
+         "train.h5", "truncated"),
+    case("pde-file-without-times",
+         lambda e: trajectories(e.pde_copy(delete_dataset("times")) / "diffusion_plane" / "train.h5"),
+         ValueError, "train.h5", "missing dataset 'times'"),
+    case("pde-file-without-geometry",
+         lambda e: trajectories(e.pde_copy(delete_attr("geometry")) / "diffusion_plane" / "train.h5"),
+         ValueError, "train.h5", "missing attribute(s) ['geometry']"),
+    case("pde-empty-time-window",
+         lambda e: trajectories(e.pde_root / "diffusion_plane" / "train.h5", time_window=(30, 40)),
+         ValueError, "time_window (30, 40) selects no frame of 20"),
+    case("pde-nan-in-file", pde_field_spec_with_nan, ValueError, "train.h5", "NaN"),
+    case("checkpoint-missing",
+         lambda e: load_fit_checkpoint(e.tmp / "nope.ckpt"),
+         FileNotFoundError, "nope.ckpt does not exist"),
+    case("checkpoint-corrupt",
+         lambda e: load_fit_checkpoint(e.file("bad.ckpt", b"PK junk")),
+         ValueError, "bad.ckpt is not a readable checkpoint"),
+    case("checkpoint-garbage-bytes", lambda e: load_fit_checkpoint(e.file("junk.ckpt", b"junk")), ValueError,
+         "junk.ckpt is not a readable checkpoint"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("fn", "exc", "needles"), API_CASES)
+def test_bad_input_fails_early_and_clearly(fn, exc, needles, env: Env) -> None:
+    with pytest.raises(exc) as info:
+        fn(env)
+    message = str(info.value)
+    missing = [n for n in needles if n not in message]
+    assert not missing, f"{type(info.value).__name__} message {message!r} lacks {missing}"
+
+
+# ------------------------------------------------------------------------------------------ CLI cases
+def fit(*extra: str) -> Callable[[Env], list[str]]:
+    return lambda e: ["fit", "--config", MNIST, *TINY, *extra]
+
+
+def blocker(env: Env) -> Path:
+    return env.file("a_file")
+
+
+# fmt: off
+CLI_CASES = [
+    case("cli-unknown-key", fit("--model.not_a_key", "3"), SystemExit, "not_a_key"),
+    case("cli-abbreviated-key", fit("--model.num_sampled_coord", "3"), SystemExit,
+         "unrecognized arguments: --model.num_sampled_coord"),
+    case("cli-num-sampled-coords-zero", fit("--model.num_sampled_coords", "0"), SystemExit,
+         "error: num_sampled_coords must be None (all coordinates) or >= 1, got 0"),
+    case("cli-batch-size-zero", fit("--data.init_args.batch_size", "0"), SystemExit,
+         "error: batch_size must be an int >= 1, got 0"),
+    case("cli-num-latents-zero", fit("--model.fitter.init_args.num_latents", "0"), SystemExit,
+         "error: num_latents must be >= 1, got 0"),
+    case("cli-unknown-geometry", fit("--model.decoder.init_args.geometry", "se4"), SystemExit,
+         "unknown geometry 'se4'"),
+    case("cli-geometry-for-other-data", fit("--model.decoder.init_args.geometry", "sphere"), SystemExit,
+         "2-D coordinates", "'sphere'"),
+    case("cli-unknown-loss", fit("--model.loss", "huber"), SystemExit, "unknown loss 'huber'"),
+    case("cli-lr-not-a-number", fit("--model.lr", "abc"), SystemExit, "model.lr", "abc"),
+    case("cli-unknown-image-dataset", fit("--data.init_args.dataset", "imagenet"), SystemExit,
+         "imagenet", "'mnist'"),
+    case("cli-missing-config", lambda e: ["fit", "--config", "nope.yaml"], SystemExit, "nope.yaml"),
+    case("cli-pde-files-missing",
+         fit("--data", "enf.data.pde.PDEDataModule", "--data.init_args.dataset", "diffusion_plane",
+             "--data.init_args.root", "nodata"),
+         SystemExit, "train.h5 does not exist", "enf data generate diffusion_plane --preset small"),
+    case("cli-corrupt-ckpt-path",
+         lambda e: fit("--ckpt_path", str(e.file("broken.ckpt", b"PK\x03\x04 junk")))(e), SystemExit,
+         "broken.ckpt is not a readable checkpoint"),
+    case("cli-missing-ckpt-path", fit("--ckpt_path", "nope.ckpt"), SystemExit, "nope.ckpt does not exist"),
+    case("encode-missing-checkpoint", lambda e: ["encode", "--ckpt", "nope.ckpt", "--out", "z.h5"], SystemExit,
+         "nope.ckpt does not exist"),
+    case("encode-corrupt-checkpoint",
+         lambda e: ["encode", "--ckpt", str(e.file("bad.ckpt", b"PK\x03\x04 junk")), "--out", "z.h5"],
+         SystemExit, "bad.ckpt is not a readable checkpoint"),
+    case("encode-garbage-checkpoint",
+         lambda e: ["encode", "--ckpt", str(e.file("junk.ckpt", b"junk")), "--out", "z.h5"], SystemExit,
+         "junk.ckpt is not a readable checkpoint"),
+    case("encode-unwritable-out",
+         lambda e: ["encode", "--ckpt", "nope.ckpt", "--out", str(blocker(e) / "z.h5")], SystemExit,
+         "cannot write", "a_file", "writable --out"),
+    case("encode-out-is-a-directory", lambda e: ["encode", "--ckpt", "nope.ckpt", "--out", str(e.tmp)],
+         SystemExit, "is a directory", "latents.h5"),
+    case("encode-negative-num-steps",
+         lambda e: ["encode", "--ckpt", "nope.ckpt", "--out", "z.h5", "--num-steps", "-1"], SystemExit,
+         "--num-steps must be >= 0, got -1"),
+    case("generate-unknown-dataset", lambda e: ["data", "generate", "heat", "--out", "g"], SystemExit,
+         "invalid choice: 'heat'", "diffusion_plane"),
+    case("generate-unknown-preset",
+         lambda e: ["data", "generate", "diffusion_plane", "--preset", "huge", "--out", "g"], SystemExit,
+         "unknown preset 'huge'", "small"),
+    case("generate-set-without-value",
+         lambda e: ["data", "generate", "diffusion_plane", "--set", "diffusivity", "--out", "g"], SystemExit,
+         "--set expects key=value", "'diffusivity'"),
+    case("generate-set-unknown-key",
+         lambda e: ["data", "generate", "diffusion_plane", "--set", "bogus=1", "--out", "g"], SystemExit,
+         "unknown parameter(s) ['bogus']"),
+    case("generate-num-train-zero",
+         lambda e: ["data", "generate", "diffusion_plane", "--num-train", "0", "--out", "g"], SystemExit,
+         "num_train must be >= 1, got 0"),
+    case("show-missing-file", lambda e: ["data", "show", "nope.h5", "--out", "t.png"], SystemExit,
+         "nope.h5", "enf data generate"),
+    case("cli-unknown-command", lambda e: ["frobnicate"], SystemExit, "unknown command 'frobnicate'"),
+]
+# fmt: on
+
+
+def _no_training(self, subcommand: str) -> None:
+    raise AssertionError(f"enf {subcommand} got past instantiation: the bad input was not caught early")
+
+
+@pytest.mark.parametrize(("argv", "exc", "needles"), CLI_CASES)
+def test_bad_command_line_fails_early_and_clearly(
+    argv, exc, needles, env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from enf.training.cli import ENFLightningCLI
+
+    monkeypatch.chdir(env.tmp)
+    monkeypatch.delenv("ENF_DEBUG", raising=False)
+    monkeypatch.setattr(ENFLightningCLI, "_run_subcommand", _no_training)
+    args = argv(env)
+    with pytest.raises(exc) as info:
+        main(args)
+    code = info.value.code
+    assert code not in (0, None), f"exit code {code!r}"
+    message = (code if isinstance(code, str) else "") + capsys.readouterr().err
+    missing = [n for n in needles if n not in message]
+    assert not missing, f"enf {' '.join(args)}: the error lacks {missing}:\n{message[-2000:]}"
+    assert not list(env.tmp.glob("runs/**/*.ckpt")), "a checkpoint was written"
+
+
+def test_the_no_training_guard_trips_on_a_good_command_line(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard of the command-line cases is real: a valid command line reaches it (and trains nothing)."""
+    from enf.training.cli import ENFLightningCLI
+
+    monkeypatch.chdir(env.tmp)
+    monkeypatch.setattr(ENFLightningCLI, "_run_subcommand", _no_training)
+    with pytest.raises(AssertionError, match="got past instantiation"):
+        main(fit()(env))
+    assert not list(env.tmp.glob("runs/**/*.ckpt"))
