@@ -24,8 +24,10 @@ USAGE = __doc__
 def _lightning(argv: Sequence[str]) -> None:
     from enf.training.cli import run_lightning_cli
 
-    # LightningCLI reads sys.argv itself; passing the same words again only makes it warn.
-    saved, sys.argv = sys.argv, ["enf", *argv]
+    # LightningCLI reads sys.argv itself; passing the same words again only makes it warn. sys.argv[0] stays:
+    # Lightning's DDP launcher re-runs it in the other processes.
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "enf", *argv]
     try:
         run_lightning_cli(None)
     except (ValueError, FileNotFoundError, FloatingPointError) as exc:

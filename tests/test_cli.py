@@ -278,9 +278,12 @@ def test_se2_end_to_end_with_validation_figure(tmp_path: Path, monkeypatch: pyte
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
-    """``--trainer.strategy ddp --trainer.devices 2`` on CPU (gloo), in a subprocess (DDP re-runs argv)."""
+    """``enf fit ... --trainer.strategy ddp --trainer.devices 2`` on CPU (gloo), in a subprocess (DDP re-runs
+    argv, so this also checks that the CLI keeps ``sys.argv[0]``)."""
+    script = Path(sys.executable).parent / "enf"  # the console script, as users run it (DDP re-runs argv)
+    launcher = [str(script)] if script.is_file() else [sys.executable, "-m", "enf.cli"]
     cmd = [
-        sys.executable, "-m", "enf.cli", "fit", "--config", MNIST, *TINY,
+        *launcher, "fit", "--config", MNIST, *TINY,
         "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
