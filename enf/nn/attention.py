@@ -62,7 +62,8 @@ class BiInvariantCrossAttention(nn.Module):
         value_hidden_dim: hidden width of the value-conditioning MLP (0: linear in ``gamma_v``).
         k_nearest: attend only to the ``k`` nearest latents (by invariant distance, ties with the k-th all
             kept: :func:`nearest_latents`); ``None`` for all.
-        k_nearest_mode: ``gather``, ``mask`` or ``auto`` (see :meth:`_masks`); the same function.
+        k_nearest_mode: ``gather``, ``mask`` or ``auto`` (see :meth:`_masks` and :meth:`_dense_value_sum`);
+            the same function.
         use_window: add the Gaussian window ``-d2 / s^2`` to the logits.
         channel_modulation: one ``alpha`` per channel (per-pair ``[.., C]`` work) instead of one per head.
 
@@ -162,6 +163,10 @@ class BiInvariantCrossAttention(nn.Module):
             return False
         return self.k_nearest_mode == "mask" or num_latents < MASK_MAX_LATENTS_PER_SELECTED * num_selected
 
+    def _dense_value_sum(self, num_latents: int, num_selected: int) -> bool:
+        """``auto`` below ``L = 32 K``: the gathered path's value sum runs as a dense GEMM (same function)."""
+        return self.k_nearest_mode == "auto" and num_latents < MASK_MAX_LATENTS_PER_SELECTED * num_selected
+
     def _select(self, coords: Tensor, poses: Tensor) -> tuple[Tensor, Tensor] | None:
         """The tie-consistent k-nearest selection ``(idx, keep)``, or ``None`` to attend to all latents."""
         k = self.k_nearest
@@ -249,6 +254,14 @@ class BiInvariantCrossAttention(nn.Module):
             )
         else:
             scale = (weights * (1.0 + self.value_scale(e))).unsqueeze(-1)  # [B, N, K, H, 1]
+        if not self.channel_modulation and self._dense_value_sum(num_latents, num_sel):
+            # sum_j s_ij v_j as one GEMM: the selected weights scattered into [B, N, L, H] (zeros elsewhere)
+            dense = scale.new_zeros(b, n, num_latents, heads).scatter_add(
+                2, idx.unsqueeze(-1).expand(-1, -1, -1, heads), scale.squeeze(-1)
+            )
+            v = rearrange(values, "b l (h d) -> b h l d", h=heads)
+            out = rearrange(torch.matmul(rearrange(dense, "b n l h -> b h n l"), v), "b h n d -> b n h d")
+            return self._add_shift(out, weights, e)
         scale = scale.reshape(b * n, num_sel, heads, -1)
         out = scale[:, 0] * value_table.index_select(0, flat[:, 0])
         for j in range(1, num_sel):

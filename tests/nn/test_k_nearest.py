@@ -141,7 +141,7 @@ def _outputs_and_grads(fn, model, x, z):
     return y.detach(), grads
 
 
-@pytest.mark.parametrize("mode", ["gather", "mask"])
+@pytest.mark.parametrize("mode", ["gather", "mask", "auto"])
 @pytest.mark.parametrize("value_hidden_dim", [0, 16])
 @pytest.mark.parametrize("name", geometry.names())
 def test_gathered_path_matches_reference_with_gradients(name, value_hidden_dim, mode):
