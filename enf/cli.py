@@ -34,9 +34,8 @@ def _lightning(argv: Sequence[str]) -> None:
         if os.environ.get("ENF_DEBUG"):
             raise
         # A bad value found while building the model/data: one clear line instead of a traceback.
-        print(
-            f"enf {argv[0]}: error: {short_error(str(exc))}\n(set ENF_DEBUG=1 for the traceback)",
-            file=sys.stderr,
+        sys.stderr.write(
+            f"enf {argv[0]}: error: {short_error(str(exc))}\n(set ENF_DEBUG=1 for the traceback)\n"
         )
         raise SystemExit(2) from None
     finally:

@@ -5,9 +5,6 @@ the ``enf`` command line ``SystemExit`` with a non-zero code) and its message co
 fragment (the offending value or key and/or what is expected). "Early" means before any work: at
 construction, at ``setup``, at the first call, or, for the command line, before training starts (every
 command-line case runs with the training step replaced by an assertion, and writes no checkpoint).
-
-A case where the library fails late, silently or with an unclear message can be recorded with
-``unclear="what happens today"`` (a strict xfail) until it is fixed; none is open.
 """
 
 from __future__ import annotations
@@ -21,6 +18,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from _cli_utils import MNIST, TINY  # noqa: E402
 
 import enf
 from enf import Latents
@@ -30,20 +28,6 @@ from enf.fitting import AutoDecoder, MetaSGD
 from enf.geometry import get
 from enf.training import load_fit_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
-MNIST = str(REPO / "configs" / "fit" / "mnist.yaml")
-TINY = [
-    "--trainer.enable_progress_bar", "false",
-    "--trainer.max_steps", "3",
-    "--trainer.limit_val_batches", "1",
-    "--data.init_args.num_train", "32",
-    "--data.init_args.num_test", "8",
-    "--data.init_args.batch_size", "8",
-    "--model.fitter.init_args.num_latents", "4",
-    "--model.decoder.init_args.hidden_dim", "16",
-    "--model.decoder.init_args.context_dim", "8",
-    "--artifacts.num_train_eval", "8",
-]  # fmt: skip
 NAN = float("nan")
 
 
@@ -98,16 +82,9 @@ def case(
     fn: Callable[[Env], Any],
     exc: type[BaseException] | tuple[type[BaseException], ...],
     *needles: str,
-    unclear: str | None = None,
-    raises: type[BaseException] | None = None,
 ):
-    """One table row: ``fn(env)`` must raise ``exc`` with every ``needle`` in its message.
-
-    ``unclear``: the case currently fails (late, silently or unclearly): strict xfail with this reason;
-    ``raises`` pins what it raises today.
-    """
-    marks = () if unclear is None else pytest.mark.xfail(strict=True, raises=raises, reason=unclear)
-    return pytest.param(fn, exc, needles, id=case_id, marks=marks)
+    """One table row: ``fn(env)`` must raise ``exc`` with every ``needle`` in its message."""
+    return pytest.param(fn, exc, needles, id=case_id)
 
 
 def latents(

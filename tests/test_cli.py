@@ -17,25 +17,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from _cli_utils import MNIST, REPO, TINY  # noqa: E402
 
 from enf.cli import main
 from enf.data import read_h5
 from enf.training import load_fit_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
-MNIST = str(REPO / "configs" / "fit" / "mnist.yaml")
-TINY = [
-    "--trainer.enable_progress_bar", "false",
-    "--trainer.max_steps", "3",
-    "--trainer.limit_val_batches", "1",
-    "--data.init_args.num_train", "32",
-    "--data.init_args.num_test", "8",
-    "--data.init_args.batch_size", "8",
-    "--model.fitter.init_args.num_latents", "4",
-    "--model.decoder.init_args.hidden_dim", "16",
-    "--model.decoder.init_args.context_dim", "8",
-    "--artifacts.num_train_eval", "8",
-]  # fmt: skip
 METRIC_KEYS = {
     "psnr_train", "mse_train", "rel_l2_train", "num_train_eval", "psnr_test", "mse_test", "rel_l2_test",
     "equivariance_error", "num_test", "fit_time_s", "global_step", "epoch", "num_parameters",

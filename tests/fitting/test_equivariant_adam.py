@@ -4,26 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _fitting_utils import CONTEXT_DIM, F64, SMALL, gen  # noqa: E402
 
 from enf import EquivariantNeuralField, Latents, geometry
 from enf.fitting import BlockAdam, optimise_latents
 from enf.metrics import per_sample_l1, per_sample_mse
-
-F64 = torch.float64
-CONTEXT_DIM = 6
-SMALL = dict(
-    context_dim=CONTEXT_DIM,
-    hidden_dim=32,
-    num_heads=2,
-    num_query_frequencies=8,
-    num_value_frequencies=8,
-    value_hidden_dim=16,
-    num_output_layers=1,
-)
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def setup(name: str, *, batch_size: int = 2, num_coords: int = 40, num_latents: int = 8):

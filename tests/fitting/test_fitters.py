@@ -4,36 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _fitting_utils import CONTEXT_DIM, F64, gen  # noqa: E402
+from _fitting_utils import make_decoder as _make_decoder  # noqa: E402
 
 from enf import EquivariantNeuralField, Latents, geometry
 from enf.fitting import AutoDecoder, AutoDecoderTable, Fitter, MetaSGD, optimise_latents
 from enf.fitting.observed import sample_observed_subsets
 from enf.metrics import per_sample_l1, per_sample_mse
 
-F64 = torch.float64
-CONTEXT_DIM = 6
-SMALL = dict(
-    context_dim=CONTEXT_DIM,
-    hidden_dim=32,
-    num_heads=2,
-    num_query_frequencies=8,
-    num_value_frequencies=8,
-    value_hidden_dim=16,
-    num_output_layers=1,
-)
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
 
 def make_decoder(name: str = "se2") -> EquivariantNeuralField:
-    torch.manual_seed(0)
-    model = EquivariantNeuralField(geometry=geometry.get(name), num_out=2, **SMALL).double()
-    with torch.no_grad():  # away from the initialisation, so the output depends on the latents
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    return model
+    return _make_decoder(geometry.get(name))
 
 
 def problem(geom, batch_size: int = 3, num_coords: int = 30):
@@ -64,7 +45,7 @@ def test_meta_sgd_bind_later_equals_bind_at_construction():
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # binding again with the same settings is a no-op (num_signals is ignored by Meta-SGD)
     assert late.bind(geometry=geometry.get("se2"), context_dim=CONTEXT_DIM) is late
-    with pytest.raises(ValueError, match="already bound.*context_dim=6.*context_dim=5"):
+    with pytest.raises(ValueError, match=f"already bound.*context_dim={CONTEXT_DIM}.*context_dim=5"):
         late.bind(geometry="se2", context_dim=5)
     with pytest.raises(ValueError, match="already bound.*'se2'.*'sphere'"):
         late.bind(geometry="sphere", context_dim=CONTEXT_DIM)

@@ -4,38 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _fitting_utils import CONTEXT_DIM, F64, SMALL, gen, make_decoder  # noqa: E402
 
 from enf import EquivariantNeuralField, Latents, geometry
 from enf.fitting import MetaSGD, sample_coordinate_subsets, unsquash_step_size
 from enf.metrics import per_sample_l1, per_sample_mse
-
-F64 = torch.float64
-CONTEXT_DIM = 8
-SMALL = dict(
-    context_dim=CONTEXT_DIM,
-    hidden_dim=32,
-    num_heads=2,
-    num_query_frequencies=8,
-    num_value_frequencies=8,
-    value_hidden_dim=16,
-    num_output_layers=1,
-)
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def make_decoder(
-    geom, *, num_out: int = 2, k_nearest=None, seed: int = 0, **overrides
-) -> EquivariantNeuralField:
-    torch.manual_seed(seed)
-    kw = {**SMALL, **overrides}
-    model = EquivariantNeuralField(geometry=geom, num_out=num_out, k_nearest=k_nearest, **kw)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    return model.double()
 
 
 def make_meta(geom, *, num_latents: int = 9, **kwargs) -> MetaSGD:

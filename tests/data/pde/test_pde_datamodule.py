@@ -129,7 +129,8 @@ def test_unknown_geometry_has_no_field_kind(tiny_root, tmp_path) -> None:
 
 
 def test_signature_is_a_valid_cli_schema() -> None:
-    jsonargparse = pytest.importorskip("jsonargparse")
+    import jsonargparse  # a dependency of enf (the CLI's config parser)
+
     parser = jsonargparse.ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(PDEDataModule, "data")
     cfg = parser.parse_args(
