@@ -3,6 +3,9 @@
 enf fit|validate|test --config configs/fit/<dataset>.yaml [--trainer.max_epochs ...]   (LightningCLI)
 enf data list | generate <name> --preset small --out data/<name> | show <file.h5> --out traj.png
 enf encode --ckpt runs/<name>/version_0/checkpoints/last.ckpt --split test --out latents.h5
+enf forecast fit|validate|test --config configs/forecast/<dataset>.yaml --model.fit_checkpoint <fit ckpt>
+enf forecast --ckpt runs/forecast_<name>/version_0/checkpoints/last.ckpt --data data/<name>/test.h5
+             [--observed-fraction 0.05] [--horizon T] [--grid full] --out forecast.h5
 enf bench [--geometry se2] [--device cuda]
 """
 
@@ -13,6 +16,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 __all__ = ["main"]
@@ -21,21 +25,29 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test")
 USAGE = __doc__
 
 
-def _lightning(argv: Sequence[str]) -> None:
+def _lightning(argv: Sequence[str], *, task: str = "fit") -> None:
     from enf.training.cli import run_lightning_cli
 
     # LightningCLI reads sys.argv itself; passing the same words again only makes it warn. sys.argv[0] stays:
     # Lightning's DDP launcher re-runs it in the other processes.
     saved = sys.argv
-    sys.argv = [saved[0] if saved else "enf", *argv]
+    prefix = [] if task == "fit" else [task]
+    sys.argv = [saved[0] if saved else "enf", *prefix, *argv]
     try:
-        run_lightning_cli(None)
+        if task == "fit":
+            run_lightning_cli(None, task=task)
+        else:
+            # `enf forecast fit ...`: LightningCLI would read "forecast" from sys.argv, so it gets the words
+            # (sys.argv keeps them all for the DDP launcher; LightningCLI's warning about both is moot here)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+                run_lightning_cli(list(argv), task=task)
     except (ValueError, FileNotFoundError, FloatingPointError) as exc:
         if os.environ.get("ENF_DEBUG"):
             raise
         # A bad value found while building the model/data: one clear line instead of a traceback.
         sys.stderr.write(
-            f"enf {argv[0]}: error: {short_error(str(exc))}\n(set ENF_DEBUG=1 for the traceback)\n"
+            f"enf {' '.join(prefix + [argv[0]])}: error: {short_error(str(exc))}\n(set ENF_DEBUG=1 for the traceback)\n"
         )
         raise SystemExit(2) from None
     finally:
@@ -58,6 +70,15 @@ def _encode(argv: Sequence[str]) -> None:
     from enf.training.encode import encode_main
 
     encode_main(list(argv))
+
+
+def _forecast(argv: Sequence[str]) -> None:
+    if argv and argv[0] in LIGHTNING_COMMANDS:
+        _lightning(argv, task="forecast")
+        return
+    from enf.training.forecast_cli import forecast_main
+
+    forecast_main(list(argv))
 
 
 def _data(argv: Sequence[str]) -> None:
@@ -124,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         _lightning(argv)
     elif command == "encode":
         _encode(rest)
+    elif command == "forecast":
+        _forecast(rest)
     elif command == "data":
         _data(rest)
     elif command == "bench":

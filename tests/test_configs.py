@@ -17,7 +17,8 @@ from enf.data.grid import signal_to_image
 from enf.training import FieldFittingModule, RunArtifacts, TaskCheckpoint
 from enf.training.cli import ENFLightningCLI, run_lightning_cli
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "fit").glob("*.yaml"))
+REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = sorted((REPO_CONFIGS / "fit").glob("*.yaml"))
 IMAGE_CHANNELS = {"mnist": 1, "faces": 1, "natural": 3, "cifar10": 3, "folder": 3}
 PDE_CONFIGS = [
     "diffusion_plane",
@@ -223,3 +224,66 @@ def test_folder_config_with_a_local_root(tmp_path: Path, monkeypatch: pytest.Mon
     test_image = signal_to_image(dm.dataset("test")[0]["signal"][None], 32, 32)[0].numpy()
     # already 32x32, so the resize to image_size 32 keeps the pixels: the test image is one of the files
     assert min(np.abs(test_image - im / 255.0).max() for im in images) < 1e-6
+
+
+# ------------------------------------------------------------------------------------ forecasting
+FORECAST_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "forecast").rglob("*.yaml"))
+
+
+def test_every_forecast_config_is_covered() -> None:
+    """A small (CPU) and a paper (published sizes) forecasting config per PDE dataset."""
+    stems = [(p.parent.name, p.stem) for p in FORECAST_CONFIGS]
+    assert sorted(stems) == sorted(
+        [("forecast", n) for n in PDE_CONFIGS] + [("paper", n) for n in PDE_CONFIGS]
+    )
+
+
+@pytest.mark.parametrize("path", FORECAST_CONFIGS, ids=lambda p: f"{p.parent.name}-{p.stem}")
+def test_forecast_config_is_consistent(path: Path) -> None:
+    """Dynamics geometry/width = the fit config's decoder; the horizon fits in the time window."""
+    cfg = load(path)
+    fit = load(next(p for p in CONFIGS if p.stem == path.stem))
+    dyn = cfg["model"]["dynamics"]["init_args"]
+    assert dyn["geometry"] == fit["model"]["decoder"]["init_args"]["geometry"] == PDE_GEOMETRY[path.stem]
+    assert dyn["context_dim"] == fit["model"]["decoder"]["init_args"]["context_dim"]
+    start, stop = cfg["data"]["init_args"]["time_window"]
+    assert cfg["model"]["horizon"] < stop - start  # frames left beyond the horizon for mse_*_out
+    assert cfg["data"]["class_path"] == "enf.data.PDETrajectoryDataModule"
+    assert cfg["model"]["fit_checkpoint"] == f"runs/{path.stem}/version_0/checkpoints/last.ckpt"
+
+
+@pytest.mark.parametrize("name", PDE_CONFIGS)
+def test_forecast_config_instantiates(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stage 1 for one step on tiny files, then the small forecasting config builds on its checkpoint."""
+    if name == "heated_convection_ball":
+        pytest.importorskip(
+            "dedalus", reason="the ball generator needs Dedalus (CI installs it and runs this)"
+        )
+    from enf.training import ForecastingModule
+
+    monkeypatch.chdir(tmp_path)
+    tiny = ["--data.init_args.generate_options", json.dumps(TINY_PDE[name])]
+    fit_path = next(p for p in CONFIGS if p.stem == name)
+    run_lightning_cli(
+        ["fit", "--config", str(fit_path), *tiny, "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0",
+         "--trainer.enable_progress_bar", "false", "--model.decoder.init_args.hidden_dim", "16",
+         "--artifacts.num_train_eval", "1", "--artifacts.num_test_eval", "1"]
+    )  # fmt: skip
+    ckpt = tmp_path / "runs" / name / "version_0" / "checkpoints" / "last.ckpt"
+    path = REPO_CONFIGS / "forecast" / f"{name}.yaml"
+    cfg = load(path)
+    cli = run_lightning_cli(
+        ["--config", str(path), "--trainer.logger", "false", *tiny, "--model.fit_checkpoint", str(ckpt)],
+        run=False,
+        task="forecast",
+    )
+    model = cli.model
+    assert isinstance(model, ForecastingModule) and model.geometry.name == PDE_GEOMETRY[name]
+    for key, value in cfg["model"]["dynamics"]["init_args"].items():
+        got = getattr(model.dynamics, key, None)
+        assert (got.name if key == "geometry" else got) in (value, None), key
+    assert model.hparams.horizon == cfg["model"]["horizon"] and model.hparams.method == cfg["model"]["method"]
+    assert not any(p.requires_grad for p in model.decoder.parameters())  # stage 2: the ENF is frozen
+    item = cli.datamodule.dataset("test")[0]
+    assert item["signal"].dim() == 3 and item["signal"].shape[0] == TINY_PDE[name]["num_frames"]
+    assert model.monitor == ("val/mse_in", "min")

@@ -1,7 +1,8 @@
 """Data: the field contract (keys, ``FieldSpec``), the pixel/coordinate convention, image datasets (bundled
 and local), the field data modules, HDF5 I/O.
 
-The data modules (``FieldDataModule``, ``ImageDataModule``, ``PDEDataModule``) are imported lazily (they need
+The data modules (``FieldDataModule``, ``ImageDataModule``, ``PDEDataModule``,
+``PDETrajectoryDataModule``) are imported lazily (they need
 Lightning, which is slow to import), so ``import enf.data`` stays light for code that only reads data.
 """
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from enf.data.datamodule import ImageDataModule
     from enf.data.field_module import FieldDataModule
     from enf.data.pde.datamodule import PDEDataModule
+    from enf.data.pde.trajectory_module import PDETrajectoryDataModule
 
 __all__ = [
     "FIELD_KINDS",
@@ -36,6 +38,7 @@ __all__ = [
     "ImageDataset",
     "ImageDatasetName",
     "PDEDataModule",
+    "PDETrajectoryDataModule",
     "collate",
     "image_dataset",
     "image_to_signal",
@@ -52,6 +55,7 @@ _LAZY = {
     "FieldDataModule": "enf.data.field_module",
     "ImageDataModule": "enf.data.datamodule",
     "PDEDataModule": "enf.data.pde.datamodule",
+    "PDETrajectoryDataModule": "enf.data.pde.trajectory_module",
 }
 
 

@@ -8,7 +8,8 @@ A dataset item is a dict with
 
 and optionally ``LABEL`` (int class), ``MASK`` (bool ``[N]``, observed points), ``TIME`` (float, the
 frame's physical time), ``TRAJECTORY`` (int, trajectory of a PDE frame) and ``FRAME`` (int, its frame
-index). Collated batches add a leading batch dimension ``B`` to every entry.
+index). Trajectory items (forecasting) carry ``SIGNAL`` as ``[T, N, C]`` and ``TIMES`` (float32 ``[T]``).
+Collated batches add a leading batch dimension ``B`` to every entry.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "REQUIRED_KEYS",
     "SIGNAL",
     "TIME",
+    "TIMES",
     "TRAJECTORY",
 ]
 
@@ -34,6 +36,7 @@ MASK = "mask"
 TIME = "time"
 TRAJECTORY = "trajectory"
 FRAME = "frame"
+TIMES = "times"
 
 REQUIRED_KEYS = (COORDS, SIGNAL, INDEX)
-OPTIONAL_KEYS = (LABEL, MASK, TIME, TRAJECTORY, FRAME)
+OPTIONAL_KEYS = (LABEL, MASK, TIME, TRAJECTORY, FRAME, TIMES)

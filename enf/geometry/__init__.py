@@ -1,13 +1,15 @@
 """Geometries: a group acting on coordinates and latent poses, with bi-invariants.
 
-``enf.geometry.get(name)`` returns a ready :class:`Geometry`; ``enf.geometry.names()`` lists the registry.
+``enf.geometry.get(name)`` returns a ready :class:`Geometry`; ``enf.geometry.names()`` lists the registry
+(``names(equivariant=True)`` without, ``names(equivariant=False)`` only, the non-equivariant controls
+``absolute2d`` and ``absolute_sphere``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from enf.geometry.absolute import Absolute2d
+from enf.geometry.absolute import Absolute2d, AbsoluteSphere
 from enf.geometry.ball import Ball, ball_points
 from enf.geometry.base import Geometry, GroupElement, fibonacci_sphere, grid_points, random_rotation
 from enf.geometry.frames import gram_schmidt, safe_normalise
@@ -21,6 +23,7 @@ __all__ = [
     "SE2",
     "SE3",
     "Absolute2d",
+    "AbsoluteSphere",
     "Ball",
     "Geometry",
     "GroupElement",
@@ -42,18 +45,33 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, Callable[[], Geometry]] = {}
+_CONTROLS: set[str] = set()
 
 
-def register(name: str, factory: Callable[[], Geometry]) -> None:
-    """Add a geometry factory under ``name`` (overwrites nothing: duplicate names are an error)."""
+def register(name: str, factory: Callable[[], Geometry], *, equivariant: bool = True) -> None:
+    """Add a geometry factory under ``name`` (overwrites nothing: duplicate names are an error).
+
+    ``equivariant=False`` marks a non-equivariant control (its invariants are not invariant under its
+    group action); :func:`names` can leave such controls out or list only them.
+    """
     if name in _REGISTRY:
         raise ValueError(f"geometry {name!r} is already registered")
     _REGISTRY[name] = factory
+    if not equivariant:
+        _CONTROLS.add(name)
 
 
-def names() -> list[str]:
-    """Registered geometry names, sorted."""
-    return sorted(_REGISTRY)
+def names(*, equivariant: bool | None = None) -> list[str]:
+    """Registered geometry names, sorted.
+
+    Args:
+        equivariant: ``None`` lists every geometry; ``True`` only the equivariant ones (those whose
+            invariants pass ``enf.testing.assert_bi_invariant``); ``False`` only the non-equivariant
+            controls (``absolute2d``, ``absolute_sphere``).
+    """
+    if equivariant is not None and not isinstance(equivariant, bool):
+        raise TypeError(f"equivariant must be None, True or False, got {equivariant!r}")
+    return sorted(n for n in _REGISTRY if equivariant is None or (n not in _CONTROLS) == equivariant)
 
 
 def get(name: str | Geometry) -> Geometry:
@@ -67,7 +85,8 @@ def get(name: str | Geometry) -> Geometry:
 
 register("translation2d", lambda: Translation(space_dim=2))
 register("translation3d", lambda: Translation(space_dim=3))
-register("absolute2d", Absolute2d)
+register("absolute2d", Absolute2d, equivariant=False)
+register("absolute_sphere", AbsoluteSphere, equivariant=False)
 register("isotropic2d", Isotropic2d)
 register("se2", SE2)
 register("torus2d", Torus2d)

@@ -128,6 +128,8 @@ class Geometry(abc.ABC):
         pose_invariant_dim: width of :meth:`pose_invariant`.
         translates: whether group elements carry a translation.
         periodic: coordinates live on the torus ``[-1, 1)^n`` (translations wrap).
+        reflections: the group contains reflections (determinant -1), so chiral constructions (a cross
+            product, a rotation by 90 degrees) are not equivariant.
     """
 
     name: str = ""
@@ -137,6 +139,7 @@ class Geometry(abc.ABC):
     pose_invariant_dim: int = 0
     translates: bool = True
     periodic: bool = False
+    reflections: bool = False
 
     @property
     def coord_dim(self) -> int:
@@ -244,6 +247,20 @@ class Geometry(abc.ABC):
         if g.rotation is not None:
             blocks = torch.einsum("bij,blkj->blki", g.rotation, blocks)
         return blocks.flatten(-2)
+
+    def relative_position(self, positions_i: Tensor, positions_j: Tensor) -> Tensor:
+        """``q_j - q_i`` of broadcastable position blocks ``[..., space_dim]`` (the shortest representative on
+        periodic domains): an equivariant vector, moved by :meth:`act_pose_velocity`'s linear part."""
+        delta = positions_j - positions_i
+        return delta - 2.0 * torch.round(delta / 2.0) if self.periodic else delta
+
+    def tangent_velocity(self, poses: Tensor, velocity: Tensor) -> Tensor:
+        """Project a pose velocity ``[..., pose_dim]`` onto the tangent space of the pose manifold at ``poses``.
+
+        Identity here (flat pose spaces); the sphere geometries remove the radial part of the position
+        velocity. Equivariant: ``tangent_velocity(g.p, g_* v) == g_* tangent_velocity(p, v)``.
+        """
+        return velocity
 
     # ------------------------------------------------------------ invariants
     @abc.abstractmethod

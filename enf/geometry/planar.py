@@ -26,6 +26,7 @@ class Isotropic2d(Geometry):
     """
 
     name = "isotropic2d"
+    reflections = True
     space_dim = 2
     num_pose_blocks = 1
     invariant_dim = 1

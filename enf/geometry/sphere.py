@@ -32,6 +32,13 @@ class _SphereBase(Geometry):
         check_pair(self.name, x, 3, "coords", poses, self.pose_dim, "poses")
         return geodesic_angle(x, poses[..., :3]).square()
 
+    def tangent_velocity(self, poses: Tensor, velocity: Tensor) -> Tensor:
+        """Remove the radial part of the position velocity (positions stay on the sphere to first order)."""
+        n = safe_normalise(poses[..., :3])
+        v = velocity[..., :3]
+        v = v - (v * n).sum(-1, keepdim=True) * n
+        return torch.cat([v, velocity[..., 3:]], dim=-1)
+
     def default_window(self, num_latents: int) -> float:
         """Geodesic spacing of ``num_latents`` evenly spread points: ``sqrt(4 pi / L)`` radians."""
         return math.sqrt(4.0 * math.pi / num_latents)

@@ -1,17 +1,27 @@
 """Lightning modules, callbacks and checkpoint loading (one LightningModule per task, DESIGN.md section 10)."""
 
 from enf.training.callbacks import FieldTask, RunArtifacts, TaskCheckpoint
-from enf.training.checkpoints import FitCheckpoint, load_fit_checkpoint, read_checkpoint
+from enf.training.checkpoints import (
+    FitCheckpoint,
+    load_fit_checkpoint,
+    load_forecast_checkpoint,
+    read_checkpoint,
+)
 from enf.training.fitting_module import LOSSES, FieldFittingModule, resolve_loss
+from enf.training.forecasting_module import ForecastingModule
+from enf.training.task import TaskModule
 
 __all__ = [
     "LOSSES",
     "FieldFittingModule",
     "FieldTask",
     "FitCheckpoint",
+    "ForecastingModule",
     "RunArtifacts",
     "TaskCheckpoint",
+    "TaskModule",
     "load_fit_checkpoint",
+    "load_forecast_checkpoint",
     "read_checkpoint",
     "resolve_loss",
 ]

@@ -36,12 +36,22 @@ class FieldTask(Protocol):
     def figures(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Named matplotlib figures of a batch."""
 
+    def run_metrics(self, *, num_train_eval: int, num_test_eval: int | None) -> dict[str, float]:
+        """The flat numbers of ``metrics.json`` after fitting (:class:`~enf.training.TaskModule` has a default)."""
+
+    def test_metrics(self, *, num_test_eval: int | None) -> dict[str, float]:
+        """The numbers of ``metrics.json`` after ``enf test``."""
+
+    def artifacts(self) -> dict[str, Any]:
+        """Extra files of the run directory: ``{name: dict (JSON) | Figure}``."""
+
 
 def _check_task(pl_module: L.LightningModule) -> FieldTask:
     if not isinstance(pl_module, FieldTask):
         raise TypeError(
             f"{type(pl_module).__name__} does not implement enf.training.FieldTask "
-            "(monitor, evaluate(split), figures(batch)), which the enf callbacks need"
+            "(monitor, evaluate(split), figures(batch), run_metrics, test_metrics, artifacts), which the enf "
+            "callbacks need; subclass enf.training.TaskModule for the defaults"
         )
     return pl_module
 
@@ -76,10 +86,12 @@ class RunArtifacts(L.Callback):
     ``test_<name>.png`` after ``enf test`` and ``final_<name>.png`` at the end of fitting, for every figure
     the task draws (``reconstruction``: truth / reconstruction / error with the latents).
 
-    ``metrics.json`` (numbers only): ``<metric>_<split>`` for every metric of the task (``mse``,
-    ``rel_l2`` and, with a known data range, ``psnr``) on the test split and on up to ``num_train_eval``
-    training signals encoded like test signals; ``equivariance_error`` (test); ``num_test``,
-    ``num_train_eval``; ``fit_time_s``, ``global_step``, ``epoch``, ``num_parameters``.
+    ``metrics.json`` (numbers only): what the task's ``run_metrics`` returns (field fitting:
+    ``<metric>_<split>`` for every metric of the task, ``mse``, ``rel_l2`` and, with a known data range,
+    ``psnr``, on the test split and on up to ``num_train_eval`` training signals encoded like test signals;
+    ``equivariance_error`` (test); ``num_test``, ``num_train_eval``; forecasting: see
+    :class:`~enf.training.ForecastingModule`), plus ``fit_time_s``, ``global_step``, ``epoch``,
+    ``num_parameters``. The task's ``artifacts`` (JSON files, figures) are written next to it.
 
     An interrupted fit (Ctrl-C) leaves ``checkpoints/interrupted.ckpt`` to resume from.
 
@@ -175,6 +187,30 @@ class RunArtifacts(L.Callback):
             )
 
     # ----------------------------------------------------------------------------------- metrics
+    def _write_artifacts(self, trainer: L.Trainer, artifacts: dict[str, Any]) -> None:
+        """JSON files into the run directory, figures into ``figures/`` (and TensorBoard)."""
+        if not artifacts:
+            return
+        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
+
+        from enf.plotting import save_figure
+
+        for name, value in artifacts.items():
+            if isinstance(value, Figure):
+                for logger in trainer.loggers:
+                    experiment = getattr(logger, "experiment", None)
+                    if hasattr(experiment, "add_figure"):
+                        experiment.add_figure(
+                            f"final/{Path(name).stem}", value, global_step=trainer.global_step, close=False
+                        )
+                folder = self.run_dir(trainer) / "figures"
+                folder.mkdir(parents=True, exist_ok=True)
+                save_figure(value, folder / name)
+                plt.close(value)
+            else:
+                write_json_atomic(self.run_dir(trainer) / name, value)
+
     def _write_metrics(self, trainer, pl_module, *, extra: dict, with_train: bool = True) -> None:
         if not trainer.is_global_zero:
             return
@@ -182,18 +218,14 @@ class RunArtifacts(L.Callback):
         _check_datamodule(trainer)
         was_training = pl_module.training
         pl_module.eval()
-        metrics: dict[str, float] = {}
         try:
             if with_train:
-                train = task.evaluate("train", max_samples=self.num_train_eval)
-                train.pop("equivariance_error", None)
-                metrics["num_train_eval"] = train.pop("num_samples")
-                metrics.update({f"{k}_train": v for k, v in train.items()})
-            test = task.evaluate("test", max_samples=self.num_test_eval)
-            metrics["num_test"] = test.pop("num_samples")
-            if "equivariance_error" in test:
-                metrics["equivariance_error"] = test.pop("equivariance_error")
-            metrics.update({f"{k}_test": v for k, v in test.items()})
+                metrics = task.run_metrics(
+                    num_train_eval=self.num_train_eval, num_test_eval=self.num_test_eval
+                )
+            else:
+                metrics = task.test_metrics(num_test_eval=self.num_test_eval)
+            artifacts = task.artifacts()
         finally:
             pl_module.train(was_training)
         metrics.update(
@@ -204,4 +236,5 @@ class RunArtifacts(L.Callback):
         )
         path = self.run_dir(trainer) / "metrics.json"
         write_json_atomic(path, {k: float(v) for k, v in sorted(metrics.items())})
+        self._write_artifacts(trainer, artifacts)
         log.info("wrote %s: %s", path, {k: round(float(v), 6) for k, v in sorted(metrics.items())})

@@ -19,6 +19,7 @@ from lightning.pytorch.cli import LightningCLI
 from enf.training.callbacks import RunArtifacts, TaskCheckpoint
 from enf.training.checkpoints import read_checkpoint
 from enf.training.fitting_module import FieldFittingModule
+from enf.training.forecasting_module import ForecastingModule
 
 __all__ = ["TRAINER_DEFAULTS", "ENFLightningCLI", "run_lightning_cli"]
 
@@ -64,6 +65,8 @@ class ENFLightningCLI(LightningCLI):
     """LightningCLI with the run-directory callbacks always on and data sizes linked into the model."""
 
     def add_arguments_to_parser(self, parser) -> None:
+        # checkpoint: the best by the task's metric (val/psnr for images, val/mse for PDE frames, val/mse_in
+        # for forecasting)
         parser.add_lightning_class_args(TaskCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -74,6 +77,8 @@ class ENFLightningCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(RunArtifacts, "artifacts")
+        if not issubclass(self.model_class, FieldFittingModule):
+            return  # a later stage builds on a fit checkpoint: nothing to link from the data
         parser.link_arguments("data.num_channels", "model.decoder.init_args.num_out", apply_on="instantiate")
         parser.link_arguments("data.num_train_signals", "model.num_train_signals", apply_on="instantiate")
         parser.link_arguments("data.field_spec_dict", "model.field", apply_on="instantiate")
@@ -84,7 +89,8 @@ class ENFLightningCLI(LightningCLI):
         init_args = getattr(logger, "init_args", None)
         if init_args is not None and getattr(init_args, "name", None) == "auto":
             data_args = getattr(config.data, "init_args", None)
-            init_args.name = str(getattr(data_args, "dataset", None) or "default")
+            name = str(getattr(data_args, "dataset", None) or "default")
+            init_args.name = name if issubclass(self.model_class, FieldFittingModule) else f"forecast_{name}"
 
     def _parse_ckpt_path(self) -> None:
         """Resuming (``--ckpt_path``) uses the checkpoint's model settings; refuse a config that differs.
@@ -119,10 +125,16 @@ class ENFLightningCLI(LightningCLI):
         super()._parse_ckpt_path()
 
 
-def run_lightning_cli(args: list[str] | None, *, run: bool = True) -> ENFLightningCLI:
-    """``enf fit|validate|test`` (``run=False``: parse and instantiate only, ``args`` without a subcommand)."""
+TASKS = {"fit": FieldFittingModule, "forecast": ForecastingModule}
+
+
+def run_lightning_cli(args: list[str] | None, *, run: bool = True, task: str = "fit") -> ENFLightningCLI:
+    """``enf fit|validate|test`` (``task="fit"``, field fitting) or ``enf forecast fit|validate|test``
+    (``task="forecast"``); ``run=False``: parse and instantiate only, ``args`` without a subcommand."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
     return ENFLightningCLI(
-        FieldFittingModule,
+        TASKS[task],
         subclass_mode_data=True,
         trainer_defaults=TRAINER_DEFAULTS,
         args=args,

@@ -16,7 +16,6 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import lightning as L
 import torch
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from matplotlib.figure import Figure
@@ -28,6 +27,7 @@ from enf.fitting import Fitter
 from enf.latents import Latents
 from enf.metrics import equivariance_error, per_sample_l1, per_sample_mse, psnr, relative_l2
 from enf.nn import EquivariantNeuralField
+from enf.training.task import TaskModule, move_batch
 
 __all__ = ["LOSSES", "FieldFittingModule", "resolve_loss"]
 
@@ -46,11 +46,7 @@ def resolve_loss(loss: str | Loss) -> Loss:
     return LOSSES[loss]
 
 
-def _move(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in batch.items()}
-
-
-class FieldFittingModule(L.LightningModule):
+class FieldFittingModule(TaskModule):
     """Fit an equivariant neural field and per-signal latents to ``coords``/``signal`` batches.
 
     Batches follow :mod:`enf.data.keys`: ``coords [B, N, coord_dim]``, ``signal [B, N, C]``, ``index [B]``
@@ -210,7 +206,7 @@ class FieldFittingModule(L.LightningModule):
         gen = torch.Generator().manual_seed(0)
         dec64 = copy.deepcopy(self.decoder).double() if equivariance else None
         for batch in loader:
-            batch = _move(batch, self.device)
+            batch = move_batch(batch, self.device)
             coords, signal = self.unpack(batch)
             z = self.encode(batch, train=False, num_steps=num_steps)
             with torch.no_grad():
@@ -241,7 +237,7 @@ class FieldFittingModule(L.LightningModule):
             return {}
         from enf.plotting import plot_fields
 
-        batch = _move(batch, self.device)
+        batch = move_batch(batch, self.device)
         coords, signal = self.unpack(batch)
         n = min(self.hparams.num_plot_samples, coords.shape[0])
         batch = {k: (v[:n] if isinstance(v, Tensor) else v) for k, v in batch.items()}

@@ -64,6 +64,7 @@ EXPECTED_BLOCKS = {
     "translation2d": (2,),
     "translation3d": (3,),
     "absolute2d": (2,),
+    "absolute_sphere": (3,),
     "isotropic2d": (2,),
     "torus2d": (2,),
     "se2": (2, 2),

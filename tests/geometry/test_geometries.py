@@ -11,7 +11,7 @@ from enf import geometry, testing
 from enf.geometry import SE2, gram_schmidt
 from enf.geometry.frames import tangent_frame
 
-NAMES = [n for n in geometry.names() if n != "absolute2d"]
+NAMES = geometry.names(equivariant=True)  # the controls (absolute2d, absolute_sphere) must fail
 ORIENTED = ["se2", "sphere", "ball", "se3"]
 F64 = torch.float64
 
@@ -167,7 +167,7 @@ def _positions(geom, poses):
 
 def _check_domain(name, geom, poses):
     pos = _positions(geom, poses)
-    if name in ("sphere", "sphere_axial"):
+    if name in ("sphere", "sphere_axial", "absolute_sphere"):
         torch.testing.assert_close(pos.norm(dim=-1), torch.ones(len(pos), dtype=F64))
     elif name == "ball":
         assert pos.norm(dim=-1).max() < 1.0
@@ -344,11 +344,11 @@ SELF_POSE_INVARIANT = {
 }
 
 
-@pytest.mark.parametrize("name", ORIENTED + ["sphere_axial"])
+@pytest.mark.parametrize("name", ORIENTED + ["sphere_axial", "absolute_sphere"])
 def test_gradients_finite_for_degenerate_orientation(name):
     geom = geometry.get(name)
     poses = geom.sample_poses(1, 3, generator=gen(15), dtype=F64)
-    start = 0 if name == "sphere_axial" else geom.space_dim  # zero orientation (sphere_axial: zero point)
+    start = 0 if geom.pose_dim == geom.space_dim else geom.space_dim  # zero orientation (or zero point)
     poses[..., start:] = 0.0
     poses.requires_grad_(True)
     x = geom.sample_coords(1, 5, generator=gen(16), dtype=F64)
@@ -359,7 +359,7 @@ def test_gradients_finite_for_degenerate_orientation(name):
     assert torch.isfinite(g).all()
 
 
-@pytest.mark.parametrize("name", ["sphere", "sphere_axial"])
+@pytest.mark.parametrize("name", ["sphere", "sphere_axial", "absolute_sphere"])
 def test_sphere_distance_at_antipode(name):
     geom = geometry.get(name)
     poses = geom.sample_poses(1, 3, generator=gen(17), dtype=F64).requires_grad_(True)

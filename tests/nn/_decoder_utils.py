@@ -14,7 +14,7 @@ from enf.geometry.frames import rotation_2d
 from enf.nn import RandomFourierFeatures
 
 F64 = torch.float64
-EQUIVARIANT = [n for n in geometry.names() if n != "absolute2d"]
+EQUIVARIANT = geometry.names(equivariant=True)
 CONTEXT_DIM = 8
 #: value-conditioning MLP width: 0 (linear in gamma_v; the fully separable path for translations) or 16
 VALUE_HIDDEN = [0, 16]

@@ -14,7 +14,7 @@ from enf import Latents, geometry, testing
 from enf.data import pixel_coords
 from enf.nn import nearest_latents, tie_tolerance
 
-PLANAR = [n for n in geometry.names() if geometry.get(n).coord_dim == 2 and n != "absolute2d"]
+PLANAR = [n for n in geometry.names(equivariant=True) if geometry.get(n).coord_dim == 2]
 SPATIAL = ["sphere", "sphere_axial", "ball", "se3", "translation3d"]
 
 

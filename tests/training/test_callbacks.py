@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import pytest
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from enf.training import FieldTask, RunArtifacts
+from enf.training import FieldTask, RunArtifacts, TaskModule
 
 
 def trainer(tmp_path: Path, logger) -> L.Trainer:
@@ -35,8 +35,8 @@ def test_run_dir_without_logger_is_the_default_root(tmp_path: Path) -> None:
     assert RunArtifacts.run_dir(trainer(tmp_path, False)) == tmp_path / "root"
 
 
-class _Task(L.LightningModule):
-    """The smallest FieldTask: two figures, fixed metrics."""
+class _Task(TaskModule):
+    """The smallest FieldTask: two figures, fixed metrics (run_metrics, artifacts: TaskModule's defaults)."""
 
     monitor = ("val/mse", "min")
 

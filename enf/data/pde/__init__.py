@@ -16,12 +16,14 @@ from enf.data.pde.base import PDESpec, trajectory_seed
 if TYPE_CHECKING:
     from enf.data.pde.datamodule import PDEDataModule
     from enf.data.pde.dataset import PDEFrames, PDETrajectories, channel_statistics
+    from enf.data.pde.trajectory_module import PDETrajectoryDataModule
 
 __all__ = [
     "PDEDataModule",
     "PDEFrames",
     "PDESpec",
     "PDETrajectories",
+    "PDETrajectoryDataModule",
     "channel_statistics",
     "get_spec",
     "spec_names",
@@ -40,6 +42,7 @@ _LAZY: dict[str, str] = {
     "PDEDataModule": "enf.data.pde.datamodule",
     "PDEFrames": "enf.data.pde.dataset",
     "PDETrajectories": "enf.data.pde.dataset",
+    "PDETrajectoryDataModule": "enf.data.pde.trajectory_module",
     "channel_statistics": "enf.data.pde.dataset",
 }
 

@@ -24,14 +24,19 @@ factorisation of the implicit operator -- rarely changes.
 Initial condition (one per trajectory, seeded by the trajectory seed): ``T0 = 1 - r^2 + A * lowpass(xi)``,
 ``xi`` white Gaussian noise on the grid (``Field.fill_random``, reproducible for a given seed and grid),
 low-pass filtered by keeping the lower ``noise_scale`` fraction of modes in each dimension; ``u0 = 0``.
-Train and test draw from the same distribution (as published); their seeds differ.
+Train and test draw from the same distribution (as published); their seeds differ. The files store no
+``ic_params``: the only random input is the noise field, fixed by the trajectory seed
+(:func:`enf.data.pde.base.trajectory_seed` of the file's ``seed``, split and index).
 
 Published setup (``ihc`` in enf-pde, from the Dedalus ball example): Ra = 1e6, Pr = 1, S = 6, SBDF2, CFL with
-``max_dt = 0.02``, ``t <= 12``, grid 48 (phi) x 24 (theta) x 24 (r), 37 frames of which frames 10..36 were
-kept, cut to 20 and the first 6 skipped, i.e. frames 16..29. The frame spacing is not stated; we take
-``12 / 36 = 1/3`` (inferred), so the ``paper`` preset stores ``t = 16/3, 17/3, ..., 29/3``. The noise
-amplitude is our choice (``1e-3``: the instability grows through the stored window, from a
-perturbation of ~0.2 % to ~7 % of the conductive contrast at 48x24x24).
+``max_dt = 0.02``, grid 48 (phi) x 24 (theta) x 24 (r); the initial noise is ``fill_random`` with standard
+deviation (scale) 0.1, low-pass filtered to half the modes (our ``noise_amplitude = 0.1``,
+``noise_scale = 0.5``). A frame was recorded every 10 solver steps, so frames are at most
+``10 max_dt = 0.2`` apart (exactly 0.2 while the CFL limit does not bind), recorded frames 10..36 were kept,
+cut to 20 and the first 6 skipped: recorded frames 16..29, at ``t ~ 0.02 + 0.2 (k - 1)`` = 3.02 ... 5.62.
+Both presets store 14 frames 0.2 apart at ``t = 3.0, 3.2, ..., 5.6`` (frames 15..28 of a 0.2 cadence) with
+noise 0.1. At 48x24x24 the convective instability then grows through the stored window (volume rms
+deviation from ``1 - r^2``: 0.025 at t = 0, 0.05 at t = 3, 0.24 at t = 5.6, measured for one seed).
 
 Grid and stored arrays: fields are ``[n, T, nphi, ntheta, nr, 1]`` on Dedalus' grid (scale 1):
 ``phi_i = 2 pi i / nphi``; ``theta_j = arccos`` of the Gauss-Legendre nodes, in Dedalus' order (from near
@@ -311,10 +316,13 @@ _PHYSICS: dict[str, Any] = {
     "rayleigh": 1e6,
     "prandtl": 1.0,
     "heat_source": 6.0,  # S: dT/dt = kappa (lap T + S); conductive profile S (1 - r^2) / 6
-    "noise_scale": 0.5,  # low-pass filter: keep this fraction of the modes in each dimension
+    "noise_amplitude": 0.1,  # published: fill_random(scale=0.1)
+    "noise_scale": 0.5,  # low-pass filter: keep this fraction of the modes in each dimension (published)
     "max_dt": 0.02,  # published CFL cap
     "cfl_safety": 0.35,
 }
+# published cadence: a frame every 10 steps of <= 0.02; recorded frames 16..29 ~ t = 3.0 .. 5.6
+_FRAMES: dict[str, Any] = {"frame_dt": 0.2, "first_frame": 15, "num_frames": 14}
 
 HEATED_CONVECTION_BALL = PDESpec(
     name="heated_convection_ball",
@@ -326,21 +334,10 @@ HEATED_CONVECTION_BALL = PDESpec(
     ),
     channel_names=("temperature",),
     presets={
-        # ~4 s per trajectory on one core (16x8x12, 275 steps to t = 5.5); noise 0.1 so that the
-        # instability is already growing nonlinearly within the short window t = 2 .. 5.5
-        "small": {
-            "num_train": 8,
-            "num_test": 4,
-            "nphi": 16,
-            "ntheta": 8,
-            "nr": 12,
-            **_PHYSICS,
-            "noise_amplitude": 0.1,
-            "frame_dt": 0.5,
-            "first_frame": 4,
-            "num_frames": 8,
-        },
-        # published: 512/128 trajectories, 48x24x24, 14 frames (16..29 of a 1/3 cadence, t <= 12)
+        # the published frames and noise on a coarse grid: 16x8x12, 280 steps of 0.02 to t = 5.6; 12
+        # trajectories in 80 s on a shared 2-core machine (the previous 8 frames 0.5 apart to t = 5.5: 89 s)
+        "small": {"num_train": 8, "num_test": 4, "nphi": 16, "ntheta": 8, "nr": 12, **_PHYSICS, **_FRAMES},
+        # published: 512/128 trajectories, 48x24x24, 14 frames 0.2 apart (t = 3.0 .. 5.6), noise 0.1
         "paper": {
             "num_train": 512,
             "num_test": 128,
@@ -348,10 +345,7 @@ HEATED_CONVECTION_BALL = PDESpec(
             "ntheta": 24,
             "nr": 24,
             **_PHYSICS,
-            "noise_amplitude": 1e-3,
-            "frame_dt": 1 / 3,
-            "first_frame": 16,
-            "num_frames": 14,
+            **_FRAMES,
         },
     },
     coords=_coords,
@@ -359,7 +353,7 @@ HEATED_CONVECTION_BALL = PDESpec(
     simulate=_simulate,
     weights=_weights,
     extra_arrays=_extra_arrays,
-    version="1",
+    version="2",  # 2: presets store frames 0.2 apart (t = 3.0 .. 5.6) with noise 0.1, as published
     description=(
         "Internally heated Boussinesq convection in the unit ball (Dedalus BallBasis, free-fall units, "
         "Ra = 1e6, Pr = 1, heat source S = 6, stress-free impermeable wall with fixed heat flux "
@@ -367,7 +361,8 @@ HEATED_CONVECTION_BALL = PDESpec(
         "low-pass filtered random noise; "
         "the convective instability grows through the stored window. Channel: temperature on Dedalus' "
         "(phi, theta, r) grid; coords are Cartesian points, spherical_coords (phi, theta, r), weights the "
-        "quadrature (sum 4 pi / 3). Paper preset: 48x24x24, frames t = 16/3 .. 29/3, 512/128 trajectories. "
+        "quadrature (sum 4 pi / 3). Presets: noise 0.1, 14 frames t = 3.0, 3.2, .., 5.6 (published cadence); "
+        "paper 48x24x24 with 512/128 trajectories. "
         "Needs the optional GPL-3 dependency Dedalus (bash scripts/install_dedalus.sh)."
     ),
     requires=("dedalus", "mpi4py"),

@@ -3,9 +3,11 @@
 A generator is a :class:`PDESpec`: static metadata (geometry, equation, channel names), named presets of
 parameters (``small`` runs in well under 2 minutes on 2 CPU cores; ``paper`` matches the published setup),
 and pure functions of the parameters: the grid coordinates, the stored times, optional quadrature
-weights, and ``simulate(params, split, seeds) -> fields [n, T, *grid, C]``. Trajectory ``i`` of a split
-always uses the seed :func:`trajectory_seed` ``(seed, split, i)``, so results do not depend on how the
-generation was chunked or resumed.
+weights, ``simulate(params, split, seeds) -> fields [n, T, *grid, C]`` and, optionally,
+``ic_params(params, split, seeds) -> [n, P]``: the random parameters of each trajectory's initial condition
+(source positions, bump centres...), stored next to the fields. Trajectory ``i`` of a split always uses the
+seed :func:`trajectory_seed` ``(seed, split, i)``, so results do not depend on how the generation was
+chunked or resumed.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ class PDESpec:
             conditions from different distributions.
         weights: optional ``params -> [*grid]`` quadrature weights.
         extra_arrays: optional ``params -> {name: array}`` stored next to ``coords`` (e.g. a second grid).
+        ic_params: optional ``(params, split, seeds) -> [len(seeds), len(ic_param_names)]``: the random
+            initial-condition parameters of each trajectory, exactly those ``simulate`` draws from the same
+            seeds (stored as the ``ic_params`` dataset, see :mod:`enf.data.pde.io`).
+        ic_param_names: the names of the ``ic_params`` columns (required with ``ic_params``).
         version: bump when the generated data changes.
         description: a paragraph for ``enf data list`` / the README.
     """
@@ -62,6 +68,17 @@ class PDESpec:
     version: str = "1"
     description: str = ""
     requires: tuple[str, ...] = field(default_factory=tuple)
+    ic_params: Callable[[Mapping[str, Any], str, list[int]], np.ndarray] | None = None
+    ic_param_names: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if (self.ic_params is None) != (len(self.ic_param_names) == 0):
+            raise ValueError(
+                f"{self.name}: ic_params and ic_param_names go together, got ic_params={self.ic_params!r} "
+                f"and ic_param_names={self.ic_param_names!r}"
+            )
+        if len(set(self.ic_param_names)) != len(self.ic_param_names):
+            raise ValueError(f"{self.name}: ic_param_names must be distinct, got {self.ic_param_names!r}")
 
     def params(self, preset: str, **overrides: Any) -> dict[str, Any]:
         """The parameters of ``preset`` with ``overrides`` applied (unknown keys are errors)."""

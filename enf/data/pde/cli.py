@@ -79,7 +79,9 @@ def data_main(argv: list[str]) -> None:
         torch.set_num_threads(args.threads)
     spec = get_spec(args.name)
     overrides = _parse_set(args.set)
-    overrides.update(num_train=args.num_train, num_test=args.num_test)
+    for key in ("num_train", "num_test"):  # --num-train wins over --set num_train=...; unset leaves it
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
     try:
         params = spec.params(args.preset, **overrides)
     except ValueError as err:

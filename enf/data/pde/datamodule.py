@@ -34,6 +34,7 @@ GEOMETRY_KINDS: dict[str, FieldKind] = {
     "torus2d": "torus",
     "sphere": "sphere",
     "sphere_axial": "sphere",
+    "absolute_sphere": "sphere",
     "ball": "ball",
 }
 SPLITS = ("train", "test")

@@ -65,6 +65,12 @@ class PDETrajectories(Dataset):
 
     Items: ``coords [N, coord_dim]`` (grid flattened row-major), ``fields [T, N, C]``, ``times [T]``,
     ``index`` and optionally ``mask [N]`` (bool). :meth:`read_frame` reads a single frame.
+
+    Attributes:
+        ic_params: float32 ``[num_trajectories, P]``, the file's per-trajectory initial-condition
+            parameters (row ``i`` for item ``i``; e.g. a planar source's position and mass), or ``None``
+            when the file stores none (see :func:`enf.data.pde.io.read_ic_params` for a raising reader).
+        ic_param_names: the ``P`` column names of ``ic_params``, or ``None``.
     """
 
     def __init__(
@@ -95,6 +101,10 @@ class PDETrajectories(Dataset):
             self.channel_names = [str(c) for c in f.attrs["channel_names"]]
             coords = np.asarray(f[coords_key], dtype=np.float32)
             times = np.asarray(f["times"], dtype=np.float32)
+            ic_params, ic_param_names = None, None
+            if "ic_params" in f:
+                ic_params = np.asarray(f["ic_params"], dtype=np.float32)
+                ic_param_names = [str(n) for n in f["ic_params"].attrs["ic_param_names"]]
         start, stop = (0, None) if time_window is None else time_window
         frames = range(self.num_times)[slice(start, stop)]
         if len(frames) == 0:
@@ -116,6 +126,8 @@ class PDETrajectories(Dataset):
                     num_trajectories,
                 )
             self.num_trajectories = min(self.num_trajectories, num_trajectories)
+        self.ic_params = None if ic_params is None else ic_params[: self.num_trajectories]
+        self.ic_param_names = ic_param_names
         if observed_fraction is not None and not 0.0 < observed_fraction <= 1.0:
             raise ValueError(f"observed_fraction must be in (0, 1], got {observed_fraction}")
         self.observed_fraction = observed_fraction

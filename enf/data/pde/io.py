@@ -7,6 +7,9 @@ One file per split, ``<out>/<split>.h5``:
 - optional ``weights`` ``[*grid]`` (quadrature) and extra arrays of the generator, per file (e.g.
   ``coords_full``) or per trajectory (e.g. ``fields_full [num_traj, num_times, *grid_full, channels]`` when
   ``simulate`` returns a dict with ``fields`` and more keys);
+- optional ``ic_params`` float32 ``[num_traj, num_params]`` with the attribute ``ic_param_names`` (list of
+  str): the random parameters of each trajectory's initial condition (e.g. a source's position and mass),
+  for generators whose spec defines ``ic_params``; read them with :func:`read_ic_params`;
 - attributes ``geometry``, ``equation``, ``parameters`` (JSON), ``channel_names``, ``seed``, ``split``,
   ``generator``, ``generator_version``, ``created``, ``enf_version``.
 
@@ -31,7 +34,7 @@ from tqdm import tqdm
 
 from enf.data.pde.base import PDESpec, trajectory_seed
 
-__all__ = ["REQUIRED_ATTRS", "generate_split", "open_trajectories", "read_metadata"]
+__all__ = ["REQUIRED_ATTRS", "generate_split", "open_trajectories", "read_ic_params", "read_metadata"]
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +50,10 @@ REQUIRED_ATTRS = (
 
 
 def _fingerprint(spec: PDESpec, params: Mapping[str, Any], seed: int, split: str) -> str:
-    return json.dumps(
-        {"name": spec.name, "version": spec.version, "params": params, "seed": seed, "split": split},
-        sort_keys=True,
-        default=str,
-    )
+    content = {"name": spec.name, "version": spec.version, "params": params, "seed": seed, "split": split}
+    if spec.ic_param_names:  # only then, so that files of generators without ic_params stay valid
+        content["ic_param_names"] = list(spec.ic_param_names)
+    return json.dumps(content, sort_keys=True, default=str)
 
 
 def generate_split(
@@ -128,8 +130,18 @@ def generate_split(
             raise RuntimeError(
                 f"{spec.name}: non-finite values in trajectories {lo}..{hi - 1} (solver unstable?)"
             )
+        ic_params = None
+        if spec.ic_params is not None:
+            ic_params = np.asarray(spec.ic_params(params, split, seeds), dtype=np.float32)
+            if ic_params.shape != (hi - lo, len(spec.ic_param_names)):
+                raise RuntimeError(
+                    f"{spec.name}.ic_params returned {ic_params.shape}, expected "
+                    f"{(hi - lo, len(spec.ic_param_names))} (one row per trajectory, columns {spec.ic_param_names})"
+                )
         with h5py.File(partial, "r+") as f:
             f["fields"][lo:hi] = fields
+            if ic_params is not None:
+                f["ic_params"][lo:hi] = ic_params
             for key, value in per_traj.items():  # extra per-trajectory arrays, e.g. fields_full
                 value = np.asarray(value, dtype=np.float32)
                 if key not in f:
@@ -163,6 +175,9 @@ def _create_partial(
         if spec.extra_arrays is not None:
             for key, value in spec.extra_arrays(params).items():
                 f.create_dataset(key, data=np.asarray(value))
+        if spec.ic_params is not None:
+            ic = f.create_dataset("ic_params", shape=(num, len(spec.ic_param_names)), dtype="float32")
+            ic.attrs["ic_param_names"] = np.array(spec.ic_param_names, dtype=h5py.string_dtype())
         f.attrs.update(
             geometry=spec.geometry,
             equation=spec.equation,
@@ -188,6 +203,28 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         meta["channel_names"] = [str(c) for c in meta["channel_names"]]
         meta["fields_shape"] = tuple(f["fields"].shape)
         return meta
+
+
+def read_ic_params(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """The per-trajectory initial-condition parameters of a trajectory file.
+
+    Returns:
+        ``(names, values)``: the column names and float32 ``values [num_traj, num_params]`` (row ``i``
+        belongs to trajectory ``i`` of ``fields``).
+
+    Raises:
+        ValueError: naming the file, when it stores none (a generator without ``ic_params``, or a file
+            written by an older ``generator_version``).
+    """
+    with open_trajectories(path) as f:
+        if "ic_params" not in f:
+            raise ValueError(
+                f"{path}: no 'ic_params' dataset (generator {f.attrs.get('generator', '?')!r}, version "
+                f"{f.attrs['generator_version']!r}); this generator stores no initial-condition parameters, "
+                "or the file predates them: regenerate it with `enf data generate`"
+            )
+        ic = f["ic_params"]
+        return [str(n) for n in ic.attrs["ic_param_names"]], np.asarray(ic, dtype=np.float32)
 
 
 def open_trajectories(path: str | Path) -> h5py.File:
@@ -225,6 +262,19 @@ def open_trajectories(path: str | Path) -> h5py.File:
             )
         if "weights" in f and tuple(f["weights"].shape) != tuple(grid):
             raise ValueError(f"{path}: weights {f['weights'].shape} do not match the grid {grid}")
+        if "ic_params" in f:
+            ic = f["ic_params"]
+            names = ic.attrs.get("ic_param_names")
+            if ic.ndim != 2 or ic.shape[0] != fields.shape[0]:
+                raise ValueError(
+                    f"{path}: ic_params {ic.shape} do not match fields {fields.shape} "
+                    "(expected [num_traj, num_params])"
+                )
+            if names is None or len(names) != ic.shape[1]:
+                raise ValueError(
+                    f"{path}: ic_params has {ic.shape[1]} columns but its attribute ic_param_names is "
+                    f"{None if names is None else list(names)}"
+                )
     except Exception:
         f.close()
         raise

@@ -28,6 +28,11 @@ is 0.28 (peak 0.34), and over the stored frames a free kernel would lose up to 4
 walls (source in a corner). The Neumann solution conserves the mass exactly, as py-pde's does.
 ``boundary="free"`` is available for comparison. Images ``|n| <= num_images`` (3) are summed; the nearest
 omitted image is 36 away, a relative truncation error below ``exp(-36^2 / (2 * 3.21)) ~ 1e-87`` for t <= 16.
+
+Stored initial-condition parameters (``ic_params``, columns :data:`IC_PARAM_NAMES`): the source centre
+``source_x, source_y`` in the *stored coordinate convention* (physical / 3, like ``coords``; train files have
+``source_y`` in ``[0, 2/3]``, test files in ``[-2/3, 0]``) and its total mass ``source_mass`` (physical units,
+``sum(weights * u)`` of every frame).
 """
 
 from __future__ import annotations
@@ -42,7 +47,9 @@ from enf.data.pde.base import PDESpec
 
 __all__ = [
     "DIFFUSION_PLANE",
+    "IC_PARAM_NAMES",
     "diffusion_plane_coords",
+    "diffusion_plane_ic_params",
     "diffusion_plane_times",
     "diffusion_plane_weights",
     "heat_kernel_1d",
@@ -71,6 +78,8 @@ _PAPER: dict[str, Any] = {
     "num_frames": 20,
 }
 _SMALL: dict[str, Any] = {**_PAPER, "num_train": 32, "num_test": 8}
+
+IC_PARAM_NAMES = ("source_x", "source_y", "source_mass")
 
 
 def _axis(params: Mapping[str, Any]) -> np.ndarray:
@@ -194,6 +203,20 @@ def sample_point_sources(params: Mapping[str, Any], split: str, seeds: list[int]
     return out
 
 
+def diffusion_plane_ic_params(params: Mapping[str, Any], split: str, seeds: list[int]) -> np.ndarray:
+    """The stored initial-condition parameters ``[n, 3]``: :data:`IC_PARAM_NAMES` of each trajectory.
+
+    The source centre in the ``coords`` convention (``(x, y) / half_width`` about the domain centre) and its
+    mass, from :func:`sample_point_sources` with the same seeds as :func:`simulate_diffusion_plane`.
+    """
+    sources = sample_point_sources(params, split, seeds)
+    low, high = (float(v) for v in params["domain"])
+    centre = np.stack(
+        [(sources[:, k] - 0.5 * (low + high)) / (0.5 * (high - low)) for k in (0, 1)], axis=-1
+    )  # [n, 2]
+    return np.concatenate([centre, sources[:, 2:3]], axis=-1)
+
+
 def simulate_diffusion_plane(params: Mapping[str, Any], split: str, seeds: list[int]) -> np.ndarray:
     """Generate trajectories ``[len(seeds), T, N, N, 1]`` (float32) of the planar heat equation.
 
@@ -232,11 +255,14 @@ DIFFUSION_PLANE = PDESpec(
     times=diffusion_plane_times,
     simulate=simulate_diffusion_plane,
     weights=diffusion_plane_weights,
-    version="1",
+    ic_params=diffusion_plane_ic_params,
+    ic_param_names=IC_PARAM_NAMES,
+    version="2",  # 2: stores ic_params (the fields are unchanged)
     description=(
         "Heat diffusion (D = 0.1) on [-3, 3]^2 (coords scaled to [-1, 1]) at 64 x 64 with Neumann walls, "
         "solved exactly (Gaussian kernel plus wall images). Initial condition: a narrow Gaussian (std 0.1) "
         "of mass 5 - 5.5 at x in [-2, 2]; y in [0, 2] for train and [-2, 0] for test (out-of-distribution "
-        "split, as in enf-pde). 20 frames at t = 3.5, 4.0, ..., 13.0. Paper: 2048 train / 32 test."
+        "split, as in enf-pde). 20 frames at t = 3.5, 4.0, ..., 13.0. Paper: 2048 train / 32 test. "
+        "ic_params: source_x, source_y (coords convention) and source_mass per trajectory."
     ),
 )

@@ -13,14 +13,20 @@ Initial condition (Galewsky et al. 2004, as in the published setup): the zonal j
 (``umax = 80 m/s``), the height in nonlinear balance with it (mean depth ``havg``), plus the unbalanced bump
 ``hpert cos(lat) exp(-(dlon / alpha)^2) exp(-((lat2 - lat) / beta)^2)`` with ``dlon`` the wrapped
 longitude offset from ``pert_lon``; per trajectory ``hpert ~ U(120 +- 30) m``, ``alpha ~ U(1/3 +- 1/9)``,
-``beta ~ U(1/15 +- 1/45)`` (and ``pert_lon`` jittered by ``U(+- pert_lon_spread)``; 0 by default).
+``beta ~ U(1/15 +- 1/45)`` (and ``pert_lon`` jittered by ``U(+- pert_lon_spread)``; 0 by default). The
+file stores them per trajectory as ``ic_params`` (columns :data:`IC_PARAM_NAMES`: ``hpert`` in m, ``alpha``,
+``beta`` and the bump longitude ``lon2`` in radians).
 
 Grids: the solver runs on a Gauss grid sized for alias-free quadratic products (``solver_nlat >=
 (3 lmax + 1) / 2``, ``solver_nlon >= 3 lmax + 1``); stored frames are evaluated exactly from the spectral
 state on the equiangular FULL grid ``nlat x nlon`` (poles included, :mod:`enf.data.pde.sphere`
 convention) and then area-weighted 2x2 average pooled to the TRAINING grid ``nlat/2 x nlon/2``:
 ``f_c = sum(w f) / sum(w)`` over each 2x2 block, ``weights_c = sum(w)`` (so quadrature integrals are
-preserved exactly); coarse coords are the unit vectors at the block's mean colatitude and longitude.
+preserved exactly); the coarse coords are the blocks' area-weighted centroids on the sphere,
+``normalise(sum(w x) / sum(w))`` of the four fine unit vectors ``x`` (``sphere.pool_coords``). A centroid's
+longitude is the mean of its block's two longitudes, but its colatitude is not the mean colatitude: the
+weights favour the row nearer the equator, and averaging two longitudes shortens the horizontal part by
+``cos(dlon / 2)`` (version 1 used the mean angles).
 
 Channels (both grids): ``h`` height anomaly ``Phi / g - havg`` (m), ``u`` eastward and ``v`` northward
 velocity (m/s; the published Dedalus data stored the southward ``u_theta``). Times in hours. Symmetry:
@@ -46,9 +52,10 @@ import torch
 from torch import Tensor
 
 from enf.data.pde.base import PDESpec
-from enf.data.pde.sphere import angles_to_unit_vectors, grid_angles, grid_coords, grid_weights
+from enf.data.pde.sphere import block_mean, grid_coords, grid_weights, pool_coords
 
 __all__ = [
+    "IC_PARAM_NAMES",
     "SHALLOW_WATER_SPHERE",
     "balanced_zonal_state",
     "coords_full",
@@ -57,6 +64,7 @@ __all__ = [
     "get_solver",
     "hyperdiffusion_factor",
     "integrate",
+    "perturbation_ic_params",
     "pool_to_training_grid",
     "simulate_full",
     "spectral_to_huv",
@@ -248,14 +256,16 @@ def spectral_to_huv(solver: Any, uspec: Tensor, *, nlat: int, nlon: int) -> Tens
 
 
 def pool_to_training_grid(fields_full: np.ndarray | Tensor, params: Mapping[str, Any]) -> np.ndarray:
-    """Area-weighted 2x2 average pooling ``[..., nlat, nlon, C] -> [..., nlat/2, nlon/2, C]`` (float32)."""
-    x = np.asarray(fields_full, dtype=np.float64)
-    nlat, nlon = params["nlat"], params["nlon"]
-    w = grid_weights(nlat=nlat, nlon=nlon)[:, 0]  # [nlat], constant along longitude
-    x = x.reshape(*x.shape[:-3], nlat // 2, 2, nlon // 2, 2, x.shape[-1])
-    w = w.reshape(nlat // 2, 2)
-    pooled = (x * w[:, :, None, None, None]).sum(axis=(-4, -2)) / (2.0 * w.sum(axis=1))[:, None, None]
-    return pooled.astype(np.float32)
+    """Area-weighted 2x2 average pooling ``[..., nlat, nlon, C] -> [..., nlat/2, nlon/2, C]`` (float32).
+
+    Each coarse value is ``sum(w f) / sum(w)`` over its 2x2 block, ``w`` the full grid's quadrature weights.
+    """
+    if params["nlat"] % 2 or params["nlon"] % 2:
+        raise ValueError(
+            f"shallow water: nlat, nlon must be even (2x2 pooling), got {params['nlat']}, {params['nlon']}"
+        )
+    w = grid_weights(nlat=params["nlat"], nlon=params["nlon"])
+    return block_mean(fields_full, w).astype(np.float32)
 
 
 def coords_full(params: Mapping[str, Any]) -> np.ndarray:
@@ -269,9 +279,10 @@ def weights_full(params: Mapping[str, Any]) -> np.ndarray:
 
 
 def _coords(params: Mapping[str, Any]) -> np.ndarray:
-    colat, lon = grid_angles(nlat=params["nlat"], nlon=params["nlon"])
-    colat_c, lon_c = colat.reshape(-1, 2).mean(axis=1), lon.reshape(-1, 2).mean(axis=1)
-    return angles_to_unit_vectors(colat_c[:, None], lon_c[None, :]).astype(np.float32)
+    """Training-grid coords ``[nlat/2, nlon/2, 3]``: area-weighted block centroids (``sphere.pool_coords``)."""
+    nlat, nlon = params["nlat"], params["nlon"]
+    full = grid_coords(nlat=nlat, nlon=nlon)
+    return pool_coords(full, grid_weights(nlat=nlat, nlon=nlon)).astype(np.float32)
 
 
 def _weights(params: Mapping[str, Any]) -> np.ndarray:
@@ -298,6 +309,18 @@ def draw_perturbation(params: Mapping[str, Any], seed: int) -> dict[str, float]:
         "beta": params["pert_beta"] + params["pert_beta_spread"] * float(r[2]),
         "lon2": params["pert_lon"] + params["pert_lon_spread"] * float(r[3]),
     }
+
+
+IC_PARAM_NAMES = ("hpert", "alpha", "beta", "lon2")
+
+
+def perturbation_ic_params(params: Mapping[str, Any], split: str, seeds: list[int]) -> np.ndarray:
+    """The stored initial-condition parameters ``[len(seeds), 4]``: :data:`IC_PARAM_NAMES` per seed."""
+    del split  # train and test draw from the same distribution
+    rows = [draw_perturbation(params, int(s)) for s in seeds]
+    return np.array([[row[name] for name in IC_PARAM_NAMES] for row in rows], dtype=np.float64).reshape(
+        len(seeds), len(IC_PARAM_NAMES)
+    )
 
 
 def simulate_full(params: Mapping[str, Any], split: str, seeds: list[int]) -> np.ndarray:
@@ -398,15 +421,18 @@ SHALLOW_WATER_SPHERE = PDESpec(
     simulate=_simulate,
     weights=_weights,
     extra_arrays=_extra_arrays,
-    version="1",
+    ic_params=perturbation_ic_params,
+    ic_param_names=IC_PARAM_NAMES,
+    version="2",  # 2: coords are area-weighted block centroids; stores ic_params
     description=(
         "Rotating shallow water (Earth radius, rotation and gravity, mean depth 10 km) solved with "
         "torch-harmonics' spectral ShallowWaterSolver (AB3, hyperdiffusion), from a Galewsky jet (80 m/s) in "
         "nonlinear balance plus "
         "a random height bump (120+-30 m, alpha 1/3+-1/9, beta 1/15+-1/45). Channels: height anomaly h (m), "
         "eastward u and northward v (m/s). Stored every 60000 s (16.7 h), frames 6..19 (14 = 10 train + 4 "
-        "extrapolation), times in hours. `fields` are on the 2x2 area-weighted-pooled grid; `coords_full` / "
-        "`weights_full` (and simulate_full) give the full equiangular grid for super-resolution tests."
+        "extrapolation), times in hours. `fields` are on the 2x2 area-weighted-pooled grid (coords: the "
+        "blocks' area-weighted centroids); `coords_full` / `weights_full` (and simulate_full) give the full "
+        "equiangular grid for super-resolution tests. ic_params: hpert, alpha, beta, lon2 per trajectory."
     ),
     requires=("torch-harmonics",),
 )

@@ -13,7 +13,9 @@ Diffusion dataset (``diffusion_sphere``): ``u_t = D lap_S2 u`` on the unit spher
 the initial condition is a Gaussian bump ``A exp(-d(x, c)^2 / (2 sigma^2))`` of the geodesic distance
 ``d`` to a centre ``c`` drawn uniformly on S^2 (normalised Gaussian vector; the published code swapped
 the roles of the two angles, so its centres were not uniform). The solution is exact in time:
-``u(t) = ISHT(exp(-D l (l + 1) t) SHT(u0))``.
+``u(t) = ISHT(exp(-D l (l + 1) t) SHT(u0))``. The file stores each trajectory's bump centre as its
+``ic_params`` (columns ``centre_x, centre_y, centre_z``: the unit vector ``c`` in the ``coords``
+convention); width and amplitude are the same for every trajectory (``parameters``).
 """
 
 from __future__ import annotations
@@ -26,19 +28,24 @@ from typing import Any
 
 import numpy as np
 import torch
+from einops import rearrange
 from torch import Tensor
 
 from enf.data.pde.base import PDESpec
 
 __all__ = [
     "DIFFUSION_SPHERE",
+    "IC_PARAM_NAMES",
     "angles_to_unit_vectors",
+    "block_mean",
     "bump_centre",
+    "bump_centres",
     "gaussian_bump",
     "grid_angles",
     "grid_coords",
     "grid_weights",
     "heat_sphere_solution",
+    "pool_coords",
     "random_unit_vectors",
     "sht_pair",
 ]
@@ -97,6 +104,35 @@ def grid_coords(*, nlat: int, nlon: int, grid: str = "equiangular") -> np.ndarra
     """Unit vectors ``[nlat, nlon, 3]`` (float64) of the grid nodes (see the module docstring)."""
     colat, lon = grid_angles(nlat=nlat, nlon=nlon, grid=grid)
     return angles_to_unit_vectors(colat[:, None], lon[None, :])
+
+
+def block_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted means over 2x2 blocks, ``sum(w f) / sum(w)``: ``values [..., nlat, nlon, C]`` and
+    ``weights [nlat, nlon]`` -> ``[..., nlat/2, nlon/2, C]`` (float64)."""
+    x = rearrange(np.asarray(values, dtype=np.float64), "... (i a) (j b) c -> ... i j (a b) c", a=2, b=2)
+    w = rearrange(np.asarray(weights, dtype=np.float64), "(i a) (j b) -> i j (a b) 1", a=2, b=2)
+    return (x * w).sum(axis=-2) / w.sum(axis=-2)
+
+
+def pool_coords(coords: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Area-weighted centroids on the sphere of the 2x2 blocks of a grid.
+
+    Args:
+        coords: unit vectors ``[nlat, nlon, 3]`` of the fine grid.
+        weights: its quadrature (area) weights ``[nlat, nlon]``.
+
+    Returns:
+        ``[nlat/2, nlon/2, 3]`` float64 unit vectors ``normalise(sum(w x) / sum(w))`` per block.
+    """
+    coords, weights = np.asarray(coords), np.asarray(weights)
+    if coords.ndim != 3 or coords.shape[-1] != 3 or coords.shape[:2] != weights.shape:
+        raise ValueError(
+            f"pool_coords needs coords [nlat, nlon, 3] and weights [nlat, nlon], got {coords.shape}, {weights.shape}"
+        )
+    if coords.shape[0] % 2 or coords.shape[1] % 2:
+        raise ValueError(f"pool_coords needs an even number of rows and columns, got {coords.shape[:2]}")
+    centroid = block_mean(coords, weights)
+    return centroid / np.linalg.norm(centroid, axis=-1, keepdims=True)
 
 
 @lru_cache(maxsize=8)
@@ -198,6 +234,15 @@ def bump_centre(seed: int) -> np.ndarray:
     return random_unit_vectors(np.random.default_rng(seed), 1)[0]
 
 
+IC_PARAM_NAMES = ("centre_x", "centre_y", "centre_z")
+
+
+def bump_centres(params: Mapping[str, Any], split: str, seeds: list[int]) -> np.ndarray:
+    """The stored initial-condition parameters ``[len(seeds), 3]``: the bump centre (unit vector) per seed."""
+    del params, split  # the centre depends on the trajectory seed only
+    return np.stack([bump_centre(int(seed)) for seed in seeds]).reshape(len(seeds), 3)
+
+
 def _simulate(params: Mapping[str, Any], split: str, seeds: list[int]) -> np.ndarray:
     """``[len(seeds), T, nlat, nlon, 1]`` float32; one trajectory at a time (independent of batching)."""
     del split  # train and test draw from the same distribution (as published); the seeds differ
@@ -241,14 +286,17 @@ DIFFUSION_SPHERE = PDESpec(
     times=_times,
     simulate=_simulate,
     weights=_weights,
-    version="1",
+    ic_params=bump_centres,
+    ic_param_names=IC_PARAM_NAMES,
+    version="2",  # 2: stores ic_params (the fields are unchanged)
     description=(
         "Heat equation on the unit sphere, solved exactly in time with spherical harmonics (torch-harmonics "
         "RealSHT, degrees l < lmax, each multiplied by exp(-D l(l+1) t)). Initial condition: a Gaussian bump "
         "amplitude * exp(-d^2 / (2 sigma^2)) of the geodesic distance d to a centre drawn uniformly on S^2. "
         "Equiangular grid with poles, rows = colatitude from the north pole, columns = longitude from 0; "
         "coords are unit vectors, weights the Clenshaw-Curtis quadrature (sum 4 pi). Frames at t = 0, 5, "
-        "..., 95 (published: step 0.5, every 10 steps, 20 frames; 512/128 trajectories)."
+        "..., 95 (published: step 0.5, every 10 steps, 20 frames; 512/128 trajectories). ic_params: the bump "
+        "centre (centre_x, centre_y, centre_z) per trajectory."
     ),
     requires=("torch-harmonics",),
 )

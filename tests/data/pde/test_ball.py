@@ -61,9 +61,14 @@ def test_spec_metadata():
     assert (paper["num_train"], paper["num_test"]) == (512, 128)
     physics = (paper["rayleigh"], paper["prandtl"], paper["heat_source"], paper["max_dt"])
     assert physics == (1e6, 1.0, 6.0, 0.02)
-    times = SPEC.times(paper)
-    assert len(times) == 14 and times[-1] <= 12
-    np.testing.assert_allclose(np.diff(times), 1 / 3)
+    # published: a frame every 10 steps of dt <= 0.02 (at most 0.2 apart), recorded frames 16..29
+    # (t ~ 3.0 .. 5.6), initial noise fill_random(scale=0.1) low-passed to half the modes
+    for preset in ("small", "paper"):
+        p = SPEC.params(preset)
+        times = SPEC.times(p)
+        assert len(times) == 14 and np.diff(times).max() <= 0.2 + 1e-6
+        np.testing.assert_allclose(times, 3.0 + 0.2 * np.arange(14), atol=1e-6)
+        assert (p["noise_amplitude"], p["noise_scale"], p["max_dt"]) == (0.1, 0.5, 0.02)
 
 
 @pytest.mark.parametrize("call", ["simulate", "coords", "weights"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import h5py
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import torch
 
 from enf.data.pde import PDESpec, trajectory_seed
 from enf.data.pde.dataset import PDETrajectories, channel_statistics
-from enf.data.pde.io import generate_split, open_trajectories, read_metadata
+from enf.data.pde.io import generate_split, open_trajectories, read_ic_params, read_metadata
 from enf.data.pde.show import render_trajectory
 
 
@@ -35,7 +37,14 @@ def _simulate(params, split, seeds, calls=None):
     return np.stack(out).astype(np.float32)
 
 
-def make_spec(calls=None, fail_after=None) -> PDESpec:
+def _amplitudes(params, split, seeds):
+    """The toy's initial-condition parameter: the amplitude ``a`` of each trajectory ``[n, 1]``."""
+    return np.array(
+        [[np.random.default_rng(s).uniform(1, 2) * (1 if split == "train" else -1)] for s in seeds]
+    )
+
+
+def make_spec(calls=None, fail_after=None, with_ic: bool = False) -> PDESpec:
     state = {"n": 0}
 
     def simulate(params, split, seeds):
@@ -54,6 +63,8 @@ def make_spec(calls=None, fail_after=None) -> PDESpec:
         times=_times,
         simulate=simulate,
         weights=lambda p: np.ones((p["n"], p["n"])),
+        ic_params=_amplitudes if with_ic else None,
+        ic_param_names=("amplitude",) if with_ic else (),
     )
 
 
@@ -209,3 +220,69 @@ def test_render_png_and_gif(toy_file, tmp_path):
     assert Image.open(gif).n_frames == 4
     with pytest.raises(ValueError, match="out of range"):
         render_trajectory(toy_file, tmp_path / "x.png", index=99)
+
+
+def test_ic_params_round_trip_match_the_fields_and_survive_resume(tmp_path):
+    """Stored amplitudes == u(t=0, x=-1) / cos(-pi) of the stored fields, also across an interrupted run."""
+    params = make_spec().params("small")
+    with pytest.raises(KeyboardInterrupt):
+        generate_split(
+            make_spec(fail_after=1, with_ic=True),
+            params,
+            split="test",
+            out_dir=tmp_path,
+            seed=0,
+            chunk_size=2,
+            progress=False,
+        )
+    path = generate_split(
+        make_spec(with_ic=True), params, split="test", out_dir=tmp_path, seed=0, chunk_size=2, progress=False
+    )
+    names, ic = read_ic_params(path)
+    assert names == ["amplitude"] and ic.shape == (3, 1) and ic.dtype == np.float32
+    with h5py.File(path) as f:
+        amplitude = f["fields"][:, 0, 0, 0, 0] / np.cos(np.pi * -1.0)
+    np.testing.assert_allclose(ic[:, 0], amplitude, rtol=1e-6)
+    assert (ic < 0).all() and len(np.unique(ic)) == 3  # test split: negative, one per trajectory
+    data = PDETrajectories(path, num_trajectories=2)
+    assert data.ic_param_names == ["amplitude"]
+    np.testing.assert_array_equal(data.ic_params, ic[:2])
+
+
+def test_missing_or_inconsistent_ic_params_are_clear_errors(tmp_path, toy_file):
+    assert PDETrajectories(toy_file).ic_params is None
+    with pytest.raises(ValueError, match="no 'ic_params'") as info:
+        read_ic_params(toy_file)
+    assert str(toy_file) in str(info.value)
+    path = generate_split(
+        make_spec(with_ic=True),
+        make_spec().params("small"),
+        split="train",
+        out_dir=tmp_path / "ic",
+        seed=0,
+        progress=False,
+    )
+    for mutate, message in [
+        (lambda f: f["ic_params"].attrs.__setitem__("ic_param_names", ["a", "b"]), "ic_param_names"),
+        (
+            lambda f: (f.__delitem__("ic_params"), f.create_dataset("ic_params", data=np.zeros((4, 1)))),
+            "do not match fields",
+        ),
+    ]:
+        bad = tmp_path / "bad.h5"
+        bad.write_bytes(path.read_bytes())
+        with h5py.File(bad, "r+") as f:
+            mutate(f)
+        with pytest.raises(ValueError, match=message) as info:
+            read_ic_params(bad)
+        assert "bad.h5" in str(info.value)
+
+
+def test_ic_params_spec_checks(tmp_path):
+    with pytest.raises(ValueError, match="go together"):
+        replace(make_spec(), ic_param_names=("amplitude",))
+    with pytest.raises(ValueError, match="distinct"):
+        replace(make_spec(with_ic=True), ic_param_names=("a", "a"))
+    wrong = replace(make_spec(with_ic=True), ic_param_names=("a", "b"))  # 1 column drawn
+    with pytest.raises(RuntimeError, match="ic_params returned"):
+        generate_split(wrong, wrong.params("small"), split="train", out_dir=tmp_path, seed=0, progress=False)

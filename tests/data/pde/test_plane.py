@@ -153,3 +153,85 @@ def test_small_preset_generates_all_trajectories() -> None:
         n = p[f"num_{split}"]
         out = DIFFUSION_PLANE.simulate(p, split, list(range(n)))
         assert out.shape == (n, 20, 64, 64, 1)
+
+
+def _generate(tmp_path, **overrides):
+    from enf.data.pde.io import generate_split
+
+    params = DIFFUSION_PLANE.params("small", **overrides)
+    for split in ("train", "test"):
+        generate_split(DIFFUSION_PLANE, params, split=split, out_dir=tmp_path, seed=4, progress=False)
+    return params
+
+
+def _log_parabola_peak(u: np.ndarray, i: int, j: int, spacing: float) -> tuple[float, float]:
+    """Sub-grid maximum of ``u`` around node ``(i, j)``: exact for a Gaussian (its log is a parabola)."""
+    out = []
+    for minus, centre, plus in ((u[i - 1, j], u[i, j], u[i + 1, j]), (u[i, j - 1], u[i, j], u[i, j + 1])):
+        lm, l0, lp = np.log([minus, centre, plus])
+        out.append(0.5 * spacing * (lm - lp) / (lm - 2.0 * l0 + lp))
+    return out[0], out[1]
+
+
+def test_stored_sources_match_the_initial_peak_and_mass(tmp_path) -> None:
+    """ic_params of the files == where the t = 0 field peaks (sub-grid fit) and its integral, per split."""
+    from enf.data.pde.dataset import PDETrajectories
+    from enf.data.pde.io import read_ic_params, read_metadata
+
+    params = _generate(tmp_path, num_train=6, num_test=6, skip_frames=0, num_frames=2)  # t = 0, 0.5
+    coords = diffusion_plane_coords(params).astype(np.float64)
+    weights = diffusion_plane_weights(params).astype(np.float64)
+    spacing = 2.0 / 63.0  # normalised grid spacing
+    for split in ("train", "test"):
+        path = tmp_path / f"{split}.h5"
+        assert read_metadata(path)["generator_version"] == "2"
+        names, ic = read_ic_params(path)
+        assert names == ["source_x", "source_y", "source_mass"] and ic.shape == (6, 3)
+        data = PDETrajectories(path)
+        np.testing.assert_array_equal(data.ic_params, ic)
+        assert data.ic_param_names == names
+        if split == "train":  # the published out-of-distribution split: train y > 0, test y < 0
+            assert np.all((ic[:, 1] > 0) & (ic[:, 1] <= 2 / 3))
+        else:
+            assert np.all((ic[:, 1] < 0) & (ic[:, 1] >= -2 / 3))
+        assert np.all(np.abs(ic[:, 0]) <= 2 / 3) and np.all((ic[:, 2] >= 5.0) & (ic[:, 2] <= 5.5))
+        for s in range(6):
+            u0 = data[s]["fields"][0, :, 0].numpy().astype(np.float64).reshape(64, 64)
+            i, j = np.unravel_index(np.argmax(u0), u0.shape)
+            node = coords[i, j]
+            assert np.all(np.abs(node - ic[s, :2]) <= 0.5 * spacing + 1e-6)  # nearest node is the peak
+            dx, dy = _log_parabola_peak(u0, i, j, spacing)
+            np.testing.assert_allclose(node + [dx, dy], ic[s, :2], atol=1e-5)
+            mass = (weights * data[s]["fields"].numpy()[..., 0].reshape(2, 64, 64)).sum(axis=(-2, -1))
+            np.testing.assert_allclose(mass, ic[s, 2], rtol=1e-6)
+    # negative control: another trajectory's source is far from this peak
+    other = read_ic_params(tmp_path / "train.h5")[1]
+    assert np.abs(other[0, :2] - other[1, :2]).max() > 4 * spacing
+
+
+def test_stored_sources_match_the_stored_frames_by_split(tmp_path) -> None:
+    """Default frames (t >= 3.5): the first frame peaks within 2.5 cells of the stored source, on its side.
+
+    The zero-flux walls shift the peak towards a near wall (wall images; at most ~1.3 cells for sources at
+    least 1 from the walls at t = 3.5) on top of the half-cell grid offset.
+    """
+    from enf.data.pde.io import open_trajectories, read_ic_params
+
+    params = _generate(tmp_path, num_train=8, num_test=8)
+    coords = diffusion_plane_coords(params).reshape(-1, 2)
+    for split, sign in (("train", 1.0), ("test", -1.0)):
+        _, ic = read_ic_params(tmp_path / f"{split}.h5")
+        with open_trajectories(tmp_path / f"{split}.h5") as f:
+            first = f["fields"][:, 0, ..., 0].reshape(8, -1)
+        peak = coords[first.argmax(axis=1)]
+        assert np.abs(peak - ic[:, :2]).max() < 2.5 * 2 / 63
+        assert np.all(sign * ic[:, 1] > 0) and np.all(sign * peak[:, 1] > -2 / 63)
+
+
+def test_ic_params_use_the_simulation_seeds() -> None:
+    p = DIFFUSION_PLANE.params("small")
+    src = sample_point_sources(p, "test", [8, 9])
+    ic = DIFFUSION_PLANE.ic_params(p, "test", [8, 9])
+    np.testing.assert_allclose(ic[:, :2], src[:, :2] / 3.0, rtol=1e-12)
+    np.testing.assert_array_equal(ic[:, 2], src[:, 2])
+    assert DIFFUSION_PLANE.ic_param_names == ("source_x", "source_y", "source_mass")

@@ -28,7 +28,7 @@ from enf.data.pde.shallow_water import (  # noqa: E402
     weights_full,
     williamson2_state,
 )
-from enf.data.pde.sphere import grid_angles  # noqa: E402
+from enf.data.pde.sphere import angles_to_unit_vectors, grid_angles  # noqa: E402
 
 SPEC = SHALLOW_WATER_SPHERE
 # small grid, 6-hourly frames from t = 0: a fast trajectory for the tests
@@ -169,7 +169,7 @@ def test_perturbed_jet_becomes_unstable_at_t42():
 
 
 def test_writer_round_trip(tmp_path):
-    from enf.data.pde.io import generate_split, open_trajectories, read_metadata
+    from enf.data.pde.io import generate_split, open_trajectories, read_ic_params, read_metadata
 
     params = SPEC.params("small", num_test=2, **SHORT)
     path = generate_split(SPEC, params, split="test", out_dir=tmp_path, seed=0, chunk_size=1, progress=False)
@@ -180,6 +180,67 @@ def test_writer_round_trip(tmp_path):
         second = SPEC.simulate(params, "test", [trajectory_seed(0, "test", 1)])
         np.testing.assert_array_equal(f["fields"][1], second["fields"][0])
         np.testing.assert_array_equal(f["fields_full"][1], second["fields_full"][0])
+    names, ic = read_ic_params(path)
+    assert names == ["hpert", "alpha", "beta", "lon2"] and read_metadata(path)["generator_version"] == "2"
+    for i in range(2):
+        draw = draw_perturbation(params, trajectory_seed(0, "test", i))
+        np.testing.assert_allclose(ic[i], [draw[n] for n in names], rtol=1e-6)
+    assert np.all(np.abs(ic[:, 0] - 120.0) <= 30.0) and ic[0, 0] != ic[1, 0]
+    stored_coords = PDETrajectories(path).coords.numpy()  # the block centroids, flattened row-major
+    np.testing.assert_array_equal(stored_coords, SPEC.coords(params).reshape(-1, 3))
     full = PDETrajectories(path, resolution="full")[1]
     assert full["fields"].shape == (5, 32 * 64, 3) and full["coords"].shape == (32 * 64, 3)
     np.testing.assert_array_equal(full["fields"].numpy(), second["fields_full"][0].reshape(5, -1, 3))
+
+
+def test_training_coords_are_area_weighted_block_centroids(params):
+    """Coarse coords == normalise(sum(w x) / sum(w)) of each 2x2 block, by a loop and in closed form."""
+    from enf.data.pde.sphere import grid_coords, grid_weights
+
+    nlat, nlon = params["nlat"], params["nlon"]
+    x, w = grid_coords(nlat=nlat, nlon=nlon), grid_weights(nlat=nlat, nlon=nlon)
+    coarse = SPEC.coords(params).astype(np.float64)
+    assert coarse.shape == (nlat // 2, nlon // 2, 3)
+    loop = np.empty_like(coarse)
+    for i in range(nlat // 2):
+        for j in range(nlon // 2):
+            v = sum(w[2 * i + a, 2 * j + b] * x[2 * i + a, 2 * j + b] for a in (0, 1) for b in (0, 1))
+            loop[i, j] = v / np.linalg.norm(v)
+    np.testing.assert_allclose(coarse, loop, atol=1e-6)
+    # closed form: longitude = mean of the two longitudes; colatitude from the weighted z and the weighted
+    # horizontal radius shortened by cos(dlon / 2)
+    colat, lon = grid_angles(nlat=nlat, nlon=nlon)
+    w1, w2 = w[0::2, 0], w[1::2, 0]
+    z = w1 * np.cos(colat[0::2]) + w2 * np.cos(colat[1::2])
+    rho = (w1 * np.sin(colat[0::2]) + w2 * np.sin(colat[1::2])) * np.cos(0.5 * (lon[1] - lon[0]))
+    colat_c, lon_c = np.arctan2(rho, z), 0.5 * (lon[0::2] + lon[1::2])
+    closed = angles_to_unit_vectors(colat_c[:, None], lon_c[None, :])
+    np.testing.assert_allclose(coarse, closed, atol=1e-6)
+    # negative control: the plain mean of the angles (generator_version 1) is off by up to 40 % of a cell
+    mean_angles = angles_to_unit_vectors(colat.reshape(-1, 2).mean(1)[:, None], lon_c[None, :])
+    offset = np.arccos(np.clip((mean_angles * coarse).sum(-1), -1, 1))
+    assert offset.max() > 0.3 * (colat[1] - colat[0])
+    assert np.abs(mean_angles - closed).max() > 1e-2
+
+
+def test_pooled_fields_are_area_weighted_block_means(params):
+    """Pooling == sum(w f) / sum(w) per block (not the plain mean); a linear field a.x pools to a.c_bar with
+    c_bar the unnormalised centroid, consistent with the coarse coords."""
+    from enf.data.pde.sphere import grid_coords, grid_weights
+
+    nlat, nlon = params["nlat"], params["nlon"]
+    w = grid_weights(nlat=nlat, nlon=nlon)
+    f = np.random.default_rng(0).standard_normal((2, nlat, nlon, 3))
+    pooled = pool_to_training_grid(f, params).astype(np.float64)
+    for i, j in ((0, 0), (3, 5), (nlat // 4, 0), (nlat // 2 - 1, nlon // 2 - 1)):
+        rows, cols = slice(2 * i, 2 * i + 2), slice(2 * j, 2 * j + 2)
+        ref = (w[rows, cols, None] * f[:, rows, cols]).sum(axis=(1, 2)) / w[rows, cols].sum()
+        np.testing.assert_allclose(pooled[:, i, j], ref, rtol=1e-5, atol=1e-6)
+        assert np.abs(pooled[:, i, j] - f[:, rows, cols].mean(axis=(1, 2))).max() > 1e-3  # not the plain mean
+    x = grid_coords(nlat=nlat, nlon=nlon)
+    a = np.array([0.3, -0.5, 0.8])
+    linear = pool_to_training_grid((x @ a)[..., None], params)[..., 0].astype(np.float64)
+    centroid = pool_to_training_grid(x, params).astype(np.float64)  # sum(w x) / sum(w), not normalised
+    np.testing.assert_allclose(linear, centroid @ a, atol=1e-6)
+    unit = centroid / np.linalg.norm(centroid, axis=-1, keepdims=True)
+    np.testing.assert_allclose(unit, SPEC.coords(params), atol=1e-6)

@@ -133,3 +133,51 @@ def test_writer_round_trip(tmp_path):
     assert meta["parameters"]["diffusivity"] == 0.01
     with open_trajectories(path) as f:
         assert abs(float(f["weights"][:].sum()) - 4 * np.pi) < 1e-4
+
+
+def test_stored_bump_centres_match_the_fields(tmp_path):
+    """ic_params == the direction of each frame's first moment sum(w x u) (the bump is symmetric about c)."""
+    from enf.data.pde import trajectory_seed
+    from enf.data.pde.dataset import PDETrajectories
+    from enf.data.pde.io import generate_split, read_ic_params, read_metadata
+
+    params = DIFFUSION_SPHERE.params(
+        "small", num_train=4, nlat=32, nlon=64, lmax=16, sigma=0.4, num_frames=3, frame_interval=20.0
+    )
+    path = generate_split(
+        DIFFUSION_SPHERE, params, split="train", out_dir=tmp_path, seed=2, chunk_size=3, progress=False
+    )
+    assert read_metadata(path)["generator_version"] == "2"
+    names, centres = read_ic_params(path)
+    assert names == ["centre_x", "centre_y", "centre_z"] and centres.shape == (4, 3)
+    np.testing.assert_allclose(np.linalg.norm(centres, axis=-1), 1.0, atol=1e-6)
+    want = np.stack([bump_centre(trajectory_seed(2, "train", i)) for i in range(4)])
+    np.testing.assert_allclose(centres, want, atol=1e-7)
+    data = PDETrajectories(path)
+    np.testing.assert_array_equal(data.ic_params, centres)
+    coords, w = grid_coords(nlat=32, nlon=64).reshape(-1, 3), grid_weights(nlat=32, nlon=64).reshape(-1)
+    for s in range(4):
+        fields = data[s]["fields"].numpy()[..., 0].astype(np.float64)  # [T, N]
+        moment = np.einsum("n,nd,tn->td", w, coords, fields)
+        direction = moment / np.linalg.norm(moment, axis=-1, keepdims=True)
+        np.testing.assert_allclose(direction, np.broadcast_to(centres[s], direction.shape), atol=2e-5)
+        peak = coords[np.argmax(fields[0])]
+        assert math.acos(min(1.0, float(peak @ centres[s]))) < math.pi / 31  # within a grid spacing
+        other = centres[(s + 1) % 4]  # negative control: another trajectory's centre does not fit
+        assert np.abs(direction[0] - other).max() > 0.1
+
+
+def test_file_without_ic_params(tmp_path):
+    import h5py
+
+    from enf.data.pde.dataset import PDETrajectories
+    from enf.data.pde.io import generate_split, read_ic_params
+
+    params = DIFFUSION_SPHERE.params("small", num_test=1, nlat=16, nlon=32, lmax=8, sigma=0.6, num_frames=1)
+    path = generate_split(DIFFUSION_SPHERE, params, split="test", out_dir=tmp_path, seed=0, progress=False)
+    with h5py.File(path, "r+") as f:  # as written by generator_version 1
+        del f["ic_params"]
+    assert PDETrajectories(path).ic_params is None and PDETrajectories(path).ic_param_names is None
+    with pytest.raises(ValueError, match="no 'ic_params'") as info:
+        read_ic_params(path)
+    assert "test.h5" in str(info.value)

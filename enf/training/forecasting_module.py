@@ -1,0 +1,520 @@
+"""One LightningModule for PDE forecasting in latent space (DESIGN.md section 7).
+
+Stage 1 is field fitting (``enf fit --config configs/fit/<dataset>.yaml``); its checkpoint gives the
+decoder and the fitter. This module is stage 2 and, with ``finetune: true``, stage 3:
+
+* encode frame 0 of each trajectory with the fitter's test-time inner loop (ENF frozen in stage 2; the
+  encodings of the training trajectories are then cached),
+* roll the latents out with ``enf.dynamics.rollout`` over the in-horizon frames,
+* decode every state at ``num_sampled_coords`` random coordinates and regress the frames (MSE).
+
+Evaluation (:meth:`evaluate`, :meth:`run_metrics`): per-frame MSE on the physical scale of rollouts from
+the encoded initial state, split into the training horizon (``in``) and beyond it (``out``), from sparse
+initial states, at the files' full resolution, and the equivariance error of the decoded rollout.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from einops import rearrange, repeat
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from torch import Tensor, nn
+
+from enf.data import keys
+from enf.dynamics import METHODS, rollout
+from enf.latents import Latents
+from enf.training.checkpoints import load_fit_checkpoint
+from enf.training.task import TaskModule, move_batch
+
+__all__ = ["ForecastingModule"]
+
+log = logging.getLogger(__name__)
+
+
+def _obs_key(fraction: float) -> str:
+    return f"obs{round(100 * fraction):d}"
+
+
+class ForecastingModule(TaskModule):
+    """Train a latent ODE on top of a fitted ENF, evaluate its forecasts.
+
+    Batches (``PDETrajectoryDataModule``): ``coords [B, N, coord_dim]``, ``signal [B, T, N, C]``,
+    ``times [B, T]``, ``index [B]`` and optionally ``mask [B, N]`` (observed points of the initial state).
+
+    Args:
+        fit_checkpoint: checkpoint of the stage-1 field fit (``runs/<name>/version_<n>/checkpoints/last.ckpt``).
+        dynamics: the latent vector field, e.g. ``enf.dynamics.EquivariantLatentField`` (its geometry and
+            context width must be the checkpoint's) or ``enf.dynamics.MLPLatentField``.
+        horizon: in-horizon frames: the rollout is trained on frames ``[0, horizon)``; later frames of the
+            data are extrapolation (``out``) in the metrics.
+        frame_dt: ODE time between consecutive frames.
+        method: ``torchdiffeq`` solver (``euler``, ``rk4``, ``dopri5``, ...).
+        step_size: fixed-step solver step (``None``: one step per frame).
+        adjoint: backpropagate through the solver with the adjoint method.
+        finetune: stage 3: also train the decoder and fitter (at ``decoder_lr``), encoding differentiably.
+        init_checkpoint: a checkpoint of this module (e.g. the stage-2 ``last.ckpt``) whose weights (dynamics,
+            decoder, fitter) this run starts from: stage 3 after stage 2.
+        decoder_lr: learning rate of the decoder and fitter when ``finetune``.
+        num_sampled_coords: coordinates per frame in the training loss (``None``: all).
+        lr: AdamW learning rate of the dynamics.
+        weight_decay: AdamW weight decay.
+        observed_fractions: sparse initial states evaluated in :meth:`run_metrics`
+            (``mse_test_in_obs50`` for 0.5, ...).
+        num_plot_samples: trajectories drawn in the figures.
+    """
+
+    def __init__(
+        self,
+        *,
+        fit_checkpoint: str,
+        dynamics: nn.Module,
+        horizon: int = 10,
+        frame_dt: float = 1.0,
+        method: str = "euler",
+        step_size: float | None = None,
+        adjoint: bool = False,
+        finetune: bool = False,
+        init_checkpoint: str | None = None,
+        decoder_lr: float = 1e-5,
+        num_sampled_coords: int | None = 1024,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        observed_fractions: tuple[float, ...] = (0.5, 0.1, 0.05),
+        num_plot_samples: int = 2,
+    ) -> None:
+        super().__init__()
+        if not isinstance(dynamics, nn.Module):
+            raise TypeError(
+                f"dynamics must be an nn.Module (e.g. enf.dynamics.EquivariantLatentField), got {dynamics!r}"
+            )
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 2:
+            raise ValueError(
+                f"horizon must be an int >= 2 (frames the rollout is trained on), got {horizon!r}"
+            )
+        if method not in METHODS:
+            raise ValueError(f"unknown ODE method {method!r}; choose one of {list(METHODS)}")
+        if not (frame_dt > 0 and math.isfinite(frame_dt)):
+            raise ValueError(f"frame_dt must be a positive number, got {frame_dt}")
+        if num_sampled_coords is not None and num_sampled_coords < 1:
+            raise ValueError(f"num_sampled_coords must be None (all) or >= 1, got {num_sampled_coords}")
+        if lr <= 0 or decoder_lr <= 0:
+            raise ValueError(f"lr and decoder_lr must be > 0, got {lr}, {decoder_lr}")
+        for fraction in observed_fractions:
+            if not 0.0 < fraction <= 1.0:
+                raise ValueError(f"observed_fractions must lie in (0, 1], got {fraction}")
+        given = _given_hyperparameters.get() is not None
+        self.save_hyperparameters(ignore=[] if given else ["dynamics"])
+        fit = load_fit_checkpoint(fit_checkpoint)
+        self.decoder = fit.decoder
+        self.fitter = fit.fitter
+        self.geometry = fit.geometry
+        self.field_spec = fit.field_spec
+        self.fit_loss = fit.module.loss_fn
+        self.fit_num_sampled_coords = fit.module.num_sampled_coords
+        geom_name = getattr(getattr(dynamics, "geometry", None), "name", None)
+        if geom_name is not None and geom_name != self.geometry.name:
+            raise ValueError(
+                f"dynamics geometry {geom_name!r} differs from the fitted decoder's {self.geometry.name!r} "
+                f"({fit_checkpoint}); set dynamics.init_args.geometry: {self.geometry.name}"
+            )
+        ctx = getattr(dynamics, "context_dim", None)
+        if ctx is not None and ctx != self.decoder.context_dim:
+            raise ValueError(
+                f"dynamics context_dim {ctx} differs from the fitted decoder's {self.decoder.context_dim}; "
+                f"set dynamics.init_args.context_dim: {self.decoder.context_dim}"
+            )
+        self.dynamics = dynamics
+        if init_checkpoint is not None:
+            from enf.training.checkpoints import read_checkpoint
+
+            state = read_checkpoint(init_checkpoint)["state_dict"]
+            try:
+                self.load_state_dict(state)
+            except RuntimeError as exc:
+                raise ValueError(
+                    f"init_checkpoint {init_checkpoint} does not fit this model (other dynamics or ENF sizes): "
+                    f"{str(exc).splitlines()[0]}"
+                ) from None
+            log.info("initialised from %s", init_checkpoint)
+        if not finetune:
+            self.decoder.requires_grad_(False)
+            self.fitter.requires_grad_(False)
+        self._z0_cache: dict[int, tuple[Tensor, ...]] = {}
+        self._eval_rows: dict[str, list[Tensor]] = {}
+        self._curves: dict[str, list[float]] = {}
+        self._curve_times: list[float] = []
+
+    # ------------------------------------------------------------------------------------ protocol
+    @property
+    def monitor(self) -> tuple[str, str]:
+        return ("val/mse_in", "min")
+
+    def unpack(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """``(coords [B, N, coord_dim], signal [B, T, N, C])`` of a trajectory batch, validated."""
+        missing = [k for k in (keys.COORDS, keys.SIGNAL) if k not in batch]
+        if missing:
+            raise KeyError(
+                f"batch lacks {missing} (has {sorted(batch)}); use enf.data.PDETrajectoryDataModule"
+            )
+        coords, signal = batch[keys.COORDS], batch[keys.SIGNAL]
+        if coords.dim() != 3 or signal.dim() != 4 or coords.shape[:2] != (signal.shape[0], signal.shape[2]):
+            raise ValueError(
+                f"forecasting needs coords [B, N, coord_dim] and trajectories signal [B, T, N, C], got "
+                f"{tuple(coords.shape)} and {tuple(signal.shape)} (frames come from PDEDataModule, "
+                "trajectories from PDETrajectoryDataModule)"
+            )
+        if signal.shape[-1] != self.decoder.num_out:
+            raise ValueError(
+                f"signal has {signal.shape[-1]} channels but the decoder has {self.decoder.num_out}"
+            )
+        if not torch.isfinite(signal).all():
+            raise ValueError("batch signal contains NaN or inf")
+        return coords, signal
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        spec = getattr(dm, "field_spec", None)
+        if spec is None or self.field_spec is None:
+            return
+        fit = self.field_spec
+        if (spec.name, spec.num_channels, spec.kind) != (fit.name, fit.num_channels, fit.kind):
+            raise ValueError(
+                f"the data ({spec.name}: {spec.kind}, {spec.num_channels} channels) is not what the ENF was fitted "
+                f"on ({fit.name}: {fit.kind}, {fit.num_channels} channels); use the fit run's dataset"
+            )
+        if spec.mean is not None and fit.mean is not None:
+            if max(
+                abs(a - b) for a, b in zip(spec.mean + spec.std, fit.mean + fit.std, strict=True)
+            ) > 1e-4 * (1 + max(abs(v) for v in fit.std)):
+                raise ValueError(
+                    "the data's normalisation differs from the fit run's (other train file?): "
+                    f"mean/std {spec.mean}/{spec.std} vs {fit.mean}/{fit.std}"
+                )
+        frames = getattr(dm, "num_frames", None)
+        if frames is not None and self.hparams.horizon > frames:
+            raise ValueError(
+                f"horizon {self.hparams.horizon} exceeds the {frames} frames per trajectory of the data; "
+                "lower model.horizon or widen data.time_window"
+            )
+
+    # ------------------------------------------------------------------------------------ pieces
+    def ode_times(self, num_frames: int, *, dtype: torch.dtype | None = None) -> Tensor:
+        """``[T]`` ODE times of ``num_frames`` consecutive frames: ``k * frame_dt``."""
+        return (
+            torch.arange(num_frames, dtype=dtype or torch.float32, device=self.device) * self.hparams.frame_dt
+        )
+
+    @torch.enable_grad()
+    def encode_initial(
+        self, coords: Tensor, state: Tensor, *, index: Tensor | None = None, mask: Tensor | None = None
+    ) -> Latents:
+        """Latents ``[B, L, dim]`` of initial states ``state [B, N, C]`` (only ``mask``-ed points enter).
+
+        Test-time encoding with the frozen ENF (cached per trajectory ``index`` for full observations),
+        or differentiable training-time encoding when fine-tuning.
+        """
+        train = bool(self.hparams.finetune and self.training)
+        use_cache = not self.hparams.finetune and self.training and index is not None and mask is None
+        if use_cache and all(int(i) in self._z0_cache for i in index):
+            rows = [self._z0_cache[int(i)] for i in index]
+            return Latents(*(torch.stack([r[k] for r in rows]).to(self.device) for k in range(3)))
+        z = self.fitter.encode(
+            self.decoder,
+            coords,
+            state,
+            train=train,
+            loss=self.fit_loss,
+            subset_size=self.fit_num_sampled_coords if train else None,
+            mask=mask,
+        )
+        if not train:
+            z = z.detach()
+        if use_cache:
+            for k, i in enumerate(index):
+                self._z0_cache[int(i)] = tuple(t[k].detach().cpu() for t in z.to_tuple())
+        return z
+
+    def forecast(self, z0: Latents, num_frames: int) -> Latents:
+        """Rollout ``[B, T, L, dim]`` of ``z0`` over ``num_frames`` frames."""
+        hp = self.hparams
+        return rollout(
+            self.dynamics,
+            z0,
+            self.ode_times(num_frames, dtype=z0.dtype),
+            method=hp.method,
+            step_size=hp.step_size,
+            adjoint=hp.adjoint,
+        )
+
+    def decode(self, coords: Tensor, zs: Latents, *, chunk: int | None = None) -> Tensor:
+        """Decode a rollout ``zs [B, T, L, dim]`` at ``coords [B, N, coord_dim]`` -> ``[B, T, N, C]``."""
+        num_times = zs.num_times
+        flat = zs.map(lambda t: rearrange(t, "b t l d -> (b t) l d"))
+        x = repeat(coords, "b n d -> (b t) n d", t=num_times)
+        if chunk is None or x.shape[1] <= chunk:
+            out = self.decoder(x, flat)
+        else:
+            out = torch.cat(
+                [self.decoder(x[:, s : s + chunk], flat) for s in range(0, x.shape[1], chunk)], dim=1
+            )
+        return rearrange(out, "(b t) n c -> b t n c", t=num_times)
+
+    # ------------------------------------------------------------------------------------ training
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        coords, signal = self.unpack(batch)
+        horizon = self.hparams.horizon
+        if signal.shape[1] < horizon:
+            raise ValueError(f"trajectories have {signal.shape[1]} frames, fewer than horizon {horizon}")
+        z0 = self.encode_initial(coords, signal[:, 0], index=batch.get(keys.INDEX), mask=batch.get(keys.MASK))
+        zs = self.forecast(z0, horizon)
+        k = self.hparams.num_sampled_coords
+        target = signal[:, :horizon]
+        if k is not None and k < coords.shape[1]:
+            idx = torch.randperm(coords.shape[1], device=coords.device)[:k]
+            coords, target = coords[:, idx], target[:, :, idx]
+        pred = self.decode(coords, zs)
+        loss = (pred - target).square().mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"forecasting loss is {float(loss.detach())} at step {self.global_step}: lower model.lr or "
+                "dynamics.init_args.velocity_scale, or use a smaller frame_dt / step_size"
+            )
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def frame_errors(
+        self, batch: Mapping[str, Tensor], *, full: Mapping[str, Tensor] | None = None
+    ) -> Tensor:
+        """Per-trajectory per-frame MSE ``[B, T]`` on the physical scale of the rollout of ``batch``.
+
+        The initial state is encoded from ``batch`` (its ``mask`` if any); with ``full`` (the same
+        trajectories at another resolution) the rollout is decoded and compared on ``full``'s grid.
+        """
+        coords, signal = self.unpack(batch)
+        z0 = self.encode_initial(coords, signal[:, 0], mask=batch.get(keys.MASK))
+        if full is not None:
+            coords, signal = self.unpack(full)
+        with torch.no_grad():
+            pred = self.decode(coords, self.forecast(z0, signal.shape[1]), chunk=8192)
+            if self.field_spec is not None:
+                pred, signal = self.field_spec.denormalize(pred), self.field_spec.denormalize(signal)
+            return (pred - signal).square().mean(dim=(2, 3))
+
+    def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
+        self._eval_rows.setdefault(stage, []).append(self.frame_errors(batch).cpu())
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def _log_epoch(self, stage: str) -> None:
+        rows = self._eval_rows.pop(stage, [])
+        if not rows:
+            return
+        errors = torch.cat(rows)
+        horizon = min(self.hparams.horizon, errors.shape[1])
+        self.log(f"{stage}/mse_in", errors[:, :horizon].mean(), sync_dist=True, prog_bar=stage == "val")
+        if errors.shape[1] > horizon:
+            self.log(f"{stage}/mse_out", errors[:, horizon:].mean(), sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def configure_optimizers(self):
+        groups = [{"params": list(self.dynamics.parameters()), "lr": self.hparams.lr}]
+        if self.hparams.finetune:
+            enf_params = [p for m in (self.decoder, self.fitter) for p in m.parameters() if p.requires_grad]
+            groups.append({"params": enf_params, "lr": self.hparams.decoder_lr})
+        return torch.optim.AdamW(groups, weight_decay=self.hparams.weight_decay)
+
+    # ---------------------------------------------------------------------------------- evaluation
+    def _datamodule(self):
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is None or not hasattr(dm, "trajectory_loader"):
+            raise ValueError(
+                "evaluation needs a trainer with an enf.data.PDETrajectoryDataModule, or loader=..."
+            )
+        return dm
+
+    @torch.enable_grad()
+    def evaluate(
+        self,
+        split: str,
+        *,
+        loader=None,
+        max_samples: int | None = None,
+        observed_fraction: float | None = None,
+        resolution: str | None = None,
+        equivariance: bool = True,
+        curve: str | None = None,
+    ) -> dict[str, float]:
+        """Forecast the trajectories of ``split`` from their encoded initial states.
+
+        Returns ``mse_in`` (frames before ``horizon``), ``mse_out`` (later frames, when the data has
+        them), ``equivariance_error`` (see :meth:`rollout_equivariance_error`) and ``num_samples``. With
+        ``observed_fraction`` the initial state is encoded from that fraction of the points (the error is
+        on the full field); with ``resolution="full"`` the rollout is decoded on the files' full grid.
+        The per-frame MSE is kept under ``curve`` (default ``split``) for :meth:`artifacts`.
+        """
+        full_loader = None
+        if loader is None:
+            dm = self._datamodule()
+            loader = dm.trajectory_loader(split, max_samples=max_samples, observed_fraction=observed_fraction)
+            if resolution == "full":
+                full_loader = dm.trajectory_loader(split, max_samples=max_samples, resolution="full")
+        rows, seen, eq_error = [], 0, None
+        fulls = iter(full_loader) if full_loader is not None else None
+        for batch in loader:
+            batch = move_batch(batch, self.device)
+            full = move_batch(next(fulls), self.device) if fulls is not None else None
+            rows.append(self.frame_errors(batch, full=full).cpu())
+            if equivariance and eq_error is None:
+                eq_error = self.rollout_equivariance_error(batch)
+            seen += rows[-1].shape[0]
+            if max_samples is not None and seen >= max_samples:
+                break
+        if seen == 0:
+            raise ValueError(f"evaluate({split!r}) got an empty data loader")
+        errors = torch.cat(rows)[: max_samples or None]
+        per_frame = errors.mean(0)
+        self._curves[curve or split] = [float(v) for v in per_frame]
+        self._curve_times = [float(v) for v in self.ode_times(per_frame.numel()).cpu()]
+        horizon = min(self.hparams.horizon, per_frame.numel())
+        out = {"mse_in": float(errors[:, :horizon].mean())}
+        if per_frame.numel() > horizon:
+            out["mse_out"] = float(errors[:, horizon:].mean())
+        if eq_error is not None:
+            out["equivariance_error"] = eq_error
+        out["num_samples"] = float(errors.shape[0])
+        return out
+
+    @torch.enable_grad()
+    def rollout_equivariance_error(self, batch: Mapping[str, Tensor], *, num_coords: int = 256) -> float:
+        """``max |f(g x; rollout(g z0)) - f(x; rollout(z0))|`` over the frames, float64, one random ``g`` per
+        trajectory, ``z0`` encoded from ``batch``, random coordinates of the domain."""
+        coords, signal = self.unpack(batch)
+        z0 = self.encode_initial(coords, signal[:, 0], mask=batch.get(keys.MASK)).to(torch.float64)
+        gen = torch.Generator().manual_seed(0)
+        decoder = copy.deepcopy(self.decoder).double()
+        dynamics = copy.deepcopy(self.dynamics).double()
+        geom = self.geometry
+        b = z0.batch_size
+        g = geom.sample_group(b, generator=gen, dtype=torch.float64).to(device=self.device)
+        x = geom.sample_coords(b, num_coords, generator=gen, dtype=torch.float64).to(self.device)
+        times = self.ode_times(signal.shape[1], dtype=torch.float64)
+        hp = self.hparams
+        with torch.no_grad():
+            zs = rollout(dynamics, z0, times, method=hp.method, step_size=hp.step_size)
+            zs_g = rollout(dynamics, z0.transform(geom, g), times, method=hp.method, step_size=hp.step_size)
+            gx = geom.act_coords(g, x)
+            errors = [
+                (decoder(gx, zs_g.at_time(t)) - decoder(x, zs.at_time(t))).abs().max()
+                for t in range(len(times))
+            ]
+        return float(torch.stack(errors).max())
+
+    def run_metrics(self, *, num_train_eval: int, num_test_eval: int | None) -> dict[str, float]:
+        """``metrics.json`` of a forecast run (all MSE on the physical scale, per point and frame):
+
+        ``mse_train_in``/``mse_train_out`` (up to ``num_train_eval`` training trajectories),
+        ``mse_test_in``/``mse_test_out``, ``mse_test_in_obs<P>``/``mse_test_out_obs<P>`` for every
+        ``observed_fractions`` entry (P = percent of the initial state's points observed), and where the
+        files store a full-resolution grid ``mse_test_in_fullres``/``mse_test_out_fullres``;
+        ``equivariance_error`` (test rollouts), ``num_train_eval``, ``num_test``, ``horizon``.
+        """
+        self._curves = {}
+        train = self.evaluate("train", max_samples=num_train_eval, equivariance=False)
+        metrics: dict[str, float] = {
+            "num_train_eval": train.pop("num_samples"),
+            "horizon": float(self.hparams.horizon),
+        }
+        metrics.update({f"mse_train_{k[4:]}": v for k, v in train.items()})
+        metrics.update(self.test_metrics(num_test_eval=num_test_eval))
+        for fraction in self.hparams.observed_fractions:
+            tag = _obs_key(fraction)
+            res = self.evaluate(
+                "test",
+                max_samples=num_test_eval,
+                observed_fraction=fraction,
+                equivariance=False,
+                curve=f"test_{tag}",
+            )
+            metrics.update({f"mse_test_{k[4:]}_{tag}": v for k, v in res.items() if k.startswith("mse_")})
+        dm = self._datamodule()
+        if dm.resolution == "stored" and dm.has_full_resolution():
+            res = self.evaluate(
+                "test", max_samples=num_test_eval, resolution="full", equivariance=False, curve="test_fullres"
+            )
+            metrics.update({f"mse_test_{k[4:]}_fullres": v for k, v in res.items() if k.startswith("mse_")})
+        return metrics
+
+    def test_metrics(self, *, num_test_eval: int | None) -> dict[str, float]:
+        test = self.evaluate("test", max_samples=num_test_eval)
+        metrics = {"num_test": test.pop("num_samples")}
+        if "equivariance_error" in test:
+            metrics["equivariance_error"] = test.pop("equivariance_error")
+        metrics.update({f"mse_test_{k[4:]}": v for k, v in test.items()})
+        return metrics
+
+    def artifacts(self) -> dict[str, Any]:
+        """``mse_per_frame.json`` (ODE times, horizon, per-frame MSE of every evaluation) and its plot."""
+        if not self._curves:
+            return {}
+        from enf.plotting_rollout import plot_error_curves
+
+        data = {"times": self._curve_times, "horizon": self.hparams.horizon, "curves": dict(self._curves)}
+        fig = plot_error_curves(
+            {k: np.asarray(v) for k, v in self._curves.items()},
+            times=self._curve_times,
+            horizon=self.hparams.horizon,
+            title=f"{getattr(self.field_spec, 'name', '')} · {self.geometry.name} · MSE per frame",
+        )
+        return {"mse_per_frame.json": data, "mse_per_frame.png": fig}
+
+    @torch.enable_grad()
+    def figures(self, batch: Mapping[str, Tensor]) -> dict[str, Any]:
+        """``{"rollout": Figure}``: truth / prediction / error over time with the latent trajectories."""
+        if self.field_spec is None:
+            return {}
+        from enf.plotting_rollout import plot_rollout
+
+        batch = move_batch(batch, self.device)
+        coords, signal = self.unpack(batch)
+        was_training = self.training
+        self.eval()
+        try:
+            z0 = self.encode_initial(coords[:1], signal[:1, 0], mask=None)
+            with torch.no_grad():
+                zs = self.forecast(z0, signal.shape[1])
+                pred = self.decode(coords[:1], zs, chunk=8192)
+        finally:
+            self.train(was_training)
+        spec = self.field_spec
+        fig = plot_rollout(
+            spec,
+            coords[0].cpu(),
+            spec.denormalize(signal[0]).cpu(),
+            spec.denormalize(pred[0]).cpu(),
+            times=self.ode_times(signal.shape[1]).cpu(),
+            poses=zs.poses[0].detach().cpu(),
+            horizon=self.hparams.horizon,
+            title=f"{spec.name or spec.kind} · {self.geometry.name} · step {self.global_step}",
+        )
+        return {"rollout": fig}
+
+    @property
+    def fit_checkpoint(self) -> Path:
+        return Path(self.hparams.fit_checkpoint)

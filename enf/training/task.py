@@ -1,0 +1,52 @@
+"""The shared base of the task modules: what the run-directory callbacks call, with default behaviour.
+
+A task (field fitting, forecasting, ...) is one LightningModule. Besides Lightning's hooks it offers the
+:class:`~enf.training.callbacks.FieldTask` protocol: ``monitor``, ``evaluate(split)``, ``figures(batch)``,
+and, through this base class, ``run_metrics`` (the flat ``metrics.json`` numbers) and ``artifacts`` (extra
+files of the run directory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+__all__ = ["TaskModule", "move_batch"]
+
+
+def move_batch(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    """The tensors of ``batch`` on ``device`` (other entries unchanged)."""
+    return {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in batch.items()}
+
+
+class TaskModule(L.LightningModule):
+    """Base class of the enf task modules (subclasses implement ``monitor``, ``evaluate``, ``figures``)."""
+
+    def run_metrics(self, *, num_train_eval: int, num_test_eval: int | None) -> dict[str, float]:
+        """Final numbers of a run: ``<metric>_train`` on up to ``num_train_eval`` training signals,
+        ``<metric>_test`` on the test split (``num_test_eval``: at most that many), ``equivariance_error``
+        (test), ``num_train_eval`` and ``num_test``."""
+        metrics: dict[str, float] = {}
+        train = self.evaluate("train", max_samples=num_train_eval)
+        train.pop("equivariance_error", None)
+        metrics["num_train_eval"] = train.pop("num_samples")
+        metrics.update({f"{k}_train": v for k, v in train.items()})
+        metrics.update(self.test_metrics(num_test_eval=num_test_eval))
+        return metrics
+
+    def test_metrics(self, *, num_test_eval: int | None) -> dict[str, float]:
+        """``<metric>_test``, ``equivariance_error`` and ``num_test`` (what ``enf test`` writes)."""
+        test = self.evaluate("test", max_samples=num_test_eval)
+        metrics = {"num_test": test.pop("num_samples")}
+        if "equivariance_error" in test:
+            metrics["equivariance_error"] = test.pop("equivariance_error")
+        metrics.update({f"{k}_test": v for k, v in test.items()})
+        return metrics
+
+    def artifacts(self) -> dict[str, Any]:
+        """Extra run-directory files after :meth:`run_metrics`: ``{file name: dict (JSON) | Figure}``."""
+        return {}

@@ -1,0 +1,215 @@
+"""Forecasting experiments: stage 1 (``enf fit``) + stage 2 (``enf forecast fit``) per model and seed, then a
+mean +- std table of the protocol's metrics (``metrics.json`` of each forecasting run).
+
+    python experiments/forecast.py --dataset diffusion_plane --models equivariant nonequivariant \\
+        --seeds 0 1 2 --fit-time 00:00:12:00 --ode-time 00:00:15:00 --num-train 256 --parallel 2
+
+Models (same decoder, fitter and ODE code; only the config differs):
+
+* ``equivariant``: the dataset's geometry (configs/fit/<dataset>.yaml, configs/forecast/<dataset>.yaml);
+* ``nonequivariant``: absolute coordinates (``absolute2d`` on the plane and torus, ``absolute_sphere`` on the
+  sphere), the same decoder and latent ODE otherwise;
+* ``vector``: one global latent vector per state (one latent, context 64, absolute coordinates, a wide
+  window) and an MLP ODE on it (``enf.dynamics.MLPLatentField``): the DINo-like baseline.
+
+Stage 1 fits the frames of the training horizon (the first 10, as the reference does). Each run gets
+``--fit-time`` for stage 1 and ``--ode-time`` for stage 2 (Lightning ``max_time``), with
+``--threads`` CPU threads; ``--parallel`` runs that many (model, seed) pairs at once. Results go to
+``experiments/results/<dataset>.json`` (every run's metrics and the summary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+NONEQUIVARIANT = {"plane": "absolute2d", "torus": "absolute2d", "sphere": "absolute_sphere"}
+KIND = {
+    "diffusion_plane": "plane",
+    "navier_stokes_torus": "torus",
+    "diffusion_sphere": "sphere",
+    "shallow_water_sphere": "sphere",
+    "heated_convection_ball": "ball",
+}
+SHOWN = [
+    "mse_train_in", "mse_train_out", "mse_test_in", "mse_test_out",
+    "mse_test_in_obs50", "mse_test_in_obs10", "mse_test_in_obs5", "mse_test_in_fullres", "equivariance_error",
+]  # fmt: skip
+
+
+def overrides(model: str, dataset: str) -> tuple[list[str], list[str]]:
+    """Extra (stage-1, stage-2) command-line words of ``model``."""
+    if model == "equivariant":
+        return [], []
+    kind = KIND[dataset]
+    if kind not in NONEQUIVARIANT:
+        raise SystemExit(f"no non-equivariant geometry for {dataset} ({kind}); run --models equivariant")
+    geom = NONEQUIVARIANT[kind]
+    if model == "nonequivariant":
+        return (
+            ["--model.decoder.init_args.geometry", geom],
+            ["--model.dynamics.init_args.geometry", geom],
+        )
+    if model == "vector":
+        context = 64
+        dynamics = {
+            "class_path": "enf.dynamics.MLPLatentField",
+            "init_args": {"geometry": geom, "context_dim": context, "num_latents": 1, "hidden_dim": 256},
+        }
+        return (
+            [
+                "--model.decoder.init_args.geometry", geom, "--model.decoder.init_args.context_dim", str(context),
+                "--model.fitter.init_args.num_latents", "1", "--model.fitter.init_args.window", "10.0",
+                "--model.fitter.init_args.lr_position", "0.0",
+            ],
+            ["--model.dynamics", json.dumps(dynamics)],
+        )  # fmt: skip
+    raise SystemExit(f"unknown model {model!r}; choose equivariant, nonequivariant, vector")
+
+
+def run(cmd: list[str], log: Path, threads: int) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    with log.open("w") as f:
+        proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])} ... failed (exit {proc.returncode}); see {log}")
+
+
+def one(args, model: str, seed: int) -> dict:
+    name = f"{args.dataset}_{model}_s{seed}"
+    out = REPO / args.out / name
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    fit_extra, ode_extra = overrides(model, args.dataset)
+    enf = [sys.executable, "-m", "enf.cli"]
+    data = [
+        "--data.init_args.root", args.root, "--data.init_args.seed", "0",
+        "--data.init_args.generate_options", json.dumps(args.generate_options),
+    ]  # fmt: skip
+    if args.num_train is not None:
+        data += ["--data.init_args.num_train", str(args.num_train)]
+    logger = ["--trainer.logger.init_args.save_dir", str(out), "--trainer.enable_progress_bar", "false"]
+    t0 = time.perf_counter()
+    run(
+        [*enf, "fit", "--config", f"configs/fit/{args.dataset}.yaml", "--seed_everything", str(seed),
+         "--trainer.max_time", args.fit_time, "--trainer.max_epochs", "100000", *data, *logger,
+         "--trainer.logger.init_args.name", "fit", "--data.init_args.time_window", "[0, 10]",
+         "--artifacts.num_train_eval", "32", "--artifacts.num_test_eval", "64", *fit_extra],
+        out / "fit.log", args.threads,
+    )  # fmt: skip
+    t1 = time.perf_counter()
+    fit_ckpt = out / "fit" / "version_0" / "checkpoints" / "last.ckpt"
+    run(
+        [*enf, "forecast", "fit", "--config", f"configs/forecast/{args.dataset}.yaml", "--seed_everything",
+         str(seed), "--model.fit_checkpoint", str(fit_ckpt), "--trainer.max_time", args.ode_time,
+         "--trainer.max_epochs", "100000", *data, *logger, "--trainer.logger.init_args.name", "forecast", *ode_extra],
+        out / "forecast.log", args.threads,
+    )  # fmt: skip
+    t2 = time.perf_counter()
+    metrics = json.loads((out / "forecast" / "version_0" / "metrics.json").read_text())
+    fit_metrics = json.loads((out / "fit" / "version_0" / "metrics.json").read_text())
+    metrics.update(stage1_time_s=t1 - t0, stage2_time_s=t2 - t1, stage1_mse_test=fit_metrics.get("mse_test"))
+    print(f"{name}: mse_train_in {metrics['mse_train_in']:.3e} mse_test_in {metrics['mse_test_in']:.3e} "
+          f"({t2 - t0:.0f} s)", flush=True)  # fmt: skip
+    return {"model": model, "seed": seed, "metrics": metrics, "run": str(out)}
+
+
+def plot_curves(record: dict, out: Path) -> None:
+    """Test MSE per frame, mean +- std over seeds, for every model side by side (from the runs' curves)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from enf.plotting import save_figure
+    from enf.plotting_rollout import plot_error_curves
+
+    curves, times, horizon = {}, None, None
+    for model in record["summary"]:
+        rows = []
+        for r in record["runs"]:
+            if r["model"] == model:
+                data = json.loads(
+                    (Path(r["run"]) / "forecast" / "version_0" / "mse_per_frame.json").read_text()
+                )
+                rows.append(data["curves"]["test"])
+                times, horizon = data["times"], data["horizon"]
+        rows = np.asarray(rows)
+        curves[model] = (rows.mean(0), rows.std(0))
+    fig = plot_error_curves(
+        curves,
+        times=np.asarray(times),
+        horizon=horizon,
+        title=f"{record['args']['dataset']}: test MSE per frame",
+    )
+    save_figure(fig, out)
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dataset", required=True, choices=sorted(KIND))
+    parser.add_argument("--models", nargs="+", default=["equivariant", "nonequivariant"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--fit-time", default="00:00:12:00", help="stage-1 budget (DD:HH:MM:SS)")
+    parser.add_argument("--ode-time", default="00:00:15:00", help="stage-2 budget (DD:HH:MM:SS)")
+    parser.add_argument("--num-train", type=int, default=None, help="training trajectories used")
+    parser.add_argument(
+        "--generate", default="{}", help="JSON overrides of the small preset (e.g. num_train)"
+    )
+    parser.add_argument("--root", default="data/experiments", help="data root (apart from data/)")
+    parser.add_argument("--out", default="experiments/runs", help="run directories")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--tag", default="", help="suffix of the results file")
+    parser.add_argument("--plot-only", action="store_true", help="only redraw the figure of a results file")
+    args = parser.parse_args()
+    path = REPO / "experiments" / "results" / f"{args.dataset}{args.tag}.json"
+    if args.plot_only:
+        plot_curves(json.loads(path.read_text()), path.with_suffix(".png"))
+        return
+    args.generate_options = json.loads(args.generate)
+    # generate the data once, before runs start in parallel
+    gen = [sys.executable, "-m", "enf.cli", "data", "generate", args.dataset, "--preset", "small",
+           "--out", f"{args.root}/{args.dataset}"]  # fmt: skip
+    gen += ["--set", *[f"{k}={v}" for k, v in args.generate_options.items()]] if args.generate_options else []
+    if not (REPO / args.root / args.dataset / "test.h5").is_file():
+        subprocess.run(gen, cwd=REPO, check=True)
+    jobs = [(m, s) for m in args.models for s in args.seeds]
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        results = list(pool.map(lambda job: one(args, *job), jobs))
+    summary: dict[str, dict[str, list[float]]] = {}
+    for model in args.models:
+        rows = [r["metrics"] for r in results if r["model"] == model]
+        summary[model] = {
+            k: [float(np.mean([r[k] for r in rows])), float(np.std([r[k] for r in rows]))]
+            for k in [*SHOWN, "stage1_time_s", "stage2_time_s", "global_step"]
+            if all(k in r for r in rows)
+        }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"args": vars(args), "runs": results, "summary": summary}
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    plot_curves(record, path.with_suffix(".png"))
+    keys = [k for k in SHOWN if all(k in summary[m] for m in args.models)]
+    print(f"\n{args.dataset}: mean +- std over seeds {args.seeds}")
+    print("| model | " + " | ".join(keys) + " |")
+    print("|---|" + "---|" * len(keys))
+    for model in args.models:
+        cells = [f"{summary[model][k][0]:.2e} ± {summary[model][k][1]:.1e}" for k in keys]
+        print(f"| {model} | " + " | ".join(cells) + " |")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Forecasting end to end through the CLI: ``enf fit`` -> ``enf forecast fit`` -> ``enf forecast``, on a tiny
+generated planar-diffusion file; the module's evaluation against independent computations."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from enf.cli import main
+from enf.data.pde.dataset import PDETrajectories
+from enf.training import ForecastingModule, load_forecast_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_DATA = '{"num_train": 4, "num_test": 2, "resolution": 16, "num_frames": 6}'
+FIT = [
+    "fit", "--config", str(REPO / "configs" / "fit" / "diffusion_plane.yaml"),
+    "--trainer.enable_progress_bar", "false", "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+    "--trainer.num_sanity_val_steps", "0", "--data.init_args.generate_options", TINY_DATA,
+    "--data.init_args.batch_size", "4", "--model.decoder.init_args.hidden_dim", "16",
+    "--artifacts.num_train_eval", "4",
+]  # fmt: skip
+
+
+def forecast_args(fit_ckpt: Path, *extra: str) -> list[str]:
+    return [
+        "--config", str(REPO / "configs" / "forecast" / "diffusion_plane.yaml"),
+        "--model.fit_checkpoint", str(fit_ckpt), "--data.init_args.generate_options", TINY_DATA,
+        "--data.init_args.time_window", "[0, 6]", "--model.horizon", "4", "--model.num_sampled_coords", "64",
+        "--model.dynamics.init_args.hidden_dim", "16", "--model.dynamics.init_args.basis_dim", "16",
+        "--trainer.enable_progress_bar", "false", "--trainer.max_steps", "3", "--trainer.limit_val_batches", "1",
+        "--trainer.num_sanity_val_steps", "0", "--data.init_args.batch_size", "2",
+        "--artifacts.num_train_eval", "4", *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("forecast")
+    cwd = os.getcwd()
+    os.chdir(path)
+    try:
+        main(FIT)
+        main(["forecast", "fit", *forecast_args(fit_ckpt(path))])
+    finally:
+        os.chdir(cwd)
+    return path
+
+
+def fit_ckpt(path: Path) -> Path:
+    return path / "runs" / "diffusion_plane" / "version_0" / "checkpoints" / "last.ckpt"
+
+
+def forecast_run(path: Path) -> Path:
+    return path / "runs" / "forecast_diffusion_plane" / "version_0"
+
+
+def test_forecast_run_writes_the_protocol(workdir: Path) -> None:
+    run = forecast_run(workdir)
+    metrics = json.loads((run / "metrics.json").read_text())
+    keys = {f"mse_{s}_{h}" for s in ("train", "test") for h in ("in", "out")}
+    keys |= {f"mse_test_in_obs{p}" for p in (50, 10, 5)}
+    assert keys <= set(metrics), sorted(metrics)
+    assert metrics["equivariance_error"] < 1e-9  # se2 rollout decoded in float64
+    assert metrics["global_step"] == 3 and metrics["num_test"] == 2 and metrics["horizon"] == 4
+    curves = json.loads((run / "mse_per_frame.json").read_text())
+    assert curves["horizon"] == 4 and len(curves["times"]) == 6
+    test = np.asarray(curves["curves"]["test"])
+    # the flat numbers are the means of the per-frame curve over the horizon and beyond it
+    assert np.isclose(test[:4].mean(), metrics["mse_test_in"]) and np.isclose(
+        test[4:].mean(), metrics["mse_test_out"]
+    )
+    assert np.isclose(np.mean(curves["curves"]["test_obs5"][:4]), metrics["mse_test_in_obs5"])
+    assert {"final_rollout.png", "mse_per_frame.png"} <= {p.name for p in (run / "figures").iterdir()}
+    assert "mse_test_in_fullres" not in metrics  # the plane files store one resolution
+
+
+def test_forecast_command_reproduces_the_metrics(workdir: Path, tmp_path: Path) -> None:
+    """``enf forecast`` on the test file: the same per-frame errors as the run's evaluation, HDF5 + figures."""
+    ckpt = forecast_run(workdir) / "checkpoints" / "last.ckpt"
+    data = workdir / "data" / "diffusion_plane" / "test.h5"
+    out = tmp_path / "pred.h5"
+    main(["forecast", "--ckpt", str(ckpt), "--data", str(data), "--out", str(out)])
+    metrics = json.loads((forecast_run(workdir) / "metrics.json").read_text())
+    with h5py.File(out) as f:
+        fields, mse = f["fields"][()], f["mse_per_frame"][()]
+        assert fields.shape == (2, 6, 16, 16, 1) and f["poses"].shape[:2] == (2, 6)
+    # independent check of the stored error: against the file's own fields (physical scale)
+    truth = PDETrajectories(data)
+    expected = np.stack(
+        [((fields[i].reshape(6, -1, 1) - truth[i]["fields"].numpy()) ** 2).mean((1, 2)) for i in range(2)]
+    )
+    np.testing.assert_allclose(mse, expected, rtol=1e-4)
+    assert np.isclose(mse[:, :4].mean(), metrics["mse_test_in"], rtol=1e-4)
+    figures = tmp_path / "pred_figures"
+    assert {"rollout.png", "rollout.gif", "mse_per_frame.png"} <= {p.name for p in figures.iterdir()}
+
+
+def test_forecast_beyond_the_data_and_sparse(workdir: Path, tmp_path: Path) -> None:
+    ckpt = forecast_run(workdir) / "checkpoints" / "last.ckpt"
+    data = workdir / "data" / "diffusion_plane" / "test.h5"
+    out = tmp_path / "long.h5"
+    main(["forecast", "--ckpt", str(ckpt), "--data", str(data), "--out", str(out), "--horizon", "9",
+          "--observed-fraction", "0.05"])  # fmt: skip
+    metrics = json.loads((forecast_run(workdir) / "metrics.json").read_text())
+    with h5py.File(out) as f:
+        assert f["fields"].shape[1] == 9 and f["mse_per_frame"].shape[1] == 6  # truth only for 6 frames
+        assert f["observed"][()].sum(1).tolist() == [13, 13]  # round(0.05 * 256)
+        assert np.isclose(f["mse_per_frame"][:, :4].mean(), metrics["mse_test_in_obs5"], rtol=1e-4)
+
+
+def test_sparse_encoding_uses_only_the_observed_points(workdir: Path) -> None:
+    module = load_forecast_checkpoint(forecast_run(workdir) / "checkpoints" / "last.ckpt")
+    traj = PDETrajectories(workdir / "data" / "diffusion_plane" / "test.h5", observed_fraction=0.1)
+    item = traj[0]
+    coords, state, mask = item["coords"][None], item["fields"][:1, :, :], item["mask"][None]
+    z = module.encode_initial(coords, state, mask=mask)
+    garbage = state.clone()
+    garbage[~mask] = 1e3  # unobserved values must not matter
+    z_garbage = module.encode_initial(coords, garbage, mask=mask)
+    z_subset = module.encode_initial(coords[:, mask[0]], state[:, mask[0]])  # only the observed points given
+    for a, b in ((z, z_garbage), (z, z_subset)):
+        torch.testing.assert_close(a.context, b.context, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a.poses, b.poses, rtol=1e-5, atol=1e-6)
+
+
+def test_stage_three_starts_from_stage_two(
+    workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``finetune`` + ``init_checkpoint``: the decoder trains too, starting from the stage-2 weights."""
+    monkeypatch.chdir(workdir)
+    stage2 = forecast_run(workdir) / "checkpoints" / "last.ckpt"
+    main(["forecast", "fit", *forecast_args(fit_ckpt(workdir), "--model.finetune", "true",
+          "--model.init_checkpoint", str(stage2), "--trainer.max_steps", "1")])  # fmt: skip
+    run = workdir / "runs" / "forecast_diffusion_plane" / "version_1"
+    before = torch.load(stage2, map_location="cpu", weights_only=True)["state_dict"]
+    after = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert {"decoder", "dynamics"} <= changed
+
+
+def test_mismatched_dynamics_is_refused(workdir: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "forecast",
+                "fit",
+                *forecast_args(fit_ckpt(workdir), "--model.dynamics.init_args.geometry", "translation2d"),
+            ]
+        )
+    assert (
+        "dynamics geometry 'translation2d' differs from the fitted decoder's 'se2'" in capsys.readouterr().err
+    )
+
+
+def test_horizon_longer_than_the_data_is_refused(
+    workdir: Path, monkeypatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.chdir(workdir)
+    with pytest.raises(SystemExit):
+        main(["forecast", "fit", *forecast_args(fit_ckpt(workdir), "--model.horizon", "7")])
+    assert "horizon 7 exceeds the 6 frames" in capsys.readouterr().err
+
+
+def test_forecast_needs_a_forecasting_checkpoint(workdir: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="not a forecasting checkpoint"):
+        main(
+            ["forecast", "--ckpt", str(fit_ckpt(workdir)), "--data", "x.h5", "--out", str(tmp_path / "o.h5")]
+        )
+    with pytest.raises(SystemExit, match="does not exist"):
+        main(
+            [
+                "forecast",
+                "--ckpt",
+                str(tmp_path / "none.ckpt"),
+                "--data",
+                "x.h5",
+                "--out",
+                str(tmp_path / "o.h5"),
+            ]
+        )
+
+
+def test_module_implements_the_task_protocol(workdir: Path) -> None:
+    from enf.training import FieldTask
+
+    module = load_forecast_checkpoint(forecast_run(workdir) / "checkpoints" / "last.ckpt")
+    assert isinstance(module, ForecastingModule) and isinstance(module, FieldTask)
+    assert module.monitor == ("val/mse_in", "min")
+
+
+@pytest.mark.slow
+def test_forecasting_ddp_two_cpu_processes(workdir: Path, tmp_path: Path) -> None:
+    """``enf forecast fit ... --trainer.strategy ddp --trainer.devices 2`` on CPU (gloo), in a subprocess."""
+    script = Path(sys.executable).parent / "enf"
+    launcher = [str(script)] if script.is_file() else [sys.executable, "-m", "enf.cli"]
+    (tmp_path / "data").symlink_to(workdir / "data")
+    cmd = [*launcher, "forecast", "fit", *forecast_args(fit_ckpt(workdir)),
+           "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    runs = sorted((tmp_path / "runs" / "forecast_diffusion_plane").iterdir())
+    assert [p.name for p in runs] == ["version_0"]
+    metrics = json.loads((runs[0] / "metrics.json").read_text())
+    assert metrics["global_step"] == 3 and metrics["equivariance_error"] < 1e-9
