@@ -92,6 +92,12 @@ class Ball(Geometry):
         fx, fq = torch.broadcast_tensors(fx, fq)
         return torch.cat([fx, fq], dim=-1)
 
+    def linear_phase(self, poses: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+        """``pair_invariant(x, p) @ weight == x @ M + c`` for ``weight [6, K]``: ``M = F weight[:3]``
+        ``[..., 3, K]``, ``c = (F^T q) weight[3:]`` ``[..., K]``."""
+        frame = gram_schmidt(poses[..., 3:6], poses[..., 6:9])
+        return frame @ weight[:3], frame_coordinates(frame, poses[..., :3]) @ weight[3:]
+
     def pair_distance2(self, x: Tensor, poses: Tensor) -> Tensor:
         check_pair(self.name, x, 3, "coords", poses, 9, "poses")
         return (x - poses[..., :3]).square().sum(-1)

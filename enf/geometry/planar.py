@@ -118,6 +118,14 @@ class SE2(Geometry):
         c, s = rotation_2d(poses[..., 2:])
         return torch.stack([c * d[..., 0] + s * d[..., 1], -s * d[..., 0] + c * d[..., 1]], dim=-1)
 
+    def linear_phase(self, poses: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+        """``pair_invariant(x, p) @ weight == x @ M + c`` for ``weight [2, K]``: ``M = R_o weight``
+        ``[..., 2, K]``, ``c = -q M`` ``[..., K]``."""
+        c, s = rotation_2d(poses[..., 2:])
+        c, s = c[..., None], s[..., None]
+        m = torch.stack([c * weight[0] - s * weight[1], s * weight[0] + c * weight[1]], dim=-2)
+        return m, -(poses[..., :2].unsqueeze(-2) @ m).squeeze(-2)
+
     def pair_distance2(self, x: Tensor, poses: Tensor) -> Tensor:
         check_pair(self.name, x, 2, "coords", poses, 4, "poses")
         return (x - poses[..., :2]).square().sum(-1)

@@ -81,6 +81,10 @@ class Sphere(_SphereBase):
         check_pair(self.name, x, 3, "coords", poses, 6, "poses")
         return frame_coordinates(tangent_frame(poses[..., :3], poses[..., 3:]), x)
 
+    def linear_phase(self, poses: Tensor, weight: Tensor) -> tuple[Tensor, None]:
+        """``pair_invariant(x, p) @ weight == x @ M`` for ``weight [3, K]``: ``M = F weight``, ``[..., 3, K]``."""
+        return tangent_frame(poses[..., :3], poses[..., 3:]) @ weight, None
+
     def pose_invariant(self, poses_i: Tensor, poses_j: Tensor) -> Tensor:
         check_pair(self.name, poses_i, 6, "poses_i", poses_j, 6, "poses_j")
         frame_i = tangent_frame(poses_i[..., :3], poses_i[..., 3:])
@@ -149,6 +153,14 @@ class SphereAxial(_SphereBase):
     def pair_invariant(self, x: Tensor, poses: Tensor) -> Tensor:
         check_pair(self.name, x, 3, "coords", poses, 3, "poses")
         return self._features(x, safe_normalise(poses))
+
+    def linear_phase(self, poses: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+        """``pair_invariant(x, n) @ weight == x @ M + c`` for ``weight [4, K]``: ``M [..., 3, K]``, ``c [..., K]``
+        (the planar dot and cross products are linear in ``x``)."""
+        m = safe_normalise(poses)
+        mx, my, mz = m[..., 0:1], m[..., 1:2], m[..., 2:3]  # [..., 1] each
+        row_x, row_y = mx * weight[2] + my * weight[3], my * weight[2] - mx * weight[3]
+        return torch.stack([row_x, row_y, weight[0].expand_as(row_x)], dim=-2), mz * weight[1]
 
     def pose_invariant(self, poses_i: Tensor, poses_j: Tensor) -> Tensor:
         check_pair(self.name, poses_i, 3, "poses_i", poses_j, 3, "poses_j")

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from enf.geometry import Geometry
 from enf.latents import Latents
-from enf.nn.embedding import RandomFourierFeatures
+from enf.nn.embedding import RandomFourierFeatures, fourier_features
 
 __all__ = ["TIE_TOLERANCE", "BiInvariantCrossAttention", "nearest_latents", "tie_tolerance"]
 
@@ -270,23 +270,32 @@ class BiInvariantCrossAttention(nn.Module):
         return self._add_shift(out, weights, e)
 
     def _forward_dense(self, coords: Tensor, latents: Latents) -> Tensor:
-        """All latents, generic invariant: per-pair embeddings ``[B, N, L, ...]``, per-latent keys/values."""
+        """All latents, generic invariant: per-pair embeddings ``[B, N, L, ...]``, per-latent keys/values.
+
+        The query features are built latent-major, ``[B, L, N, 2Fq]``, so that the key contraction is one
+        batched GEMM without a permuted copy of them.
+        """
         geom = self.geometry
         heads = self.num_heads
         key_freq, key_bias, values = self._latent_features(latents)
         x, poses = coords.unsqueeze(2), latents.poses.unsqueeze(1)  # [B, N, 1, c], [B, 1, L, p]
-        a = geom.pair_invariant(x, poses)  # [B, N, L, inv]
         if getattr(geom, "invariant_is_difference", False):
             logits = self._separable_logits(coords, latents.poses, key_freq)
         else:  # keys per latent: contracted without broadcasting over N
-            logits = torch.einsum("bnlf,blhf->bnlh", self.query_embedding(a), key_freq)
+            phase = self._phase(coords, latents.poses, self.query_embedding, latent_major=True)
+            gamma_q = fourier_features(phase)  # [B, L, N, 2Fq]
+            logits = rearrange(gamma_q @ key_freq.transpose(-1, -2), "b l n h -> b n l h")
         logits = logits + key_bias.unsqueeze(1)
         if self.use_window:
             d2 = geom.pair_distance2(x, poses)  # [B, N, L]
             logits = logits - d2.unsqueeze(-1) * latents.window.square().reciprocal().unsqueeze(1)
         weights = torch.softmax(logits, dim=2)  # [B, N, L, H]
 
-        e = self._value_conditioning(a)  # [B, N, L, E]
+        if self.value_hidden is None:
+            phase = self._phase(coords, latents.poses, self.value_embedding, latent_major=False)
+            e = fourier_features(phase)  # [B, N, L, 2Fv]
+        else:
+            e = self._value_conditioning(geom.pair_invariant(x, poses))  # [B, N, L, E]
         if self.channel_modulation:
             alpha = rearrange(self.value_scale(e), "b n l (h d) -> b n l h d", h=heads)
             modulated = rearrange(values, "b l (h d) -> b 1 l h d", h=heads) * (1.0 + alpha)
@@ -296,6 +305,30 @@ class BiInvariantCrossAttention(nn.Module):
             v = rearrange(values, "b l (h d) -> b h l d", h=heads)
             out = rearrange(torch.matmul(scaled, v), "b h n d -> b n h d")
         return self._add_shift(out, weights, e)
+
+    def _phase(
+        self, coords: Tensor, poses: Tensor, embedding: RandomFourierFeatures, *, latent_major: bool
+    ) -> Tensor:
+        """Fourier phases ``invariant(x_i, p_j) W`` of all pairs: ``[B, L, N, F]`` if ``latent_major``, else
+        ``[B, N, L, F]``.
+
+        Where the invariant is affine in ``x`` for a fixed pose (a frame rotation: the geometry has
+        ``linear_phase``), the frame is folded into the frequencies, ``x_i M_j + c_j``: a GEMM with inner
+        dimension ``coord_dim`` and no ``[B, N, L, invariant_dim]`` tensor.
+        """
+        weight = embedding.weight.to(coords.dtype)  # [inv, F]
+        fold = getattr(self.geometry, "linear_phase", None)
+        if fold is None:
+            if latent_major:
+                return self.geometry.pair_invariant(coords.unsqueeze(1), poses.unsqueeze(2)) @ weight
+            return self.geometry.pair_invariant(coords.unsqueeze(2), poses.unsqueeze(1)) @ weight
+        m, c = fold(poses, weight)  # [B, L, coord_dim, F], [B, L, F] or None
+        if latent_major:
+            flat = coords @ rearrange(m, "b l c f -> b c (l f)")  # [B, N, L F]: no expanded copy of coords
+            phase = rearrange(flat, "b n (l f) -> b l n f", l=m.shape[1])  # [B, L, N, F]
+            return phase if c is None else phase + c.unsqueeze(2)
+        phase = torch.einsum("bnc,blcf->bnlf", coords, m)  # [B, N, L, F]
+        return phase if c is None else phase + c.unsqueeze(1)
 
     def _forward_separable(
         self, coords: Tensor, latents: Latents, *, selection: tuple[Tensor, Tensor] | None = None

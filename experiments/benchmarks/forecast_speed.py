@@ -2,15 +2,17 @@
 
 Synthetic inputs only (random latents, coordinates and targets; no data files, no checkpoints). Sizes come
 from ``configs/fit/<dataset>.yaml`` (decoder, number of latents, window) and
-``configs/forecast/<dataset>.yaml`` (ODE, horizon, solver, sampled coordinates, batch size); the grid is the
-dataset's ``small`` preset (``enf.data.pde.get_spec(name).coords``).
+``configs/forecast/<dataset>.yaml`` (ODE, solver, frame spacing, batch size); the grid is the dataset's
+``small`` preset (``enf.data.pde.get_spec(name).coords``).
 
 1. **rollout**: latent states per second, ``B T / time`` of ``enf.dynamics.rollout(field, z0, times)`` for
    ``B = 8``, ``T = 20`` frames (one solver step per frame), ``euler`` and ``rk4``, under ``no_grad`` and
    with gradients (forward and backward of the sum of all states).
-2. **stage-2 step**: rollout over ``horizon`` frames (the config's solver), decode every state at
-   ``num_sampled_coords`` grid points (batch and time flattened, as ``ForecastingModule.decode``), MSE
-   against random targets, backward, AdamW step on the ODE only (decoder frozen).
+2. **stage-2 step**: rollout over ``--step-frames`` frames (default 10; the config's solver and batch size),
+   decode every state at ``--step-coords`` random grid points (default 1024, all points of smaller grids;
+   batch and time flattened, as ``ForecastingModule.decode``), MSE against random targets, backward, AdamW
+   step on the ODE only (decoder frozen). The configs' own ``horizon``/``num_sampled_coords`` are recorded
+   in the JSON (``config_*``) but not used, so that runs stay comparable when the configs change.
 3. **decode**: one state (``B = 1``) decoded on the full grid under ``no_grad``: the cost of one forecast
    frame.
 
@@ -181,7 +183,9 @@ def random_latents(
     )
 
 
-def bench_dataset(setup: Setup, *, device: torch.device, repeats: int, seed: int) -> dict[str, Any]:
+def bench_dataset(
+    setup: Setup, *, step_frames: int, step_coords: int, device: torch.device, repeats: int, seed: int
+) -> dict[str, Any]:
     torch.manual_seed(seed)
     geom = enf.geometry.get(setup.decoder_args["geometry"])
     decoder = enf.EquivariantNeuralField(num_out=setup.num_channels, **setup.decoder_args).to(device)
@@ -192,7 +196,13 @@ def bench_dataset(setup: Setup, *, device: torch.device, repeats: int, seed: int
             f"{setup.dataset}: the forecast config's dynamics ({field.geometry.name}, context {field.context_dim}) "
             f"do not fit the fit config's decoder ({geom.name}, context {ctx})"
         )
-    row: dict[str, Any] = {"dataset": setup.dataset, "geometry": geom.name, "num_latents": setup.num_latents}
+    row: dict[str, Any] = {
+        "dataset": setup.dataset,
+        "geometry": geom.name,
+        "num_latents": setup.num_latents,
+        "config_horizon": setup.horizon,
+        "config_num_sampled_coords": setup.num_sampled_coords,
+    }
 
     # 1. rollout throughput, B = 8, T = 20, one step per frame
     z0 = random_latents(geom, batch_size=ROLLOUT_BATCH, setup=setup, context_dim=ctx).to(device)
@@ -217,9 +227,9 @@ def bench_dataset(setup: Setup, *, device: torch.device, repeats: int, seed: int
     # 2. one stage-2 training step (decoder frozen, AdamW on the ODE)
     decoder.requires_grad_(False)
     opt = torch.optim.AdamW(field.parameters(), lr=1e-3)
-    b, horizon = setup.batch_size, setup.horizon
+    b, horizon = setup.batch_size, step_frames
     num_grid = setup.grid.shape[0]
-    k = num_grid if setup.num_sampled_coords is None else min(setup.num_sampled_coords, num_grid)
+    k = min(step_coords, num_grid)
     grid = setup.grid.to(device)
     z0 = random_latents(geom, batch_size=b, setup=setup, context_dim=ctx).to(device)
     step_times = torch.arange(horizon, dtype=torch.float32, device=device) * setup.frame_dt
@@ -311,12 +321,18 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for the run")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls after one warm-up")
+    parser.add_argument("--step-frames", type=int, default=10, help="rollout frames of the stage-2 step")
+    parser.add_argument("--step-coords", type=int, default=1024, help="decoded points per frame in the step")
     parser.add_argument("--configs", type=Path, default=CONFIGS, help="folder holding fit/ and forecast/")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.step_frames < 2 or args.step_coords < 1:
+        parser.error(
+            f"need --step-frames >= 2 and --step-coords >= 1, got {args.step_frames}, {args.step_coords}"
+        )
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
     device = torch.device(args.device)
@@ -328,7 +344,16 @@ def main() -> None:
     rows = []
     for i, dataset in enumerate(args.datasets):
         setup = load_setup(dataset, configs=args.configs)
-        rows.append(bench_dataset(setup, device=device, repeats=args.repeats, seed=args.seed + i))
+        rows.append(
+            bench_dataset(
+                setup,
+                step_frames=args.step_frames,
+                step_coords=args.step_coords,
+                device=device,
+                repeats=args.repeats,
+                seed=args.seed + i,
+            )
+        )
         print(f"{dataset}: done", file=sys.stderr, flush=True)
     table = markdown_table(rows)
     print(table)
