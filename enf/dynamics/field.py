@@ -26,7 +26,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from enf.geometry import Geometry
+from enf.geometry import Geometry, safe_normalise
 from enf.geometry import get as get_geometry
 from enf.latents import Latents
 from enf.nn.embedding import RandomFourierFeatures
@@ -144,10 +144,19 @@ class EquivariantLatentField(nn.Module):
                 nn.init.zeros_(layer.bias)
 
     # ------------------------------------------------------------------------------- vectors
+    def _blocks(self, poses: Tensor) -> Tensor:
+        """``[B, L, K, n]`` pose blocks with the orientation vectors normalised: they are directions (every
+        invariant normalises them), and unit vectors keep the velocity terms built from them bounded, so an
+        explicit step cannot feed a growing norm back into itself. Normalising commutes with rotations."""
+        blocks = rearrange(poses, "b l (k n) -> b l k n", n=self.geometry.space_dim)
+        if blocks.shape[2] == 1:
+            return blocks
+        return torch.cat([blocks[:, :, :1], safe_normalise(blocks[:, :, 1:])], dim=2)
+
     def _node_vectors(self, poses: Tensor) -> Tensor:
         """``[B, L, V, n]``: equivariant vectors of each node."""
         geom = self.geometry
-        blocks = rearrange(poses, "b l (k n) -> b l k n", n=geom.space_dim)
+        blocks = self._blocks(poses)
         vectors = [blocks[:, :, k] for k in range(1, geom.num_pose_blocks)]
         if not geom.translates:
             vectors.append(blocks[:, :, 0])
@@ -157,7 +166,7 @@ class EquivariantLatentField(nn.Module):
         """``[B, L(i), L(j), P, n]``: equivariant vectors of each pair (for the velocity of ``i``)."""
         geom = self.geometry
         n = geom.space_dim
-        blocks = rearrange(poses, "b l (k n) -> b l k n", n=n)
+        blocks = self._blocks(poses)
         q = blocks[:, :, 0]
         delta = geom.relative_position(q.unsqueeze(2), q.unsqueeze(1))  # [B, i, j, n]: q_j - q_i
         num_l = poses.shape[1]

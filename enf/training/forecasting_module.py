@@ -240,7 +240,7 @@ class ForecastingModule(ForecastEvaluation, TaskModule):
     def forecast(self, z0: Latents, num_frames: int) -> Latents:
         """Rollout ``[B, T, L, dim]`` of ``z0`` over ``num_frames`` frames."""
         hp = self.hparams
-        return rollout(
+        zs = rollout(
             self.dynamics,
             z0,
             self.ode_times(num_frames, dtype=z0.dtype),
@@ -248,6 +248,13 @@ class ForecastingModule(ForecastEvaluation, TaskModule):
             step_size=hp.step_size,
             adjoint=hp.adjoint,
         )
+        if not all(bool(torch.isfinite(t).all()) for t in zs.to_tuple()):
+            raise FloatingPointError(
+                f"the latent rollout diverged (NaN or inf within {num_frames} frames) at step {self.global_step}: "
+                "lower model.lr or dynamics.init_args.velocity_scale, or integrate more finely "
+                "(model.method rk4, model.step_size 0.25)"
+            )
+        return zs
 
     def decode(self, coords: Tensor, zs: Latents, *, chunk: int | None = None) -> Tensor:
         """Decode a rollout ``zs [B, T, L, dim]`` at ``coords [B, N, coord_dim]`` -> ``[B, T, N, C]``."""

@@ -235,3 +235,14 @@ def test_vector_latent_dynamics_keep_the_decoder_equivariant(
     metrics = json.loads((forecast_run(tmp_path) / "metrics.json").read_text())
     assert metrics["global_step"] == 3 and np.isfinite(metrics["mse_test_in"])
     assert metrics["equivariance_error"] < 1e-9
+
+
+def test_a_diverging_rollout_names_the_fix(workdir: Path) -> None:
+    module = load_forecast_checkpoint(forecast_run(workdir) / "checkpoints" / "last.ckpt")
+    with torch.no_grad():
+        for p in module.dynamics.context_out.parameters():
+            p.fill_(1e30)  # velocities overflow within a few Euler steps
+    traj = PDETrajectories(workdir / "data" / "diffusion_plane" / "test.h5")
+    z0 = module.encode_initial(traj[0]["coords"][None], traj[0]["fields"][0][None])
+    with pytest.raises(FloatingPointError, match="rollout diverged"):
+        module.forecast(z0, 6)
