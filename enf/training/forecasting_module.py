@@ -107,7 +107,13 @@ class ForecastingModule(ForecastEvaluation, TaskModule):
                 raise ValueError(f"observed_fractions must lie in (0, 1], got {fraction}")
         given = _given_hyperparameters.get() is not None
         self.save_hyperparameters(ignore=[] if given else ["dynamics"])
-        fit = load_fit_checkpoint(fit_checkpoint)
+        try:
+            fit = load_fit_checkpoint(fit_checkpoint)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(
+                f"{exc}. Forecasting builds on a stage-1 field fit: run `enf fit --config "
+                "configs/fit/<dataset>.yaml` first and pass its checkpoint as --model.fit_checkpoint"
+            ) from None
         self.decoder = fit.decoder
         self.fitter = fit.fitter
         self.geometry = fit.geometry

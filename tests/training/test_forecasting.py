@@ -246,3 +246,13 @@ def test_a_diverging_rollout_names_the_fix(workdir: Path) -> None:
     z0 = module.encode_initial(traj[0]["coords"][None], traj[0]["fields"][0][None])
     with pytest.raises(FloatingPointError, match="rollout diverged"):
         module.forecast(z0, 6)
+
+
+def test_missing_fit_checkpoint_says_to_run_stage_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["forecast", "fit", *forecast_args(tmp_path / "missing.ckpt")])
+    err = capsys.readouterr().err
+    assert (
+        "missing.ckpt does not exist" in err
+        and "run `enf fit --config configs/fit/<dataset>.yaml` first" in err
+    )
