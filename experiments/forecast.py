@@ -122,7 +122,7 @@ def one(args, model: str, seed: int) -> dict:
     metrics.update(stage1_time_s=t1 - t0, stage2_time_s=t2 - t1, stage1_mse_test=fit_metrics.get("mse_test"))
     print(f"{name}: mse_train_in {metrics['mse_train_in']:.3e} mse_test_in {metrics['mse_test_in']:.3e} "
           f"({t2 - t0:.0f} s)", flush=True)  # fmt: skip
-    return {"model": model, "seed": seed, "metrics": metrics, "run": str(out)}
+    return {"model": model, "seed": seed, "metrics": metrics, "run": os.path.relpath(out, REPO)}
 
 
 def plot_curves(record: dict, out: Path) -> None:

@@ -279,9 +279,18 @@ def test_forecast_config_instantiates(name: str, tmp_path: Path, monkeypatch: py
     )
     model = cli.model
     assert isinstance(model, ForecastingModule) and model.geometry.name == PDE_GEOMETRY[name]
-    for key, value in cfg["model"]["dynamics"]["init_args"].items():
-        got = getattr(model.dynamics, key, None)
-        assert (got.name if key == "geometry" else got) in (value, None), key
+    dyn = cfg["model"]["dynamics"]["init_args"]
+    assert (
+        model.dynamics.geometry.name == dyn["geometry"] and model.dynamics.context_dim == dyn["context_dim"]
+    )
+    stored = model.hparams["dynamics"][
+        "init_args"
+    ]  # the built field's settings, as the checkpoint keeps them
+    assert {k: stored[k] for k in dyn} == dyn
+    assert (
+        len(model.dynamics.blocks) == dyn["num_layers"]
+        and model.dynamics.node_in.out_features == dyn["hidden_dim"]
+    )
     assert model.hparams.horizon == cfg["model"]["horizon"] and model.hparams.method == cfg["model"]["method"]
     assert not any(p.requires_grad for p in model.decoder.parameters())  # stage 2: the ENF is frozen
     item = cli.datamodule.dataset("test")[0]

@@ -127,7 +127,7 @@ class ForecastEvaluation:
             "num_train_eval": train.pop("num_samples"),
             "horizon": float(self.hparams.horizon),
         }
-        metrics.update({f"mse_train_{k[4:]}": v for k, v in train.items()})
+        metrics.update({self.metric_key(k, "train"): v for k, v in train.items()})
         metrics.update(self.test_metrics(num_test_eval=num_test_eval))
         for fraction in self.hparams.observed_fractions:
             tag = _obs_key(fraction)
@@ -138,22 +138,23 @@ class ForecastEvaluation:
                 equivariance=False,
                 curve=f"test_{tag}",
             )
-            metrics.update({f"mse_test_{k[4:]}_{tag}": v for k, v in res.items() if k.startswith("mse_")})
+            metrics.update(
+                {f"{self.metric_key(k, 'test')}_{tag}": v for k, v in res.items() if k.startswith("mse_")}
+            )
         dm = self._datamodule()
         if dm.resolution == "stored" and dm.has_full_resolution():
             res = self.evaluate(
                 "test", max_samples=num_test_eval, resolution="full", equivariance=False, curve="test_fullres"
             )
-            metrics.update({f"mse_test_{k[4:]}_fullres": v for k, v in res.items() if k.startswith("mse_")})
+            metrics.update(
+                {f"{self.metric_key(k, 'test')}_fullres": v for k, v in res.items() if k.startswith("mse_")}
+            )
         return metrics
 
-    def test_metrics(self, *, num_test_eval: int | None) -> dict[str, float]:
-        test = self.evaluate("test", max_samples=num_test_eval)
-        metrics = {"num_test": test.pop("num_samples")}
-        if "equivariance_error" in test:
-            metrics["equivariance_error"] = test.pop("equivariance_error")
-        metrics.update({f"mse_test_{k[4:]}": v for k, v in test.items()})
-        return metrics
+    def metric_key(self, name: str, split: str) -> str:
+        """``mse_in`` of ``split`` -> ``mse_<split>_in`` (the keys of DESIGN.md section 3)."""
+        quantity, _, horizon = name.partition("_")
+        return f"{quantity}_{split}_{horizon}" if horizon else f"{name}_{split}"
 
     def artifacts(self) -> dict[str, Any]:
         """``mse_per_frame.json`` (ODE times, horizon, per-frame MSE of every evaluation) and its plot."""

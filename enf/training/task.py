@@ -34,7 +34,7 @@ class TaskModule(L.LightningModule):
         train = self.evaluate("train", max_samples=num_train_eval)
         train.pop("equivariance_error", None)
         metrics["num_train_eval"] = train.pop("num_samples")
-        metrics.update({f"{k}_train": v for k, v in train.items()})
+        metrics.update({self.metric_key(k, "train"): v for k, v in train.items()})
         metrics.update(self.test_metrics(num_test_eval=num_test_eval))
         return metrics
 
@@ -44,8 +44,12 @@ class TaskModule(L.LightningModule):
         metrics = {"num_test": test.pop("num_samples")}
         if "equivariance_error" in test:
             metrics["equivariance_error"] = test.pop("equivariance_error")
-        metrics.update({f"{k}_test": v for k, v in test.items()})
+        metrics.update({self.metric_key(k, "test"): v for k, v in test.items()})
         return metrics
+
+    def metric_key(self, name: str, split: str) -> str:
+        """The ``metrics.json`` key of metric ``name`` of ``evaluate(split)``: ``<name>_<split>``."""
+        return f"{name}_{split}"
 
     def artifacts(self) -> dict[str, Any]:
         """Extra run-directory files after :meth:`run_metrics`: ``{file name: dict (JSON) | Figure}``."""
