@@ -6,6 +6,8 @@ enf encode --ckpt runs/<name>/version_0/checkpoints/last.ckpt --split test --out
 enf forecast fit|validate|test --config configs/forecast/<dataset>.yaml --model.fit_checkpoint <fit ckpt>
 enf forecast --ckpt runs/forecast_<name>/version_0/checkpoints/last.ckpt --data data/<name>/test.h5
              [--observed-fraction 0.05] [--horizon T] [--grid full] --out forecast.h5
+enf edit --ckpt runs/mnist/version_0/checkpoints/last.ckpt --index 3 --select radius:0,0,0.4 --rotate 30 --out edit/
+enf edit --ckpt runs/mnist/version_0/checkpoints/last.ckpt --serve [--port 8000]    (page at http://127.0.0.1:8000/)
 enf bench [--geometry se2] [--device cuda]
 """
 
@@ -81,6 +83,12 @@ def _forecast(argv: Sequence[str]) -> None:
     forecast_main(list(argv))
 
 
+def _edit(argv: Sequence[str]) -> None:
+    from enf.editing.cli import edit_main
+
+    edit_main(list(argv))
+
+
 def _data(argv: Sequence[str]) -> None:
     from enf.data.pde.cli import data_main
 
@@ -147,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         _encode(rest)
     elif command == "forecast":
         _forecast(rest)
+    elif command == "edit":
+        _edit(rest)
     elif command == "data":
         _data(rest)
     elif command == "bench":

@@ -130,6 +130,8 @@ class Geometry(abc.ABC):
         periodic: coordinates live on the torus ``[-1, 1)^n`` (translations wrap).
         reflections: the group contains reflections (determinant -1), so chiral constructions (a cross
             product, a rotation by 90 degrees) are not equivariant.
+        position_on_sphere: the position block is a direction (a point of the unit sphere), so paths between
+            positions follow great circles (interpolation, editing).
     """
 
     name: str = ""
@@ -140,6 +142,7 @@ class Geometry(abc.ABC):
     translates: bool = True
     periodic: bool = False
     reflections: bool = False
+    position_on_sphere: bool = False
 
     @property
     def coord_dim(self) -> int:

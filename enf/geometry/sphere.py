@@ -27,6 +27,7 @@ class _SphereBase(Geometry):
     space_dim = 3
     translates = False
     periodic = False
+    position_on_sphere = True
 
     def pair_distance2(self, x: Tensor, poses: Tensor) -> Tensor:
         check_pair(self.name, x, 3, "coords", poses, self.pose_dim, "poses")

@@ -1,0 +1,226 @@
+"""``enf edit``: edit an image through its latent points, from the command line or a local web page.
+
+    enf edit --ckpt runs/mnist/version_0/checkpoints/last.ckpt --index 3 --select radius:0,0.3,0.35 \\
+        --translate 0.3,0 --out edits/moved
+    enf edit --ckpt ... --image photo.png --edits script.json --out edits/scripted
+    enf edit --ckpt ... --serve [--port 8000]          # then open http://127.0.0.1:8000/
+
+Flags apply in this order to the latents selected by ``--select`` on the encoded image: ``--copy-context``,
+``--scale``, ``--rotate``, ``--translate``, ``--duplicate``, ``--paste``/``--swap``/``--interpolate``
+(with a second image, ``--source-index``/``--source-image``), ``--delete``. ``--out`` receives
+``before.png``/``after.png``/``edit.png`` (latent points drawn), ``latents.h5`` (``original_*`` and
+``edited_*`` poses/context/window) and ``edits.json`` (the edit record, replayable with ``--edits``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from enf import __version__
+from enf.editing.model import ImageEditor, image_to_png
+from enf.editing.record import Edit, load_edits, replay, save_edits
+from enf.editing.select import select_box, select_radius, selected_indices, selection_mask
+from enf.latents import Latents
+
+__all__ = ["edit_main", "parse_selection"]
+
+log = logging.getLogger(__name__)
+
+
+def _floats(text: str, count: int, flag: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{flag} needs {count} comma-separated finite numbers, got {text!r}")
+    return values
+
+
+def parse_selection(spec: str, z: Latents, geometry) -> torch.Tensor:
+    """``all``, ``3,5,7`` (indices), ``radius:x,y,r`` or ``box:x0,y0,x1,y1`` -> mask ``[B, L]``."""
+    spec = spec.strip()
+    if spec == "all":
+        return selection_mask(z, None)
+    if spec.startswith("radius:"):
+        x, y, r = _floats(spec[7:], 3, "--select radius:")
+        return select_radius(z, geometry, center=[x, y], radius=r)
+    if spec.startswith("box:"):
+        x0, y0, x1, y1 = _floats(spec[4:], 4, "--select box:")
+        return select_box(z, geometry, low=[min(x0, x1), min(y0, y1)], high=[max(x0, x1), max(y0, y1)])
+    try:
+        indices = [int(v) for v in spec.split(",")]
+    except ValueError:
+        raise ValueError(
+            f"--select {spec!r}: use all, indices like 3,5,7, radius:x,y,r or box:x0,y0,x1,y1"
+        ) from None
+    return selection_mask(z, indices)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="enf edit", description=__doc__, allow_abbrev=False,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--ckpt", required=True, help="checkpoint of an `enf fit` image run")
+    p.add_argument("--config", default=None, help="the run's config.yaml (default: next to checkpoints/)")
+    p.add_argument("--root", default=None, help="override the dataset root of the run")
+    p.add_argument(
+        "--num-steps", type=int, default=None, help="inner steps of the encoding (default: as trained)"
+    )
+    src = p.add_argument_group("image (one of)")
+    src.add_argument("--index", type=int, default=None, help="image of the run's dataset")
+    src.add_argument("--split", default="test", choices=["train", "test"])
+    src.add_argument("--image", default=None, help="any image file (centre-cropped and resized to the model)")
+    ed = p.add_argument_group("edits (an --edits script, or flags)")
+    ed.add_argument("--edits", default=None, help="JSON edit script (as written to edits.json)")
+    ed.add_argument("--select", default="all", help="all | 3,5,7 | radius:x,y,r | box:x0,y0,x1,y1")
+    ed.add_argument("--translate", default=None, metavar="DX,DY")
+    ed.add_argument("--rotate", type=float, default=None, metavar="DEG", help="counter-clockwise degrees")
+    ed.add_argument(
+        "--center", default=None, metavar="X,Y", help="centre of --rotate/--scale (default: centroid)"
+    )
+    ed.add_argument("--scale", type=float, default=None)
+    ed.add_argument("--duplicate", default=None, metavar="DX,DY", help="append moved copies of the selection")
+    ed.add_argument("--copy-context", type=int, default=None, metavar="SRC", help="context of latent SRC")
+    ed.add_argument("--delete", action="store_true", help="delete the selection (applied last)")
+    ed.add_argument("--source-index", type=int, default=None, help="second image (dataset index)")
+    ed.add_argument("--source-image", default=None, help="second image (file)")
+    ed.add_argument("--source-select", default="all", help="selection on the second image")
+    ed.add_argument("--paste", default=None, metavar="DX,DY", help="paste the source selection, moved")
+    ed.add_argument("--swap", action="store_true", help="swap --select with the source's --source-select")
+    ed.add_argument("--interpolate", type=float, default=None, metavar="T", help="towards the source")
+    p.add_argument("--out", default=None, help="output folder (required unless --serve)")
+    srv = p.add_argument_group("web page")
+    srv.add_argument("--serve", action="store_true", help="serve the edit page instead")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--max-upload-mb", type=float, default=2.0)
+    return p
+
+
+def _flag_edits(args, z: Latents, geometry, source: Latents | None) -> list[Edit]:
+    sel = selected_indices(parse_selection(args.select, z, geometry))
+    if not sel:
+        raise ValueError(f"--select {args.select!r} selects no latent")
+    center = _floats(args.center, 2, "--center") if args.center else None
+    edits: list[Edit] = []
+    if args.copy_context is not None:
+        edits.append(Edit("copy_context", {"source_index": args.copy_context, "select": sel}))
+    if args.scale is not None:
+        edits.append(Edit("scale", {"factor": args.scale, "center": center, "select": sel}))
+    if args.rotate is not None:
+        edits.append(Edit("rotate", {"angle": math.radians(args.rotate), "center": center, "select": sel}))
+    if args.translate is not None:
+        edits.append(Edit("translate", {"offset": _floats(args.translate, 2, "--translate"), "select": sel}))
+    if args.duplicate is not None:
+        edits.append(Edit("duplicate", {"select": sel, "offset": _floats(args.duplicate, 2, "--duplicate")}))
+    wants_source = args.paste is not None or args.swap or args.interpolate is not None
+    if wants_source and source is None:
+        raise ValueError("--paste/--swap/--interpolate need a second image: --source-index or --source-image")
+    if source is not None:
+        src_sel = selected_indices(parse_selection(args.source_select, source, geometry))
+        if args.paste is not None:
+            offset = _floats(args.paste, 2, "--paste")
+            edits.append(Edit("paste", {"source": "source", "select": src_sel, "offset": offset}))
+        if args.swap:
+            edits.append(Edit("swap", {"source": "source", "select": sel, "select_source": src_sel}))
+        if args.interpolate is not None:
+            edits.append(Edit("interpolate", {"source": "source", "t": args.interpolate}))
+    if args.delete:
+        edits.append(Edit("delete", {"select": sel}))
+    if not edits:
+        raise ValueError(
+            "no edit given: pass --edits FILE or at least one of --translate, --rotate, --scale, ..."
+        )
+    return edits
+
+
+def _load_image(
+    editor: ImageEditor, index: int | None, path: str | None, split: str, what: str
+) -> np.ndarray:
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise FileNotFoundError(f"{what} file {file} does not exist")
+        return editor.image_from_bytes(file.read_bytes())
+    return editor.dataset_image(index, split=split)
+
+
+def _write_outputs(out: Path, editor: ImageEditor, images: dict, latents: dict, edits, meta) -> None:
+    from enf.data.hdf5 import write_h5
+    from enf.editing.plotting import plot_edit
+    from enf.plotting import save_figure
+
+    geom = editor.geometry
+    out.mkdir(parents=True, exist_ok=True)
+    save_figure(plot_edit([("original", images["original"], None), ("reconstruction", images["before"],
+                latents["original"])], geom), out / "before.png")  # fmt: skip
+    save_figure(plot_edit([("edited", images["after"], latents["edited"])], geom), out / "after.png")
+    panels = [("original", images["original"], None), ("reconstruction", images["before"], latents["original"]),
+              ("edited", images["after"], latents["edited"]), ("difference", images["after"] - images["before"], None)]  # fmt: skip
+    save_figure(plot_edit(panels, geom, title=f"{editor.dataset_name}: {', '.join(e.op for e in edits)}"),
+                out / "edit.png")  # fmt: skip
+    (out / "edited.png").write_bytes(image_to_png(images["after"]))
+    arrays = {f"{name}_{field}": getattr(z, field)[0].detach().cpu().numpy()
+              for name, z in latents.items() for field in ("poses", "context", "window")}  # fmt: skip
+    write_h5(out / "latents.h5", arrays, {"geometry": geom.name, "enf_version": __version__, **meta})
+    save_edits(out / "edits.json", edits, meta=meta)
+
+
+def edit_main(argv: list[str]) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        if args.num_steps is not None and args.num_steps < 0:
+            raise ValueError(f"--num-steps must be >= 0, got {args.num_steps}")
+        if not args.serve:
+            if args.out is None:
+                raise ValueError("--out FOLDER is required (or --serve for the web page)")
+            if (args.index is None) == (args.image is None):
+                raise ValueError("give exactly one image: --index N (dataset) or --image FILE")
+            if args.edits is not None and any(
+                v is not None for v in (args.translate, args.rotate, args.scale, args.duplicate, args.paste)
+            ):
+                raise ValueError("--edits FILE replaces the edit flags; give one or the other")
+        if args.max_upload_mb <= 0:
+            raise ValueError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
+        editor = ImageEditor.from_checkpoint(
+            args.ckpt, config=args.config, root=args.root, num_steps=args.num_steps
+        )
+        if args.serve:
+            try:
+                from enf.editing.server import serve
+            except ModuleNotFoundError as exc:
+                raise ValueError(f"the edit page needs the 'edit' extra ({exc.name} is missing): "
+                                 'pip install -e ".[edit]"') from None  # fmt: skip
+
+            serve(editor, host=args.host, port=args.port, max_upload_bytes=int(args.max_upload_mb * 1e6))
+            return
+        t0 = time.perf_counter()
+        original = _load_image(editor, args.index, args.image, args.split, "--image")
+        z = editor.encode(original)
+        source = None
+        if args.source_index is not None or args.source_image is not None:
+            source = editor.encode(
+                _load_image(editor, args.source_index, args.source_image, args.split, "--source-image")
+            )
+        edits = load_edits(args.edits) if args.edits else _flag_edits(args, z, editor.geometry, source)
+        edited = replay(z, editor.geometry, edits, sources={"source": source} if source is not None else None)
+    except (FileNotFoundError, ValueError, IndexError, TypeError) as exc:
+        raise SystemExit(f"enf edit: {exc}") from None
+    before, after = editor.decode(z)[0], editor.decode(edited)[0]
+    mse = float(np.mean((before - original) ** 2))
+    meta = {"checkpoint": str(args.ckpt), "image": args.image or f"{args.split}[{args.index}]",
+            "num_steps": -1 if args.num_steps is None else args.num_steps, "reconstruction_mse": mse}  # fmt: skip
+    out = Path(args.out)
+    _write_outputs(out, editor, {"original": original, "before": before, "after": after},
+                   {"original": z, "edited": edited}, edits, meta)  # fmt: skip
+    log.info(
+        "%d edit(s) on %s (reconstruction MSE %.3g, %d -> %d latents) in %.2f s -> %s",
+        len(edits), meta["image"], mse, z.num_latents, edited.num_latents, time.perf_counter() - t0, out,
+    )  # fmt: skip
