@@ -29,7 +29,16 @@ from enf.editing.ops import (
     transform,
     translate,
 )
-from enf.editing.record import OPS, Edit, EditHistory, apply_edit, load_edits, replay, save_edits
+from enf.editing.record import (
+    OPS,
+    Edit,
+    EditHistory,
+    apply_edit,
+    dumps_edits,
+    load_edits,
+    replay,
+    save_edits,
+)
 from enf.editing.select import (
     Selection,
     select_box,
@@ -49,6 +58,7 @@ __all__ = [
     "check_latents",
     "copy_context",
     "delete",
+    "dumps_edits",
     "duplicate",
     "image_from_bytes",
     "image_to_png",

@@ -24,7 +24,9 @@ from enf.data import keys
 from enf.data.grid import image_to_signal, pixel_coords, signal_to_image
 from enf.latents import Latents
 
-__all__ = ["ImageEditor", "image_from_bytes", "image_to_png"]
+__all__ = ["MAX_IMAGE_PIXELS", "ImageEditor", "image_from_bytes", "image_to_png"]
+
+MAX_IMAGE_PIXELS = 36_000_000  # decoded size limit of image files (a small compressed file can be huge)
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +35,21 @@ def image_from_bytes(data: bytes, *, height: int, width: int, num_channels: int)
     """Decode an image file's bytes (PNG, JPEG, ...) with PIL into ``[height, width, num_channels]`` in ``[0, 1]``.
 
     Non-square images are centre-cropped to a square first, then resized (bicubic) to the model's grid;
-    colour is converted to grey (``num_channels == 1``) or RGB (``3``). Unreadable data is a ``ValueError``.
+    colour is converted to grey (``num_channels == 1``) or RGB (``3``). Unreadable data, or an image of more
+    than :data:`MAX_IMAGE_PIXELS` pixels (checked before decoding), is a ``ValueError``.
     """
     try:
         with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise ValueError(
+                    f"the image is {w} x {h} pixels; at most {MAX_IMAGE_PIXELS} pixels are accepted"
+                )
             im.load()
             im = im.convert("L" if num_channels == 1 else "RGB")
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"not a readable image file (PNG, JPEG, ...): {exc}") from None
+        reason = type(exc).__name__ if isinstance(exc, UnidentifiedImageError) else str(exc)
+        raise ValueError(f"not a readable image file (PNG, JPEG, ...): {reason}") from None
     w, h = im.size
     side = min(w, h)
     im = im.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))

@@ -40,7 +40,7 @@ from enf.editing.interpolate import interpolate
 from enf.geometry import Geometry, GroupElement
 from enf.latents import Latents
 
-__all__ = ["OPS", "Edit", "EditHistory", "apply_edit", "load_edits", "replay", "save_edits"]
+__all__ = ["OPS", "Edit", "EditHistory", "apply_edit", "dumps_edits", "load_edits", "replay", "save_edits"]
 
 # op -> {parameter: (kind, required)}; kinds: select, vector, matrix, number, int, bool, key
 OPS: dict[str, dict[str, tuple[str, bool]]] = {
@@ -242,10 +242,14 @@ class EditHistory:
     def can_redo(self) -> bool:
         return self._position < len(self._edits)
 
-    def push(self, edit: Edit | Mapping[str, Any]) -> Latents:
-        """Apply ``edit`` to :attr:`current` (dropping any undone edits) and return the new state."""
+    def push(self, edit: Edit | Mapping[str, Any], *, state: Latents | None = None) -> Latents:
+        """Apply ``edit`` to :attr:`current` (dropping any undone edits) and return the new state.
+
+        ``state``: the result of ``apply_edit(current, geometry, edit, sources=sources)`` when the caller has
+        computed it already (e.g. to validate the edit first); it is then stored as given."""
         edit = edit if isinstance(edit, Edit) else Edit.from_dict(edit)
-        state = apply_edit(self.current, self.geometry, edit, sources=self.sources)
+        if state is None:
+            state = apply_edit(self.current, self.geometry, edit, sources=self.sources)
         del self._edits[self._position :], self._states[self._position + 1 :]
         self._edits.append(edit)
         self._states.append(state)
@@ -265,11 +269,16 @@ class EditHistory:
         return self.current
 
 
+def dumps_edits(edits: Sequence[Edit], *, meta: Mapping[str, Any] | None = None) -> str:
+    """The edit-record JSON text ``{"meta": ..., "edits": [...]}`` that :func:`load_edits` reads."""
+    return json.dumps({"meta": dict(meta or {}), "edits": [e.to_dict() for e in edits]}, indent=2) + "\n"
+
+
 def save_edits(path: str | Path, edits: Sequence[Edit], *, meta: Mapping[str, Any] | None = None) -> Path:
-    """Write ``{"meta": ..., "edits": [...]}`` to ``path`` atomically (temporary file + rename)."""
+    """Write :func:`dumps_edits` to ``path`` atomically (temporary file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"meta": dict(meta or {}), "edits": [e.to_dict() for e in edits]}, indent=2) + "\n"
+    text = dumps_edits(edits, meta=meta)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:

@@ -42,8 +42,12 @@ def make_editor(
     window: float = 0.12,
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
+    visible: bool = False,
 ) -> ImageEditor:
-    """An :class:`ImageEditor` over an untrained model (seeded) and :class:`BlobData`."""
+    """An :class:`ImageEditor` over an untrained model (seeded) and :class:`BlobData`.
+
+    ``visible=True`` stretches the output (x25, +0.5): the untrained field's values, about +-0.04, would all
+    clip to black in PNGs (the page tests); changes stay local."""
     torch.manual_seed(seed)
     decoder = enf.EquivariantNeuralField(
         geometry=geometry, num_out=num_channels, context_dim=8, hidden_dim=32, num_heads=1, k_nearest=None
@@ -55,4 +59,8 @@ def make_editor(
     module = FieldFittingModule(decoder=decoder, fitter=fitter, field=spec.to_dict()).to(dtype)
     with torch.no_grad():  # distinct contexts, so that every latent draws its own patch
         module.fitter.init_context.copy_(torch.randn_like(module.fitter.init_context))
+        if visible:
+            last = module.decoder.head[-1]
+            last.weight.mul_(25.0)
+            last.bias.mul_(25.0).add_(0.5)
     return ImageEditor(module, datamodule=BlobData(size=size, num_channels=num_channels))

@@ -1,0 +1,378 @@
+"""The edit page's JSON API (``enf edit --serve``) through FastAPI's TestClient, on untrained blob models."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import statistics
+import time
+import uuid
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("fastapi")
+pytest.importorskip("multipart")
+from _editing_utils import make_editor  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+from enf.data.hdf5 import read_h5  # noqa: E402
+from enf.editing import image_to_png, translate  # noqa: E402
+from enf.editing.server import create_app  # noqa: E402
+
+UPLOAD_LIMIT = 20_000
+
+
+@pytest.fixture(scope="module")
+def small():
+    """A 32x32 editor with 16 latents (quick to encode) and a client over it."""
+    editor = make_editor(size=32, num_latents=16, visible=True)
+    app = create_app(editor, max_upload_bytes=UPLOAD_LIMIT, max_sessions=4)
+    with TestClient(app) as client:
+        yield editor, app, client
+
+
+@pytest.fixture(scope="module")
+def big():
+    """The 64x64 editor with 64 latents of the round-trip target."""
+    editor = make_editor(size=64, num_latents=64, visible=True)
+    app = create_app(editor)
+    with TestClient(app) as client:
+        yield editor, app, client
+
+
+def png_array(data_url_or_bytes) -> np.ndarray:
+    data = data_url_or_bytes
+    if isinstance(data, str):
+        assert data.startswith("data:image/png;base64,")
+        data = base64.b64decode(data.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(data)), dtype=np.float64) / 255.0
+
+
+def open_session(client, index: int = 0, split: str = "test") -> dict:
+    r = client.post("/api/sessions", json={"split": split, "index": index})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def latents_npz(client, sid: str) -> dict[str, np.ndarray]:
+    r = client.get(f"/api/sessions/{sid}/latents", params={"format": "npz"})
+    assert r.status_code == 200, r.text
+    with np.load(io.BytesIO(r.content)) as f:
+        return {k: f[k] for k in ("poses", "context", "window")}
+
+
+def history(app, sid: str):
+    return app.state.editing.sessions[uuid.UUID(sid)].history
+
+
+def test_info_and_page(small):
+    editor, _, client = small
+    info = client.get("/api/info").json()
+    assert info["image_shape"] == [32, 32, 1]
+    assert info["dataset_size"] == {"train": 6, "test": 6}
+    assert info["num_latents"] == 16 and info["geometry"] == "translation2d"
+    assert info["max_upload_bytes"] == UPLOAD_LIMIT and "translate" in info["ops"]
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    for element in ('id="overlay"', 'id="edited"', 'id="undo"', 'id="status"', 'src="edit.js"'):
+        assert element in page.text
+    assert client.get("/edit.js").headers["content-type"].startswith("text/javascript")
+    assert client.get("/edit.css").status_code == 200
+    assert client.get("/static/../server.py").status_code == 404  # nothing else is served
+
+
+def test_session_from_index_and_upload(small):
+    editor, _, client = small
+    s = open_session(client, index=2)
+    assert s["origin"] == {"kind": "dataset", "split": "test", "index": 2}
+    assert len(s["points"]) == s["num_latents"] == 16
+    assert not s["can_undo"] and not s["can_redo"] and s["num_edits"] == 0
+    np.testing.assert_allclose(png_array(s["original"])[..., None], editor.dataset_image(2), atol=0.5 / 255)
+    assert s["decoded"] == s["reconstruction"] and s["decode_ms"] > 0
+
+    png = image_to_png(editor.dataset_image(1, split="train"))
+    r = client.post("/api/sessions/upload", files={"file": ("blob.png", png, "image/png")})
+    assert r.status_code == 200, r.text
+    up = r.json()
+    assert up["origin"]["kind"] == "upload" and up["origin"]["bytes"] == len(png)
+    assert "blob.png" not in json.dumps(up["origin"])  # the client's file name is not kept
+    assert up["session"] != s["session"] and len(up["points"]) == 16
+
+
+def test_preview_does_not_commit(small):
+    _, app, client = small
+    s = open_session(client)
+    before = latents_npz(client, s["session"])
+    edit = {"op": "translate", "offset": [0.3, -0.2], "select": [0, 5]}
+    r = client.post(f"/api/sessions/{s['session']}/preview", json=edit)
+    assert r.status_code == 200, r.text
+    p = r.json()
+    assert float(r.headers["X-Decode-Ms"]) >= 0 and p["decode_ms"] >= 0
+    assert p["decoded"] != s["decoded"]
+    assert p["points"][0] == pytest.approx([s["points"][0][0] + 0.3, s["points"][0][1] - 0.2], abs=1e-5)
+    state = client.get(f"/api/sessions/{s['session']}").json()
+    assert state["num_edits"] == 0 and not state["can_undo"] and state["points"] == s["points"]
+    assert state["decoded"] == s["decoded"]
+    after = latents_npz(client, s["session"])
+    for k in before:
+        np.testing.assert_array_equal(before[k], after[k])
+    assert history(app, s["session"]).edits == []
+
+
+def test_commit_undo_redo_restore_exact_latents(small):
+    _, app, client = small
+    s = open_session(client, index=3)
+    sid = s["session"]
+    base = latents_npz(client, sid)
+    r = client.post(f"/api/sessions/{sid}/edits", json={"op": "rotate", "angle": 0.7, "select": [1, 2, 3]})
+    assert r.status_code == 200, r.text
+    assert r.json()["can_undo"] and r.json()["num_edits"] == 1
+    edited = latents_npz(client, sid)
+    assert not np.array_equal(edited["poses"], base["poses"])
+    r = client.post(f"/api/sessions/{sid}/undo")
+    assert r.status_code == 200 and r.json()["can_redo"] and not r.json()["can_undo"]
+    assert r.json()["decoded"] == s["decoded"]
+    for k, v in latents_npz(client, sid).items():
+        np.testing.assert_array_equal(v, base[k])
+    assert client.post(f"/api/sessions/{sid}/redo").status_code == 200
+    for k, v in latents_npz(client, sid).items():
+        np.testing.assert_array_equal(v, edited[k])
+    record = client.get(f"/api/sessions/{sid}/edits.json").json()
+    assert record["edits"] == [{"op": "rotate", "angle": 0.7, "select": [1, 2, 3]}]
+    assert record["meta"]["image"] == {"kind": "dataset", "split": "test", "index": 3}
+
+
+def test_translating_every_latent_by_one_pixel_shifts_the_image(big):
+    editor, app, client = big
+    s = open_session(client, index=1)
+    step = 2.0 / (64 - 1)
+    r = client.post(f"/api/sessions/{s['session']}/edits", json={"op": "translate", "offset": [step, 0.0]})
+    assert r.status_code == 200, r.text
+    z = history(app, s["session"]).base
+    expected = editor.decode(translate(z, editor.geometry, [step, 0.0]))[0]
+    got = png_array(r.json()["decoded"])[..., None]
+    np.testing.assert_allclose(got, np.clip(expected, 0, 1), atol=0.51 / 255)
+    before = np.clip(editor.decode(z)[0], 0, 1)
+    np.testing.assert_allclose(got[:, 1:], before[:, :-1], atol=1.5 / 255)  # moved one column right
+
+
+def test_paste_from_a_second_image_and_downloads(small, tmp_path):
+    editor, _, client = small
+    s = open_session(client, index=0)
+    sid = s["session"]
+    src = client.post(f"/api/sessions/{sid}/source", json={"split": "train", "index": 4})
+    assert src.status_code == 200, src.text
+    key = src.json()["source"]
+    assert len(src.json()["points"]) == 16
+    r = client.post(f"/api/sessions/{sid}/edits", json={"op": "paste", "source": key, "select": [2, 7]})
+    assert r.status_code == 200, r.text
+    assert r.json()["num_latents"] == 18
+    assert r.json()["points"][16:] == [src.json()["points"][2], src.json()["points"][7]]
+    record = client.get(f"/api/sessions/{sid}/edits.json")
+    assert record.headers["content-disposition"] == 'attachment; filename="edits.json"'
+    assert record.json()["meta"]["sources"] == {key: {"kind": "dataset", "split": "train", "index": 4}}
+    png = client.get(f"/api/sessions/{sid}/image.png", params={"scale": 4})
+    assert png.headers["content-type"] == "image/png" and Image.open(io.BytesIO(png.content)).size == (
+        128,
+        128,
+    )
+    h5 = client.get(f"/api/sessions/{sid}/latents")
+    (tmp_path / "latents.h5").write_bytes(h5.content)
+    arrays, attrs = read_h5(tmp_path / "latents.h5")
+    assert arrays["poses"].shape == (1, 18, 2) and attrs["num_edits"] == 1
+    assert attrs["meta"]["geometry"] == "translation2d"
+
+
+def test_sessions_are_capped_least_recently_used_first(small):
+    _, app, client = small
+    sids = [open_session(client, index=i)["session"] for i in range(5)]  # max_sessions=4
+    assert client.get(f"/api/sessions/{sids[0]}").status_code == 404
+    assert client.get(f"/api/sessions/{sids[-1]}").status_code == 200
+    assert len(app.state.editing.sessions) == 4
+
+
+def _raw(client, url: str, text: str):
+    return client.post(url, content=text.encode(), headers={"content-type": "application/json"})
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"op": "explode"}, 422, "op: Input should be 'transform'"),
+        ({"op": "translate", "offset": [0.1, 0.0], "select": [16]}, 422, "latent index 16 out of range"),
+        ({"op": "translate", "offset": [0.1, 0.0], "select": list(range(17))}, 422, "only 16 latents"),
+        ({"op": "translate", "offset": [0.1, 0.0], "path": "/etc/passwd"}, 422, "path: Extra inputs"),
+        ({"op": "translate", "offset": ["0.1", 0.0]}, 422, "offset.0: Input should be a valid number"),
+        ({"op": "translate", "offset": [0.1]}, 422, "offset: List should have at least 2 items"),
+        ({"op": "translate", "offset": [50.0, 0.0]}, 422, "less than or equal to 10"),
+        ({"op": "translate"}, 422, "needs the parameter 'offset'"),
+        ({"op": "rotate", "angle": 0.1, "offset": [0.0, 0.0]}, 422, "unknown parameter(s) ['offset']"),
+        ({"op": "delete", "select": list(range(16))}, 422, "would remove every latent"),
+        ({"op": "paste", "source": "s9", "select": [0]}, 422, "'s9', which is not loaded"),
+        ({"op": "paste", "source": "../x", "select": [0]}, 422, "source: String should match pattern"),
+        ({"op": "scale", "factor": 0.0}, 422, "greater than 0"),
+        (
+            {"op": "translate", "offset": [0.1, 0.0], "select": [True]},
+            422,
+            "select.0: Input should be a valid integer",
+        ),
+        ([1, 2], 422, "Input should be a valid dictionary"),
+    ],
+)
+def test_bad_edits_are_refused_with_clear_messages(small, body, status, message):
+    _, app, client = small
+    sid = open_session(client)["session"]
+    for url in (f"/api/sessions/{sid}/preview", f"/api/sessions/{sid}/edits"):
+        r = client.post(url, json=body)
+        assert r.status_code == status, r.text
+        assert message in r.json()["detail"], r.json()["detail"]
+    assert history(app, sid).edits == []
+
+
+@pytest.mark.parametrize(
+    "text", ['{"op": "translate", "offset": [NaN, 0]}', '{"op": "translate", "offset": [1e400, 0]}']
+)
+def test_non_finite_numbers_are_refused(small, text):
+    _, _, client = small
+    sid = open_session(client)["session"]
+    r = _raw(client, f"/api/sessions/{sid}/preview", text)
+    assert r.status_code == 422 and "offset.0: Input should be a finite number" in r.json()["detail"]
+
+
+def test_bad_sessions_images_and_uploads(small):
+    _, _, client = small
+    sid = open_session(client)["session"]
+    cases = [
+        (
+            client.post("/api/sessions", json={"split": "test", "index": 6}),
+            422,
+            "out of range: test has 6 images",
+        ),
+        (
+            client.post("/api/sessions", json={"split": "val", "index": 0}),
+            422,
+            "split: Input should be 'train' or 'test'",
+        ),
+        (
+            client.post("/api/sessions", json={"index": -1}),
+            422,
+            "index: Input should be greater than or equal to 0",
+        ),
+        (client.post("/api/sessions", json={"index": 0, "path": "/tmp/x.png"}), 422, "path: Extra inputs"),
+        (_raw(client, "/api/sessions", '{"index": 0'), 422, "JSON decode error"),
+        (client.post(f"/api/sessions/{uuid.uuid4()}/undo"), 404, "unknown session"),
+        (client.post("/api/sessions/not-a-session/undo"), 422, "sid: Input should be a valid UUID"),
+        (client.post(f"/api/sessions/{sid}/undo"), 409, "nothing to undo"),
+        (client.post(f"/api/sessions/{sid}/redo"), 409, "nothing to redo"),
+        (
+            client.get(f"/api/sessions/{sid}/image.png", params={"scale": 100}),
+            422,
+            "scale: Input should be less",
+        ),
+        (
+            client.get(f"/api/sessions/{sid}/latents", params={"format": "pickle"}),
+            422,
+            "format: Input should be",
+        ),
+    ]
+    big_file = {"file": ("big.png", b"\x89PNG" + b"0" * (UPLOAD_LIMIT + 20_000), "image/png")}
+    cases += [
+        (
+            client.post("/api/sessions/upload", files=big_file),
+            413,
+            f"larger than the limit of {UPLOAD_LIMIT} bytes",
+        ),
+        (
+            client.post("/api/sessions/upload", files={"file": ("a.png", b"0" * (UPLOAD_LIMIT + 1))}),
+            413,
+            "limit",
+        ),
+        (
+            client.post("/api/sessions/upload", files={"file": ("notes.txt", b"hello")}),
+            422,
+            "not a readable image",
+        ),
+        (client.post("/api/sessions/upload", files={"file": ("e.png", b"")}), 422, "the upload is empty"),
+        (client.post("/api/sessions/upload", data={"path": "/etc/passwd"}), 400, "Too many fields"),
+        (client.post("/api/sessions/upload"), 422, "file: Field required"),
+        (
+            client.post(f"/api/sessions/{sid}/source/upload", files={"file": ("x", b"GIF8")}),
+            422,
+            "not a readable",
+        ),
+        (
+            _raw(
+                client,
+                f"/api/sessions/{sid}/preview",
+                '{"op": "translate", "select": [' + "1," * 200_000 + "1]}",
+            ),
+            413,
+            "larger than the limit",
+        ),
+    ]
+
+    def chunks():  # no Content-Length: the route's body limit cuts it off
+        for _ in range(10):
+            yield b"0" * 5_000
+
+    r = client.post(
+        "/api/sessions/upload", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"}
+    )
+    cases.append((r, 413, f"larger than the limit of {UPLOAD_LIMIT} bytes"))
+    for r, status, message in cases:
+        assert r.status_code == status, (r.request.url, r.text)
+        assert message in r.json()["detail"], (r.request.url, r.json()["detail"])
+
+
+def test_preview_round_trip_time(big):
+    """Request -> decoded PNG for 64x64 / 64 latents; the 100 ms target is reported, the bound is generous."""
+    _, _, client = big
+    s = open_session(client)
+    url = f"/api/sessions/{s['session']}/preview"
+    torch_threads = torch.get_num_threads()
+    times, decode = [], []
+    for k in range(12):
+        t0 = time.perf_counter()
+        r = client.post(url, json={"op": "translate", "offset": [0.01 * k, 0.0], "select": [10]})
+        times.append((time.perf_counter() - t0) * 1e3)
+        assert r.status_code == 200
+        decode.append(r.json()["decode_ms"])
+    times, decode = times[2:], decode[2:]  # the first calls warm up
+    median = statistics.median(times)
+    print(
+        f"\npreview round trip 64x64/64 latents (TestClient, {torch_threads} torch threads): median {median:.1f} ms, "
+        f"min {min(times):.1f} ms; server decode median {statistics.median(decode):.1f} ms (target < 100 ms)"
+    )
+    assert median < 1000.0
+
+
+def test_create_app_checks_its_arguments_and_hosts(small):
+    editor, _, _ = small
+    with pytest.raises(ValueError, match="max_upload_bytes must be a positive int"):
+        create_app(editor, max_upload_bytes=0)
+    with TestClient(create_app(editor, allowed_hosts=["127.0.0.1", "localhost"])) as client:
+        assert client.get("/api/info").status_code == 400  # Host: testserver (a rebinding attack's view)
+        assert client.get("http://127.0.0.1/api/info").status_code == 200
+
+
+def test_serve_binds_loopback_and_logs_the_url(small, monkeypatch, caplog):
+    import uvicorn
+
+    from enf.editing import server
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    threads = torch.get_num_threads()
+    with caplog.at_level("INFO", logger="enf.editing.server"):
+        server.serve(small[0], port=8123, num_threads=None, max_sessions=2)
+    ((app, kw),) = calls
+    assert kw["host"] == "127.0.0.1" and kw["port"] == 8123 and torch.get_num_threads() == threads
+    assert "http://127.0.0.1:8123/" in caplog.text
+    assert app.state.editing.max_sessions == 2
+    with TestClient(app) as client:
+        assert client.get("/api/info").status_code == 400  # only the loopback names are accepted
