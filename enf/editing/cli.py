@@ -25,7 +25,7 @@ import torch
 
 from enf import __version__
 from enf.editing.model import ImageEditor, image_to_png
-from enf.editing.record import Edit, load_edits, replay, save_edits
+from enf.editing.record import Edit, load_edit_record, replay, save_edits
 from enf.editing.select import select_box, select_radius, selected_indices, selection_mask
 from enf.latents import Latents
 
@@ -141,6 +141,25 @@ def _flag_edits(args, z: Latents, geometry, source: Latents | None) -> list[Edit
     return edits
 
 
+def _record_sources(editor: ImageEditor, edits: list[Edit], meta: dict, given: dict) -> dict[str, Latents]:
+    """Encode the second images that a replayed record's ``source`` keys name (the edit page writes where each
+    came from to ``meta["sources"]``: a dataset split and index); an upload cannot be found again."""
+    out = {}
+    origins = meta.get("sources") or {}
+    for key in sorted({e.params["source"] for e in edits if e.params.get("source")} - set(given)):
+        origin = origins.get(key) if isinstance(origins, dict) else None
+        if (not isinstance(origin, dict) or origin.get("kind") != "dataset") and "source" in given:
+            out[key] = given["source"]  # --source-index / --source-image stand in for it
+            continue
+        if not isinstance(origin, dict) or origin.get("kind") != "dataset":
+            raise ValueError(
+                f"the edit script uses the second image {key!r}, which it does not name as a dataset image "
+                "(an upload?); give it with --source-index N or --source-image FILE"
+            )
+        out[key] = editor.encode(editor.dataset_image(origin.get("index"), split=origin.get("split", "test")))
+    return out
+
+
 def _load_image(
     editor: ImageEditor, index: int | None, path: str | None, split: str, what: str
 ) -> np.ndarray:
@@ -204,13 +223,17 @@ def edit_main(argv: list[str]) -> None:
         t0 = time.perf_counter()
         original = _load_image(editor, args.index, args.image, args.split, "--image")
         z = editor.encode(original)
-        source = None
+        sources: dict[str, Latents] = {}
         if args.source_index is not None or args.source_image is not None:
-            source = editor.encode(
+            sources["source"] = editor.encode(
                 _load_image(editor, args.source_index, args.source_image, args.split, "--source-image")
             )
-        edits = load_edits(args.edits) if args.edits else _flag_edits(args, z, editor.geometry, source)
-        edited = replay(z, editor.geometry, edits, sources={"source": source} if source is not None else None)
+        if args.edits:
+            edits, record_meta = load_edit_record(args.edits)
+            sources.update(_record_sources(editor, edits, record_meta, sources))
+        else:
+            edits = _flag_edits(args, z, editor.geometry, sources.get("source"))
+        edited = replay(z, editor.geometry, edits, sources=sources)
     except (FileNotFoundError, ValueError, IndexError, TypeError) as exc:
         raise SystemExit(f"enf edit: {exc}") from None
     before, after = editor.decode(z)[0], editor.decode(edited)[0]

@@ -40,7 +40,17 @@ from enf.editing.interpolate import interpolate
 from enf.geometry import Geometry, GroupElement
 from enf.latents import Latents
 
-__all__ = ["OPS", "Edit", "EditHistory", "apply_edit", "dumps_edits", "load_edits", "replay", "save_edits"]
+__all__ = [
+    "OPS",
+    "Edit",
+    "EditHistory",
+    "apply_edit",
+    "dumps_edits",
+    "load_edit_record",
+    "load_edits",
+    "replay",
+    "save_edits",
+]
 
 # op -> {parameter: (kind, required)}; kinds: select, vector, matrix, number, int, bool, key
 OPS: dict[str, dict[str, tuple[str, bool]]] = {
@@ -292,6 +302,12 @@ def save_edits(path: str | Path, edits: Sequence[Edit], *, meta: Mapping[str, An
 
 def load_edits(path: str | Path) -> list[Edit]:
     """The edits of a file written by :func:`save_edits` (or a bare JSON list of edits), checked."""
+    return load_edit_record(path)[0]
+
+
+def load_edit_record(path: str | Path) -> tuple[list[Edit], dict[str, Any]]:
+    """``(edits, meta)`` of a file written by :func:`save_edits` or the edit page (``meta`` is ``{}`` for a
+    bare list). The page's ``meta["sources"]`` says where each ``source`` key's image came from."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"edit script {path} does not exist")
@@ -302,10 +318,13 @@ def load_edits(path: str | Path) -> list[Edit]:
     edits = data.get("edits") if isinstance(data, dict) else data
     if not isinstance(edits, list):
         raise ValueError(f"edit script {path} must hold a list of edits (or {{'edits': [...]}})")
+    meta = data.get("meta") if isinstance(data, dict) else None
+    if meta is not None and not isinstance(meta, dict):
+        raise ValueError(f"edit script {path}: 'meta' must be an object, got {type(meta).__name__}")
     out = []
     for k, item in enumerate(edits):
         try:
             out.append(Edit.from_dict(item))
         except ValueError as exc:
             raise ValueError(f"edit script {path}, edit {k}: {exc}") from None
-    return out
+    return out, dict(meta or {})

@@ -59,6 +59,31 @@ def test_edit_writes_figures_latents_and_a_replayable_record(run: Path, tmp_path
     np.testing.assert_array_equal(arrays2["edited_context"], arrays["edited_context"])
 
 
+def test_a_page_record_replays_with_the_dataset_images_it_names(run: Path, tmp_path: Path) -> None:
+    record = {
+        "meta": {"image": {"kind": "dataset", "split": "test", "index": 0},
+                 "sources": {"s1": {"kind": "dataset", "split": "test", "index": 3}}},
+        "edits": [{"op": "paste", "source": "s1", "select": [1, 2], "offset": [0.1, 0.0]},
+                  {"op": "delete", "select": [0]}],
+    }  # fmt: skip
+    (tmp_path / "page.json").write_text(json.dumps(record))
+    arrays, _ = edit(run, tmp_path / "p", "--index", "0", "--edits", str(tmp_path / "page.json"))
+    editor = ImageEditor.from_checkpoint(run / "checkpoints" / "last.ckpt")
+    z, s1 = (editor.encode(editor.dataset_image(i)) for i in (0, 3))
+    expected = replay(z, editor.geometry, [Edit.from_dict(e) for e in record["edits"]], sources={"s1": s1})
+    np.testing.assert_allclose(arrays["edited_poses"], expected.poses[0].numpy(), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(
+        arrays["edited_context"][-2:], s1.context[0, [1, 2]].numpy(), atol=1e-6, rtol=0
+    )
+    del record["meta"]["sources"]
+    (tmp_path / "upload.json").write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match="give it with --source-index"):
+        edit(run, tmp_path / "u", "--index", "0", "--edits", str(tmp_path / "upload.json"))
+    arrays, _ = edit(run, tmp_path / "u", "--index", "0", "--edits", str(tmp_path / "upload.json"),
+                     "--source-index", "3")  # fmt: skip
+    np.testing.assert_allclose(arrays["edited_poses"], expected.poses[0].numpy(), atol=1e-6, rtol=0)
+
+
 def test_shifting_every_latent_by_whole_pixels_shifts_the_decoded_image(run: Path, tmp_path: Path) -> None:
     step = 2.0 / 27.0  # pixel spacing of the 28x28 grid on [-1, 1]
     edit(run, tmp_path / "s", "--index", "0", "--translate", f"{3 * step!r},{-2 * step!r}")
