@@ -79,9 +79,9 @@ def main() -> None:
         return editing.selected_indices(editing.select_box(z, editor.geometry, **box))
 
     a, b, c, d = args.digits
-    stroke = select(mnist, a, low=[-1, 0.0], high=[1, 1])
-    edit_row(axes[0], mnist, a, editing.Edit("translate", {"offset": [0.35, 0.0], "select": stroke}),
-             "move the upper stroke right", records)  # fmt: skip
+    stroke = select(mnist, a, low=[-1, 0.3], high=[1, 1])
+    edit_row(axes[0], mnist, a, editing.Edit("translate", {"offset": [0.0, 0.2], "select": stroke}),
+             "raise the top stroke", records)  # fmt: skip
     part = select(mnist_se2, b, low=[-1, -1], high=[1, 0.0])
     edit_row(axes[1], mnist_se2, b, editing.Edit("rotate", {"angle": math.radians(45), "select": part}),
              "rotate the lower part 45 deg (se2)", records)  # fmt: skip
@@ -112,7 +112,7 @@ def main() -> None:
     edit_row(axes[4], natural, args.crop, editing.Edit("translate", {"offset": [0.5, 0.5], "select": part}),
              "move the centre of a crop", records)  # fmt: skip
     whole = editing.Edit("transform", {"rotation": [[0.0, -1.0], [1.0, 0.0]], "translation": [0.2, 0.0]})
-    edit_row(axes[5], mnist_se2, a, whole, "whole cloud: rotate 90 deg + shift (exact, se2)", records)
+    edit_row(axes[5], mnist_se2, a, whole, "whole cloud (se2, exact):\nrotate 90 deg + shift", records)
     for row in axes:
         for ax in row:
             if not ax.has_data() and not ax.images:

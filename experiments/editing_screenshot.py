@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--drag", type=float, nargs=2, default=[60.0, -30.0], metavar=("DX", "DY"))
     parser.add_argument("--out", default="figures/edit_page.png")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the server")
     args = parser.parse_args()
     import torch
     import uvicorn
@@ -39,7 +40,7 @@ def main() -> None:
     from enf.editing import ImageEditor
     from enf.editing.server import create_app
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     editor = ImageEditor.from_checkpoint(args.ckpt)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -80,7 +81,9 @@ def main() -> None:
         status = page.locator("#status")
         print(status.text_content())
         for kind in ("open", "preview", "edit"):
-            print(f"{kind} round trip, median in the page: {status.get_attribute(f'data-{kind}-median-ms')} ms")
+            print(
+                f"{kind} round trip, median in the page: {status.get_attribute(f'data-{kind}-median-ms')} ms"
+            )
         browser.close()
     server.should_exit = True
     print(f"wrote {out}")

@@ -101,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--max-upload-mb", type=float, default=2.0)
+    srv.add_argument("--threads", type=int, default=None,
+                     help="torch threads of the server (default: all cores; 1 on a busy machine)")  # fmt: skip
     return p
 
 
@@ -206,6 +208,8 @@ def edit_main(argv: list[str]) -> None:
                 v is not None for v in (args.translate, args.rotate, args.scale, args.duplicate, args.paste)
             ):
                 raise ValueError("--edits FILE replaces the edit flags; give one or the other")
+        if args.threads is not None and args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
         if args.max_upload_mb <= 0:
             raise ValueError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
         editor = ImageEditor.from_checkpoint(
@@ -218,7 +222,8 @@ def edit_main(argv: list[str]) -> None:
                 raise ValueError(f"the edit page needs the 'edit' extra ({exc.name} is missing): "
                                  'pip install -e ".[edit]"') from None  # fmt: skip
 
-            serve(editor, host=args.host, port=args.port, max_upload_bytes=int(args.max_upload_mb * 1e6))
+            serve(editor, host=args.host, port=args.port, max_upload_bytes=int(args.max_upload_mb * 1e6),
+                  num_threads=args.threads)  # fmt: skip
             return
         t0 = time.perf_counter()
         original = _load_image(editor, args.index, args.image, args.split, "--image")
