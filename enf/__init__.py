@@ -1,9 +1,9 @@
 """Equivariant neural fields in PyTorch."""
 
-from enf import dynamics, editing, geometry
+from enf import dynamics, editing, geometry, shape
 from enf.latents import Latents
 from enf.nn import EquivariantNeuralField
 
 __version__ = "0.1.0"
 
-__all__ = ["EquivariantNeuralField", "Latents", "dynamics", "editing", "geometry", "__version__"]
+__all__ = ["EquivariantNeuralField", "Latents", "dynamics", "editing", "geometry", "shape", "__version__"]
