@@ -25,19 +25,11 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from enf import editing  # noqa: E402
-from enf.editing.plotting import _show, draw_latents  # noqa: E402
+from enf.editing.plotting import draw_panel  # noqa: E402
 
 
 def panel(ax, title, image, z=None, geometry=None, selected=None):
-    if title == "difference":
-        diff = image.mean(-1, keepdims=True)
-        lim = max(float(np.abs(diff).max()), 1e-6)
-        _show(ax, diff, cmap="RdBu_r", vmin=-lim, vmax=lim)
-    else:
-        _show(ax, image)
-    if z is not None:
-        draw_latents(ax, z, geometry, selected=selected)
-    ax.set_title(title, fontsize=8)
+    draw_panel(ax, title, image, z, geometry, selected=selected, difference=title == "difference", fontsize=8)
 
 
 def edit_row(axes, editor, index, edit, label, records):

@@ -12,7 +12,7 @@ from enf.data.grid import imshow_extent
 from enf.geometry import Geometry
 from enf.latents import Latents
 
-__all__ = ["draw_latents", "plot_edit"]
+__all__ = ["draw_latents", "draw_panel", "plot_edit"]
 
 
 def _show(ax, image: np.ndarray, *, cmap: str = "gray", vmin: float = 0.0, vmax: float = 1.0) -> None:
@@ -43,6 +43,34 @@ def draw_latents(
     ax.set_ylim(-1.05, 1.05)
 
 
+def draw_panel(
+    ax,
+    title: str,
+    image: np.ndarray,
+    z: Latents | None = None,
+    geometry: Geometry | None = None,
+    *,
+    selected: torch.Tensor | None = None,
+    difference: bool = False,
+    fontsize: int = 9,
+) -> None:
+    """One image ``[H, W, C]`` on ``ax`` with the latents ``z`` drawn over it (if given); ``difference=True``
+    draws the channel mean with a diverging colour map symmetric about 0. ``selected`` is used when its
+    width matches ``z``'s number of latents."""
+    if difference:
+        diff = image.mean(-1, keepdims=True)
+        lim = max(float(np.abs(diff).max()), 1e-6)
+        _show(ax, diff, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    else:
+        _show(ax, image)
+    if z is not None:
+        if geometry is None:
+            raise ValueError("draw_panel needs the geometry to draw latents")
+        width = -1 if selected is None else selected.shape[-1]
+        draw_latents(ax, z, geometry, selected=selected if z.num_latents == width else None)
+    ax.set_title(title, fontsize=fontsize)
+
+
 def plot_edit(
     panels: Sequence[tuple[str, np.ndarray, Latents | None]],
     geometry: Geometry,
@@ -55,19 +83,7 @@ def plot_edit(
     fig = Figure(figsize=(2.6 * len(panels), 2.9), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (name, image, z) in zip(axes, panels, strict=True):
-        if name == "difference":
-            diff = image.mean(-1, keepdims=True)
-            lim = max(float(np.abs(diff).max()), 1e-6)
-            _show(ax, diff, cmap="RdBu_r", vmin=-lim, vmax=lim)
-        else:
-            _show(ax, image)
-        if z is not None:
-            draw_latents(ax, z, geometry, selected=selected if z.num_latents == _width(selected) else None)
-        ax.set_title(name, fontsize=9)
+        draw_panel(ax, name, image, z, geometry, selected=selected, difference=name == "difference")
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
-
-
-def _width(selected: torch.Tensor | None) -> int:
-    return -1 if selected is None else selected.shape[-1]

@@ -1,6 +1,8 @@
 """Kendall shape space for geometric symbols (DESIGN §8): pre-shapes, Procrustes alignment, the Kendall
 distance and geodesics (:mod:`enf.shape.kendall`), and hyperspherical distributions on the pre-shape sphere
-(:mod:`enf.shape.distributions`: Power Spherical and von Mises–Fisher, with KL to the uniform prior).
+(:mod:`enf.shape.distributions`: Power Spherical and von Mises–Fisher, with KL to the uniform prior), and the
+canonicalising similarity-equivariant encoder (:mod:`enf.shape.encoder`: landmarks, frame, canonical
+pre-shape, concentration).
 
     s = enf.shape.preshape(points)            # [B, K, d] -> [B, (K-1)*d] unit vectors
     d = enf.shape.kendall_distance(a, b)      # [B, K, d] x [B, K, d] -> [B], similarity invariant
@@ -13,6 +15,7 @@ from enf.shape.distributions import (
     sample_uniform_sphere,
     uniform_sphere_log_area,
 )
+from enf.shape.encoder import MIN_CONCENTRATION, ShapeEncoder, ShapeEncoding
 from enf.shape.kendall import (
     exp_map,
     from_preshape,
@@ -28,7 +31,10 @@ from enf.shape.kendall import (
 )
 
 __all__ = [
+    "MIN_CONCENTRATION",
     "PowerSpherical",
+    "ShapeEncoder",
+    "ShapeEncoding",
     "VonMisesFisher",
     "exp_map",
     "from_preshape",
