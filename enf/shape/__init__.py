@@ -29,12 +29,15 @@ from enf.shape.kendall import (
     procrustes_distance,
     shape_geodesic,
 )
+from enf.shape.vae import ShapeVAE, ShapeVAEOutput
 
 __all__ = [
     "MIN_CONCENTRATION",
     "PowerSpherical",
     "ShapeEncoder",
     "ShapeEncoding",
+    "ShapeVAE",
+    "ShapeVAEOutput",
     "VonMisesFisher",
     "exp_map",
     "from_preshape",
