@@ -1,7 +1,8 @@
 """Data: the field contract (keys, ``FieldSpec``), the pixel/coordinate convention, image datasets (bundled
 and local), the field data modules, HDF5 I/O.
 
-The data modules (``FieldDataModule``, ``ImageDataModule``, ``PDEDataModule``,
+Landmark shapes (``landmark_dataset``: trilobite cephala and mosquito wings from ktch, hand skeletons from
+geomstats' data files) feed the shape VAE. The data modules (``FieldDataModule``, ``ImageDataModule``, ``PDEDataModule``,
 ``PDETrajectoryDataModule``) are imported lazily (they need
 Lightning, which is slow to import), so ``import enf.data`` stays light for code that only reads data.
 """
@@ -17,6 +18,7 @@ from enf.data.field import FIELD_KINDS, FieldKind, FieldSpec
 from enf.data.grid import image_to_signal, imshow_extent, pixel_coords, plane_grid_to_image, signal_to_image
 from enf.data.hdf5 import read_h5, write_h5
 from enf.data.images import IMAGE_DATASETS, ImageDatasetName, image_dataset
+from enf.data.landmarks import LANDMARK_DATASETS, LandmarkDataset, landmark_dataset, normalize_positions
 
 if TYPE_CHECKING:
     from enf.data.datamodule import ImageDataModule
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FIELD_KINDS",
     "IMAGE_DATASETS",
+    "LANDMARK_DATASETS",
     "NATURAL_TEST_SOURCES",
     "NATURAL_TRAIN_SOURCES",
     "ArrayImageDataset",
@@ -37,11 +40,14 @@ __all__ = [
     "ImageDataModule",
     "ImageDataset",
     "ImageDatasetName",
+    "LandmarkDataset",
     "PDEDataModule",
     "PDETrajectoryDataModule",
     "collate",
     "image_dataset",
     "image_to_signal",
+    "landmark_dataset",
+    "normalize_positions",
     "imshow_extent",
     "pixel_coords",
     "plane_grid_to_image",

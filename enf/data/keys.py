@@ -9,6 +9,8 @@ A dataset item is a dict with
 and optionally ``LABEL`` (int class), ``MASK`` (bool ``[N]``, observed points), ``TIME`` (float, the
 frame's physical time), ``TRAJECTORY`` (int, trajectory of a PDE frame) and ``FRAME`` (int, its frame
 index). Trajectory items (forecasting) carry ``SIGNAL`` as ``[T, N, C]`` and ``TIMES`` (float32 ``[T]``).
+Landmark items (shape data, :mod:`enf.data.landmarks`) carry ``POSITIONS`` (float32 ``[K, d]``), ``INDEX``
+and optionally ``LABEL`` instead of coordinates and a signal.
 Collated batches add a leading batch dimension ``B`` to every entry.
 """
 
@@ -21,6 +23,7 @@ __all__ = [
     "LABEL",
     "MASK",
     "OPTIONAL_KEYS",
+    "POSITIONS",
     "REQUIRED_KEYS",
     "SIGNAL",
     "TIME",
@@ -37,6 +40,7 @@ TIME = "time"
 TRAJECTORY = "trajectory"
 FRAME = "frame"
 TIMES = "times"
+POSITIONS = "positions"
 
 REQUIRED_KEYS = (COORDS, SIGNAL, INDEX)
 OPTIONAL_KEYS = (LABEL, MASK, TIME, TRAJECTORY, FRAME, TIMES)
