@@ -8,6 +8,7 @@ enf forecast --ckpt runs/forecast_<name>/version_0/checkpoints/last.ckpt --data 
              [--observed-fraction 0.05] [--horizon T] [--grid full] --out forecast.h5
 enf edit --ckpt runs/mnist/version_0/checkpoints/last.ckpt --index 3 --select radius:0,0,0.4 --rotate 30 --out edit/
 enf edit --ckpt runs/mnist/version_0/checkpoints/last.ckpt --serve [--port 8000]    (page at http://127.0.0.1:8000/)
+enf shape fit|validate|test --config configs/shape/trilobite.yaml                      (shape VAE, landmarks)
 enf bench [--geometry se2] [--device cuda]
 """
 
@@ -81,6 +82,17 @@ def _forecast(argv: Sequence[str]) -> None:
     from enf.training.forecast_cli import forecast_main
 
     forecast_main(list(argv))
+
+
+def _shape(argv: Sequence[str]) -> None:
+    if argv and argv[0] in LIGHTNING_COMMANDS:
+        _lightning(argv, task="shape")
+        return
+    print(
+        f"enf shape: use enf shape fit|validate|test --config configs/shape/<dataset>.yaml\n{USAGE}",
+        file=sys.stderr,
+    )
+    raise SystemExit(2)
 
 
 def _edit(argv: Sequence[str]) -> None:
@@ -157,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         _forecast(rest)
     elif command == "edit":
         _edit(rest)
+    elif command == "shape":
+        _shape(rest)
     elif command == "data":
         _data(rest)
     elif command == "bench":

@@ -2,7 +2,7 @@
 and local), the field data modules, HDF5 I/O.
 
 Landmark shapes (``landmark_dataset``: trilobite cephala and mosquito wings from ktch, hand skeletons from
-geomstats' data files) feed the shape VAE. The data modules (``FieldDataModule``, ``ImageDataModule``, ``PDEDataModule``,
+geomstats' data files) feed the shape VAE. The data modules (``FieldDataModule``, ``ImageDataModule``, ``LandmarkDataModule``, ``PDEDataModule``,
 ``PDETrajectoryDataModule``) are imported lazily (they need
 Lightning, which is slow to import), so ``import enf.data`` stays light for code that only reads data.
 """
@@ -23,6 +23,7 @@ from enf.data.landmarks import LANDMARK_DATASETS, LandmarkDataset, landmark_data
 if TYPE_CHECKING:
     from enf.data.datamodule import ImageDataModule
     from enf.data.field_module import FieldDataModule
+    from enf.data.landmark_module import LandmarkDataModule
     from enf.data.pde.datamodule import PDEDataModule
     from enf.data.pde.trajectory_module import PDETrajectoryDataModule
 
@@ -30,6 +31,7 @@ __all__ = [
     "FIELD_KINDS",
     "IMAGE_DATASETS",
     "LANDMARK_DATASETS",
+    "LandmarkDataModule",
     "NATURAL_TEST_SOURCES",
     "NATURAL_TRAIN_SOURCES",
     "ArrayImageDataset",
@@ -60,6 +62,7 @@ __all__ = [
 _LAZY = {
     "FieldDataModule": "enf.data.field_module",
     "ImageDataModule": "enf.data.datamodule",
+    "LandmarkDataModule": "enf.data.landmark_module",
     "PDEDataModule": "enf.data.pde.datamodule",
     "PDETrajectoryDataModule": "enf.data.pde.trajectory_module",
 }

@@ -9,6 +9,7 @@ from enf.training.checkpoints import (
 )
 from enf.training.fitting_module import LOSSES, FieldFittingModule, resolve_loss
 from enf.training.forecasting_module import ForecastingModule
+from enf.training.shape_module import ShapeModule
 from enf.training.task import TaskModule
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "FitCheckpoint",
     "ForecastingModule",
     "RunArtifacts",
+    "ShapeModule",
     "TaskCheckpoint",
     "TaskModule",
     "load_fit_checkpoint",

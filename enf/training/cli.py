@@ -20,6 +20,7 @@ from enf.training.callbacks import RunArtifacts, TaskCheckpoint
 from enf.training.checkpoints import read_checkpoint
 from enf.training.fitting_module import FieldFittingModule
 from enf.training.forecasting_module import ForecastingModule
+from enf.training.shape_module import ShapeModule
 
 __all__ = ["TRAINER_DEFAULTS", "ENFLightningCLI", "run_lightning_cli"]
 
@@ -90,7 +91,7 @@ class ENFLightningCLI(LightningCLI):
         if init_args is not None and getattr(init_args, "name", None) == "auto":
             data_args = getattr(config.data, "init_args", None)
             name = str(getattr(data_args, "dataset", None) or "default")
-            init_args.name = name if issubclass(self.model_class, FieldFittingModule) else f"forecast_{name}"
+            init_args.name = f"{getattr(self.model_class, 'run_prefix', '')}{name}"
 
     def _parse_ckpt_path(self) -> None:
         """Resuming (``--ckpt_path``) uses the checkpoint's model settings; refuse a config that differs.
@@ -125,12 +126,13 @@ class ENFLightningCLI(LightningCLI):
         super()._parse_ckpt_path()
 
 
-TASKS = {"fit": FieldFittingModule, "forecast": ForecastingModule}
+TASKS = {"fit": FieldFittingModule, "forecast": ForecastingModule, "shape": ShapeModule}
 
 
 def run_lightning_cli(args: list[str] | None, *, run: bool = True, task: str = "fit") -> ENFLightningCLI:
-    """``enf fit|validate|test`` (``task="fit"``, field fitting) or ``enf forecast fit|validate|test``
-    (``task="forecast"``); ``run=False``: parse and instantiate only, ``args`` without a subcommand."""
+    """``enf fit|validate|test`` (``task="fit"``, field fitting), ``enf forecast fit|validate|test``
+    (``task="forecast"``) or ``enf shape fit|validate|test`` (``task="shape"``); ``run=False``: parse and
+    instantiate only, ``args`` without a subcommand."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
     return ENFLightningCLI(

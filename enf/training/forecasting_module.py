@@ -66,6 +66,8 @@ class ForecastingModule(ForecastEvaluation, TaskModule):
         num_plot_samples: trajectories drawn in the figures.
     """
 
+    run_prefix = "forecast_"
+
     def __init__(
         self,
         *,

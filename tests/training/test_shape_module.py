@@ -1,0 +1,77 @@
+"""The shape task end to end: ``enf shape fit`` on the trilobite landmarks writes a complete run (metrics,
+figures, checkpoints), the checkpoint reloads to the same metrics, the code is similarity invariant, bad
+configs fail with one clear line. Needs ktch (the `shape` extra)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from enf.cli import main
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("ktch") is None, reason='the landmark data needs ktch: pip install -e ".[shape]"'
+)
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = str(REPO / "configs" / "shape" / "trilobite.yaml")
+TINY = ["--trainer.max_steps", "8", "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "1",
+        "--model.vae.init_args.hidden_dim", "16", "--model.vae.init_args.decoder_hidden_dim", "32"]  # fmt: skip
+KEYS = {"rel_mse_train", "kl_train", "num_train_eval", "rel_mse_test", "kl_test", "num_test", "equivariance_error",
+        "fit_time_s", "global_step", "epoch", "num_parameters"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("shape_run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        main(["shape", "fit", "--config", CONFIG, *TINY])
+    return root / "runs" / "shape_trilobite" / "version_0"
+
+
+def test_shape_fit_writes_a_complete_run(run: Path) -> None:
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics) == KEYS
+    assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
+    assert metrics["num_test"] == 57 and metrics["num_train_eval"] == 228 and metrics["global_step"] == 8
+    assert metrics["equivariance_error"] < 1e-9  # code(g X) == code(X), float64, random similarities
+    assert 0 < metrics["rel_mse_test"] and 0 < metrics["kl_test"]
+    assert (run / "figures" / "final_shapes.png").stat().st_size > 0
+    assert {p.name for p in (run / "checkpoints").iterdir()} >= {"last.ckpt", "best.ckpt"}
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["model"]["vae"]["class_path"] == "enf.shape.ShapeVAE"
+
+
+def test_the_checkpoint_reloads_to_the_same_metrics(run: Path, tmp_path: Path, monkeypatch) -> None:
+    from enf.training import ShapeModule
+
+    module = ShapeModule.load_from_checkpoint(run / "checkpoints" / "last.ckpt", weights_only=True)
+    fitted = json.loads((run / "metrics.json").read_text())
+    monkeypatch.chdir(tmp_path)
+    main(["shape", "test", "--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+          "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")])  # fmt: skip
+    tested = json.loads(next((tmp_path / "runs").rglob("metrics.json")).read_text())
+    assert tested["rel_mse_test"] == pytest.approx(fitted["rel_mse_test"], rel=1e-5)
+    x = torch.randn(3, 16, 2)
+    out = module.vae(x, sample=False)
+    assert out.points.shape == (3, 16, 2) and torch.isfinite(out.points).all()
+
+
+def test_a_model_that_does_not_fit_the_data_is_one_clear_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["shape", "fit", "--config", CONFIG, *TINY, "--model.vae.init_args.num_out_points", "10"])
+    err = capsys.readouterr().err
+    assert "num_out_points" in err and "[B, 10, 2]" in err
+
+
+def test_shape_without_a_subcommand_says_how(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["shape"])
+    assert "enf shape fit|validate|test" in capsys.readouterr().err
