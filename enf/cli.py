@@ -9,6 +9,7 @@ enf forecast --ckpt runs/forecast_<name>/version_0/checkpoints/last.ckpt --data 
 enf edit --ckpt runs/mnist/version_0/checkpoints/last.ckpt --index 3 --select radius:0,0,0.4 --rotate 30 --out edit/
 enf edit --ckpt runs/mnist/version_0/checkpoints/last.ckpt --serve [--port 8000]    (page at http://127.0.0.1:8000/)
 enf shape fit|validate|test --config configs/shape/trilobite.yaml                      (shape VAE, landmarks)
+enf shape export --ckpt runs/shape_trilobite/version_0/checkpoints/last.ckpt --split test --out codes.h5
 enf bench [--geometry se2] [--device cuda]
 """
 
@@ -88,8 +89,14 @@ def _shape(argv: Sequence[str]) -> None:
     if argv and argv[0] in LIGHTNING_COMMANDS:
         _lightning(argv, task="shape")
         return
+    if argv and argv[0] == "export":
+        from enf.training.shape_export import shape_main
+
+        shape_main(list(argv[1:]))
+        return
     print(
-        f"enf shape: use enf shape fit|validate|test --config configs/shape/<dataset>.yaml\n{USAGE}",
+        "enf shape: use enf shape fit|validate|test --config configs/shape/<dataset>.yaml or enf shape export "
+        f"--ckpt ... --out codes.h5\n{USAGE}",
         file=sys.stderr,
     )
     raise SystemExit(2)

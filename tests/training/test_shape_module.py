@@ -63,6 +63,50 @@ def test_the_checkpoint_reloads_to_the_same_metrics(run: Path, tmp_path: Path, m
     assert out.points.shape == (3, 16, 2) and torch.isfinite(out.points).all()
 
 
+def test_export_writes_the_codes_the_model_computes(run: Path, tmp_path: Path) -> None:
+    from enf.data import landmark_dataset, read_h5
+    from enf.shape import kendall_distance
+    from enf.training import ShapeModule
+    from enf.training.shape_module import random_similarity
+
+    out = tmp_path / "codes.h5"
+    main(
+        [
+            "shape",
+            "export",
+            "--ckpt",
+            str(run / "checkpoints" / "last.ckpt"),
+            "--split",
+            "test",
+            "--out",
+            str(out),
+        ]
+    )
+    arrays, attrs = read_h5(out)
+    assert arrays["code"].shape == (57, 14) and arrays["rotation"].shape == (57, 2, 2)
+    assert attrs["split"] == "test" and attrs["mean_rel_mse"] == pytest.approx(
+        float(arrays["rel_mse"].mean())
+    )
+    np_codes = torch.from_numpy(arrays["code"])
+    torch.testing.assert_close(np_codes.norm(dim=-1), torch.ones(57), atol=1e-5, rtol=0)
+    module = (
+        ShapeModule.load_from_checkpoint(run / "checkpoints" / "last.ckpt", weights_only=True).double().eval()
+    )
+    x = landmark_dataset("trilobite", split="test").positions.double()
+    with torch.no_grad():
+        ref = module.vae(x, sample=False)
+        moved = module.vae(
+            random_similarity(57, 2, generator=torch.Generator().manual_seed(1))(x), sample=False
+        )
+    torch.testing.assert_close(np_codes.double(), ref.code, atol=1e-5, rtol=0)
+    assert (moved.code - ref.code).abs().max() < 1e-9  # the symbol does not see the pose
+    assert (
+        kendall_distance(torch.from_numpy(arrays["canonical"]).double(), ref.encoding.landmarks).max() < 1e-5
+    )
+    with pytest.raises(SystemExit, match="not a shape checkpoint|does not exist"):
+        main(["shape", "export", "--ckpt", str(tmp_path / "none.ckpt"), "--out", str(tmp_path / "x.h5")])
+
+
 def test_a_model_that_does_not_fit_the_data_is_one_clear_line(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit):
