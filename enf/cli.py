@@ -94,12 +94,10 @@ def _shape(argv: Sequence[str]) -> None:
 
         shape_main(list(argv[1:]))
         return
-    print(
+    raise SystemExit(
         "enf shape: use enf shape fit|validate|test --config configs/shape/<dataset>.yaml or enf shape export "
-        f"--ckpt ... --out codes.h5\n{USAGE}",
-        file=sys.stderr,
+        "--ckpt ... --out codes.h5"
     )
-    raise SystemExit(2)
 
 
 def _edit(argv: Sequence[str]) -> None:

@@ -197,9 +197,7 @@ class FieldFittingModule(TaskModule):
         element per signal, 256 random coordinates of the domain, float64.
         """
         if loader is None:
-            datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-            if datamodule is None:
-                raise ValueError(f"evaluate({split!r}) needs a loader, or a trainer with a datamodule")
+            datamodule = self.attached_datamodule(f"evaluate({split!r}) without loader=...")
             loader = datamodule.eval_dataloader(split, max_samples=max_samples)
         sums: dict[str, list[Tensor]] = {name: [] for name in self.metric_names}
         eq_errors, seen = [], 0

@@ -28,8 +28,8 @@ class ForecastEvaluation:
     ``encode_initial``, ``forecast``, ``decode``, ``frame_errors``, ``ode_times``, ``hparams``)."""
 
     def _datamodule(self):
-        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is None or not hasattr(dm, "trajectory_loader"):
+        dm = self.attached_datamodule("forecast evaluation without loader=...")
+        if not hasattr(dm, "trajectory_loader"):
             raise ValueError(
                 "evaluation needs a trainer with an enf.data.PDETrajectoryDataModule, or loader=..."
             )

@@ -105,9 +105,7 @@ class ShapeModule(TaskModule):
     def evaluate(self, split: str, *, max_samples: int | None = None) -> dict[str, float]:
         """Mean relative landmark error (posterior mean code) and KL on ``split``, and the equivariance error:
         ``max |code(g X) - code(X)|`` over one random similarity per shape, float64."""
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        if datamodule is None:
-            raise ValueError(f"evaluate({split!r}) needs a trainer with a datamodule")
+        datamodule = self.attached_datamodule(f"evaluate({split!r})")
         vae64 = copy.deepcopy(self.vae).double().eval()
         gen = torch.Generator().manual_seed(0)
         rows: dict[str, list[Tensor]] = {"rel_mse": [], "kl": []}

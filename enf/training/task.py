@@ -51,6 +51,13 @@ class TaskModule(L.LightningModule):
         """The ``metrics.json`` key of metric ``name`` of ``evaluate(split)``: ``<name>_<split>``."""
         return f"{name}_{split}"
 
+    def attached_datamodule(self, what: str) -> Any:
+        """The data module of the trainer this task is attached to; ``ValueError`` saying ``what`` needs it."""
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is None:
+            raise ValueError(f"{what} needs a trainer with a datamodule")
+        return dm
+
     def artifacts(self) -> dict[str, Any]:
         """Extra run-directory files after :meth:`run_metrics`: ``{file name: dict (JSON) | Figure}``."""
         return {}

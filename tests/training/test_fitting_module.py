@@ -128,7 +128,7 @@ def test_evaluate_equivariance_error_negative_control() -> None:
 
 
 def test_evaluate_needs_a_loader_or_a_datamodule() -> None:
-    with pytest.raises(ValueError, match="needs a loader"):
+    with pytest.raises(ValueError, match=r"without loader=\.\.\. needs a trainer with a datamodule"):
         tiny().evaluate("test")
 
 
