@@ -25,23 +25,35 @@ decoder's geometry or context width) and bound to the decoder afterwards::
 - ``num_latents``: latent points per signal.
 
 Every fit is equivariant: fitting ``g.signal`` from ``g.z0`` gives ``g.z`` (Meta-SGD: scalar step sizes per
-pose block; test-time Adam: second moments shared per pose block, :class:`BlockAdam`).
+pose block; test-time Adam: second moments shared per pose block, :class:`BlockAdam`). With
+``MetaSGD(init_frame="moments")`` the initial latent itself is posed by the signal's intensity-moment frame
+(:func:`moment_frame`), so encoding ``g.signal`` gives ``g.z`` with no ``g`` given.
 """
 
 from enf.fitting.adam import BlockAdam, optimise_latents
 from enf.fitting.autodecoder import AutoDecoder, AutoDecoderTable
 from enf.fitting.base import Fitter, Loss, per_sample_loss
-from enf.fitting.meta_sgd import MetaSGD, sample_coordinate_subsets, squash_step_size, unsquash_step_size
+from enf.fitting.meta_sgd import (
+    INIT_FRAMES,
+    MetaSGD,
+    sample_coordinate_subsets,
+    squash_step_size,
+    unsquash_step_size,
+)
+from enf.fitting.moments import moment_frame, pose_latents
 
 __all__ = [
+    "INIT_FRAMES",
     "AutoDecoder",
     "AutoDecoderTable",
     "BlockAdam",
     "Fitter",
     "Loss",
     "MetaSGD",
+    "moment_frame",
     "optimise_latents",
     "per_sample_loss",
+    "pose_latents",
     "sample_coordinate_subsets",
     "squash_step_size",
     "unsquash_step_size",

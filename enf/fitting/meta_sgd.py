@@ -24,12 +24,16 @@ import torch
 from torch import Tensor, nn
 
 from enf.fitting.base import Decoder, Fitter, Loss, check_count, check_observations, per_sample_loss
+from enf.fitting.moments import check_posable, moment_frame, pose_latents
 from enf.fitting.observed import check_mask, gather_observed, index_mask, sample_observed_subsets
 from enf.geometry import Geometry
 from enf.latents import Latents, initial_latents
 from enf.metrics import per_sample_mse
 
-__all__ = ["MetaSGD", "sample_coordinate_subsets", "squash_step_size", "unsquash_step_size"]
+__all__ = ["INIT_FRAMES", "MetaSGD", "sample_coordinate_subsets", "squash_step_size", "unsquash_step_size"]
+
+#: how the initial latent of a fit is placed (see ``MetaSGD(init_frame=...)``).
+INIT_FRAMES = ("shared", "moments")
 
 #: initial step sizes at (or beyond) a bound start this far inside it, as a fraction of the log range.
 _EDGE = 1e-6
@@ -104,6 +108,11 @@ class MetaSGD(Fitter):
         min_window: windows are clamped from below after each step (> 0).
         first_order: drop second-order terms (no graph through the inner gradients).
         init_context: constant initial context.
+        init_frame: ``"shared"``: every fit starts from the shared initial latent; ``"moments"``: the shared
+            initial latent is first posed by the signal's intensity-moment frame
+            (:func:`~enf.fitting.moments.moment_frame`), so that encoding a rotated or translated signal
+            gives the rotated or translated latents (rotation-equivariant geometries only: se2,
+            isotropic2d, se3).
     """
 
     def __init__(
@@ -125,8 +134,12 @@ class MetaSGD(Fitter):
         min_window: float = 1e-3,
         first_order: bool = False,
         init_context: float = 1.0,
+        init_frame: str = "shared",
     ) -> None:
         super().__init__(num_latents=num_latents)
+        if init_frame not in INIT_FRAMES:
+            raise ValueError(f"init_frame must be one of {INIT_FRAMES}, got {init_frame!r}")
+        self.init_frame = init_frame
         lo, hi = lr_bounds
         if not 0 < lo < hi:
             raise ValueError(f"lr_bounds must satisfy 0 < low < high, got {lr_bounds}")
@@ -166,6 +179,8 @@ class MetaSGD(Fitter):
 
     def _build(self, *, geometry: Geometry, context_dim: int, num_signals: int) -> None:
         cfg = self._settings
+        if self.init_frame == "moments":
+            check_posable(geometry)
         z0 = initial_latents(
             geometry,
             num_latents=self.num_latents,
@@ -279,7 +294,8 @@ class MetaSGD(Fitter):
                 With a ``mask``: that many observed points per sample (fewer where fewer are observed).
             subsets: explicit index tensors shared by the batch, one per step (overrides ``subset_size``);
                 with a ``mask`` only their observed points count.
-            init: initial latents ``[B, ...]`` (default: the shared initial latent).
+            init: initial latents ``[B, ...]`` (default: the shared initial latent, posed by the signal's
+                moment frame with ``init_frame="moments"``).
             create_graph: keep the graph through the inner gradients (default: ``not first_order`` when
                 gradients are enabled).
             loss: per-sample loss ``(pred [B, n, C], target [B, n, C]) -> [B]`` of the inner steps.
@@ -310,6 +326,10 @@ class MetaSGD(Fitter):
         if create_graph is None:
             create_graph = (not self.first_order) and torch.is_grad_enabled()
         z = self.initial(coords.shape[0]) if init is None else init
+        if init is None and self.init_frame == "moments":
+            z = pose_latents(
+                self.geometry, z, moment_frame(coords, signal, mask, proper=not self.geometry.reflections)
+            )
         lr = self.step_sizes()
         for sel in subsets:
             if sel is None:
