@@ -3,12 +3,14 @@
 enf fit|validate|test --config configs/fit/<dataset>.yaml [--trainer.max_epochs ...]   (LightningCLI)
 enf data list | generate <name> --preset small --out data/<name> | show <file.h5> --out traj.png
 enf encode --ckpt runs/<name>/version_0/checkpoints/last.ckpt --split test --out latents.h5
+           [--store-signal] [--rotate random|DEG --rotation-seed S]
 enf forecast fit|validate|test --config configs/forecast/<dataset>.yaml --model.fit_checkpoint <fit ckpt>
 enf forecast --ckpt runs/forecast_<name>/version_0/checkpoints/last.ckpt --data data/<name>/test.h5
              [--observed-fraction 0.05] [--horizon T] [--grid full] --out forecast.h5
 enf edit --ckpt runs/mnist/version_0/checkpoints/last.ckpt --index 3 --select radius:0,0,0.4 --rotate 30 --out edit/
 enf edit --ckpt runs/mnist/version_0/checkpoints/last.ckpt --serve [--port 8000]    (page at http://127.0.0.1:8000/)
 enf shape fit|validate|test --config configs/shape/trilobite.yaml                      (shape VAE, landmarks)
+enf shape fit --config configs/shape/mnist.yaml           (shape VAE on ENF latent clouds, loss on the image)
 enf shape export --ckpt runs/shape_trilobite/version_0/checkpoints/last.ckpt --split test --out codes.h5
 enf bench [--geometry se2] [--device cuda]
 """

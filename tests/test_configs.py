@@ -19,7 +19,7 @@ from enf.training.cli import ENFLightningCLI, run_lightning_cli
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 CONFIGS = sorted((REPO_CONFIGS / "fit").glob("*.yaml"))
-IMAGE_CHANNELS = {"mnist": 1, "faces": 1, "natural": 3, "cifar10": 3, "folder": 3}
+IMAGE_CHANNELS = {"mnist": 1, "mnist_se2": 1, "faces": 1, "natural": 3, "cifar10": 3, "folder": 3}
 PDE_CONFIGS = [
     "diffusion_plane",
     "navier_stokes_torus",

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 from enf.data.base import ArrayImageDataset, FileImageDataset, ImageDataset, collate
 from enf.data.bundled import NATURAL_TEST_SOURCES, NATURAL_TRAIN_SOURCES
 from enf.data.field import FIELD_KINDS, FieldKind, FieldSpec
-from enf.data.grid import image_to_signal, imshow_extent, pixel_coords, plane_grid_to_image, signal_to_image
+from enf.data.grid import (
+    image_to_signal,
+    imshow_extent,
+    pixel_coords,
+    plane_grid_to_image,
+    rotate_images,
+    signal_to_image,
+)
 from enf.data.hdf5 import read_h5, write_h5
 from enf.data.images import IMAGE_DATASETS, ImageDatasetName, image_dataset
 from enf.data.landmarks import LANDMARK_DATASETS, LandmarkDataset, landmark_dataset, normalize_positions
@@ -24,6 +31,7 @@ if TYPE_CHECKING:
     from enf.data.datamodule import ImageDataModule
     from enf.data.field_module import FieldDataModule
     from enf.data.landmark_module import LandmarkDataModule
+    from enf.data.latent_module import LatentCloudDataModule
     from enf.data.pde.datamodule import PDEDataModule
     from enf.data.pde.trajectory_module import PDETrajectoryDataModule
 
@@ -43,6 +51,7 @@ __all__ = [
     "ImageDataset",
     "ImageDatasetName",
     "LandmarkDataset",
+    "LatentCloudDataModule",
     "PDEDataModule",
     "PDETrajectoryDataModule",
     "collate",
@@ -54,6 +63,7 @@ __all__ = [
     "pixel_coords",
     "plane_grid_to_image",
     "read_h5",
+    "rotate_images",
     "signal_to_image",
     "write_h5",
 ]
@@ -63,6 +73,7 @@ _LAZY = {
     "FieldDataModule": "enf.data.field_module",
     "ImageDataModule": "enf.data.datamodule",
     "LandmarkDataModule": "enf.data.landmark_module",
+    "LatentCloudDataModule": "enf.data.latent_module",
     "PDEDataModule": "enf.data.pde.datamodule",
     "PDETrajectoryDataModule": "enf.data.pde.trajectory_module",
 }

@@ -27,7 +27,14 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-__all__ = ["image_to_signal", "imshow_extent", "pixel_coords", "plane_grid_to_image", "signal_to_image"]
+__all__ = [
+    "image_to_signal",
+    "imshow_extent",
+    "pixel_coords",
+    "plane_grid_to_image",
+    "rotate_images",
+    "signal_to_image",
+]
 
 
 def _axis(n: int, start: float, end: float, dtype: torch.dtype, device: torch.device | str | None) -> Tensor:
@@ -95,3 +102,28 @@ def plane_grid_to_image(values: Tensor) -> Tensor:
     if isinstance(swapped, Tensor):
         return swapped.flip(-3)
     return swapped[..., ::-1, :, :]
+
+
+def rotate_images(image: Tensor, angle: Tensor) -> Tensor:
+    """Images ``[B, H, W, C]`` rotated counter-clockwise by ``angle [B]`` radians about the image centre.
+
+    The rotated image is resampled on the same pixel grid: ``out(x) = image(R(-angle) x)`` with ``x`` the
+    :func:`pixel_coords` of each pixel, bilinear interpolation, and each image's minimum (its background)
+    where ``R(-angle) x`` falls outside the grid. Resampling blurs a little, as rotating a real photo would.
+    """
+    if image.ndim != 4:
+        raise ValueError(f"image must have shape [B, H, W, C], got shape {tuple(image.shape)}")
+    if angle.shape != image.shape[:1]:
+        raise ValueError(f"angle must have shape [B] = [{image.shape[0]}], got {tuple(angle.shape)}")
+    b, h, w, _ = image.shape
+    xy = pixel_coords(h, w, dtype=image.dtype, device=image.device)  # [H*W, 2]
+    c, s = torch.cos(angle).to(image.dtype), torch.sin(angle).to(image.dtype)
+    rot_inv = torch.stack([torch.stack([c, s], -1), torch.stack([-s, c], -1)], -2)  # R(-angle), [B, 2, 2]
+    src = torch.einsum("bij,nj->bni", rot_inv, xy)
+    grid = torch.stack([src[..., 0], -src[..., 1]], -1).reshape(b, h, w, 2)  # grid_sample: y down
+    background = image.amin(dim=(1, 2, 3), keepdim=True)
+    chw = rearrange(image - background, "b h w c -> b c h w")
+    out = torch.nn.functional.grid_sample(
+        chw, grid, mode="bilinear", padding_mode="zeros", align_corners=True
+    )
+    return rearrange(out, "b c h w -> b h w c") + background

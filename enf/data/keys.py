@@ -10,25 +10,30 @@ and optionally ``LABEL`` (int class), ``MASK`` (bool ``[N]``, observed points), 
 frame's physical time), ``TRAJECTORY`` (int, trajectory of a PDE frame) and ``FRAME`` (int, its frame
 index). Trajectory items (forecasting) carry ``SIGNAL`` as ``[T, N, C]`` and ``TIMES`` (float32 ``[T]``).
 Landmark items (shape data, :mod:`enf.data.landmarks`) carry ``POSITIONS`` (float32 ``[K, d]``), ``INDEX``
-and optionally ``LABEL`` instead of coordinates and a signal.
+and optionally ``LABEL`` instead of coordinates and a signal. Latent-cloud items (the shape VAE on ENF
+latents, :class:`enf.data.LatentCloudDataModule`) carry ``POSITIONS``, ``POSES`` (``[L, pose_dim]``),
+``CONTEXT`` (``[L, F]``), ``WINDOW`` (``[L, 1]``), the encoded ``COORDS``/``SIGNAL``, ``INDEX`` and ``LABEL``.
 Collated batches add a leading batch dimension ``B`` to every entry.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "CONTEXT",
     "COORDS",
     "FRAME",
     "INDEX",
     "LABEL",
     "MASK",
     "OPTIONAL_KEYS",
+    "POSES",
     "POSITIONS",
     "REQUIRED_KEYS",
     "SIGNAL",
     "TIME",
     "TIMES",
     "TRAJECTORY",
+    "WINDOW",
 ]
 
 COORDS = "coords"
@@ -41,6 +46,9 @@ TRAJECTORY = "trajectory"
 FRAME = "frame"
 TIMES = "times"
 POSITIONS = "positions"
+POSES = "poses"
+CONTEXT = "context"
+WINDOW = "window"
 
 REQUIRED_KEYS = (COORDS, SIGNAL, INDEX)
 OPTIONAL_KEYS = (LABEL, MASK, TIME, TRAJECTORY, FRAME, TIMES)

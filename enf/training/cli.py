@@ -5,7 +5,7 @@ Every run writes ``runs/<logger name>/version_<n>/`` with ``config.yaml`` (the r
 ``figures/`` and ``metrics.json``. Unknown config keys and abbreviated keys are errors (jsonargparse).
 
 Shared defaults live here (:data:`TRAINER_DEFAULTS`: TensorBoard logger under ``runs/`` named after the
-dataset, no inference mode, log every 10 steps), so per-dataset configs hold only what differs.
+config file, or the dataset without one, no inference mode, log every 10 steps), so per-dataset configs hold only what differs.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ __all__ = ["TRAINER_DEFAULTS", "ENFLightningCLI", "run_lightning_cli"]
 TRAINER_DEFAULTS = {
     "logger": {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-        # "auto": the data module's dataset name (runs/mnist/, runs/diffusion_plane/, ...)
+        # "auto": the task's run_prefix + the config file's stem, else the dataset name (runs/mnist/,
+        # runs/mnist_se2/, runs/forecast_diffusion_plane/, runs/shape_mnist_plain/, ...)
         "init_args": {"save_dir": "runs", "name": "auto"},
     },
     # The inner loop needs gradients during validation/test.
@@ -89,9 +90,20 @@ class ENFLightningCLI(LightningCLI):
         logger = config.trainer.get("logger")
         init_args = getattr(logger, "init_args", None)
         if init_args is not None and getattr(init_args, "name", None) == "auto":
-            data_args = getattr(config.data, "init_args", None)
-            name = str(getattr(data_args, "dataset", None) or "default")
-            init_args.name = f"{getattr(self.model_class, 'run_prefix', '')}{name}"
+            init_args.name = f"{getattr(self.model_class, 'run_prefix', '')}{self._run_name(config)}"
+
+    @staticmethod
+    def _run_name(config) -> str:
+        """The stem of the config file (``configs/fit/mnist_se2.yaml`` -> ``mnist_se2``), else the data set's name.
+
+        A run's own resolved ``config.yaml`` already carries its logger name, so ``config`` stems are skipped.
+        """
+        files = [Path(str(getattr(c, "relative", c))) for c in (config.get("config") or [])]
+        stems = [f.stem for f in files if f.suffix in (".yaml", ".yml") and f.stem != "config"]
+        if stems:
+            return stems[-1]
+        data_args = getattr(config.data, "init_args", None)
+        return str(getattr(data_args, "dataset", None) or "default")
 
     def _parse_ckpt_path(self) -> None:
         """Resuming (``--ckpt_path``) uses the checkpoint's model settings; refuse a config that differs.

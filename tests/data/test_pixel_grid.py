@@ -63,3 +63,38 @@ def test_imshow_extent_puts_pixel_centres_on_coordinates() -> None:
     y = top - (rows + 0.5) * (top - bottom) / h
     expected = torch.stack([x.reshape(-1), y.reshape(-1)], -1).float()
     torch.testing.assert_close(pixel_coords(h, w), expected)
+
+
+def test_rotate_images_matches_numpy_and_scipy():
+    """90 degrees is np.rot90 (a pixel permutation); 30 degrees is scipy's bilinear rotation about the centre."""
+    import math
+
+    import numpy as np
+    from scipy import ndimage
+
+    from enf.data.grid import rotate_images
+
+    im = np.random.default_rng(0).random((9, 9))
+    im[0, 0] = 0.0  # the background (image minimum) is 0, as scipy's cval
+    batch = torch.tensor(np.stack([im, im]))[..., None]
+    turned = rotate_images(batch, torch.tensor([math.pi / 2, math.radians(30)], dtype=torch.float64))[..., 0]
+    assert np.abs(turned[0].numpy() - np.rot90(im)).max() < 1e-12
+    ref = ndimage.rotate(im, 30, reshape=False, order=1, mode="constant", cval=0.0)
+    assert np.abs(turned[1].numpy() - ref)[2:-2, 2:-2].max() < 1e-12
+    clockwise = ndimage.rotate(im, -30, reshape=False, order=1, mode="constant", cval=0.0)
+    assert np.abs(turned[1].numpy() - clockwise)[2:-2, 2:-2].max() > 0.1  # negative control: the direction
+
+
+def test_rotate_images_fills_with_the_background_and_checks_shapes():
+    import math
+
+    from enf.data.grid import rotate_images
+
+    im = torch.full((1, 8, 8, 1), -0.5)
+    im[0, 3:5, 3:5] = 1.0
+    out = rotate_images(im, torch.tensor([math.radians(45)]))
+    assert out[0, 0, 0, 0] == -0.5  # a corner comes from outside the grid: the background
+    with pytest.raises(ValueError, match="angle must have shape"):
+        rotate_images(im, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"\[B, H, W, C\]"):
+        rotate_images(im[0], torch.tensor([0.0]))
