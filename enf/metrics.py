@@ -10,7 +10,7 @@ from torch import Tensor
 from enf.geometry import Geometry
 from enf.latents import Latents
 
-__all__ = ["equivariance_error", "per_sample_l1", "per_sample_mse", "psnr", "relative_l2"]
+__all__ = ["equivariance_error", "knn_accuracy", "per_sample_l1", "per_sample_mse", "psnr", "relative_l2"]
 
 
 def per_sample_mse(pred: Tensor, target: Tensor) -> Tensor:
@@ -61,3 +61,29 @@ def equivariance_error(
     ref = decoder(coords, latents)
     moved = decoder(geometry.act_coords(g, coords), latents.transform(geometry, g))
     return float((moved - ref).abs().max())
+
+
+def knn_accuracy(
+    reference: Tensor, reference_labels: Tensor, query: Tensor, query_labels: Tensor, *, k: int = 5
+) -> float:
+    """Accuracy of a ``k``-nearest-neighbour classifier (Euclidean) fitted on ``reference [R, D]`` with
+    ``reference_labels [R]``, on ``query [Q, D]`` with ``query_labels [Q]``. A tie of votes goes to the class
+    of the nearer neighbours."""
+    if reference.ndim != 2 or query.ndim != 2 or reference.shape[1] != query.shape[1]:
+        raise ValueError(
+            f"knn_accuracy needs reference [R, D] and query [Q, D], got {tuple(reference.shape)} and "
+            f"{tuple(query.shape)}"
+        )
+    if reference_labels.shape != reference.shape[:1] or query_labels.shape != query.shape[:1]:
+        raise ValueError("knn_accuracy: one label per reference and per query row")
+    if reference.shape[0] == 0 or query.shape[0] == 0:
+        raise ValueError("knn_accuracy needs at least one reference and one query row")
+    k = min(k, reference.shape[0])
+    dist = torch.cdist(query.double(), reference.double())
+    nearest = dist.topk(k, dim=1, largest=False).indices  # [Q, k], nearest first
+    votes = reference_labels[nearest]  # [Q, k]
+    classes = torch.unique(reference_labels)
+    onehot = (votes.unsqueeze(-1) == classes).double()  # [Q, k, C]
+    weight = 1.0 + 1e-3 * (k - torch.arange(k, dtype=torch.float64)) / k  # nearer votes break ties
+    pred = classes[(onehot * weight[None, :, None]).sum(1).argmax(-1)]
+    return float((pred == query_labels).double().mean())

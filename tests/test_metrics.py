@@ -131,3 +131,36 @@ def test_equivariance_error_large_for_absolute2d():
     with torch.no_grad():
         expected = (model(geom.act_coords(g, x), z.transform(geom, g)) - model(x, z)).abs().max().item()
     assert err == pytest.approx(expected, rel=1e-12)
+
+
+def test_knn_accuracy_matches_scikit_learn():
+    """Against sklearn's KNeighborsClassifier (brute force, uniform weights) on continuous data (no ties)."""
+    pytest.importorskip("sklearn")
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from enf.metrics import knn_accuracy
+
+    gen = torch.Generator().manual_seed(0)
+    centres = 2.0 * torch.randn(4, 6, generator=gen, dtype=torch.float64)
+    ref_y = torch.randint(0, 4, (300,), generator=gen)
+    ref = centres[ref_y] + torch.randn(300, 6, generator=gen, dtype=torch.float64)
+    q_y = torch.randint(0, 4, (120,), generator=gen)
+    query = centres[q_y] + torch.randn(120, 6, generator=gen, dtype=torch.float64)
+    for k in (1, 5, 7):
+        clf = KNeighborsClassifier(n_neighbors=k, algorithm="brute").fit(ref.numpy(), ref_y.numpy())
+        expected = float((clf.predict(query.numpy()) == q_y.numpy()).mean())
+        assert knn_accuracy(ref, ref_y, query, q_y, k=k) == pytest.approx(expected)
+    shuffled = ref_y[torch.randperm(300, generator=gen)]
+    assert knn_accuracy(ref, shuffled, query, q_y, k=5) < 0.5  # negative control: labels carry no signal
+
+
+def test_knn_accuracy_breaks_ties_towards_the_nearer_neighbours_and_checks_shapes():
+    from enf.metrics import knn_accuracy
+
+    ref = torch.tensor([[0.0], [1.0], [10.0], [11.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    assert knn_accuracy(ref, labels, torch.tensor([[5.4], [5.6]]), torch.tensor([0, 1]), k=2) == 1.0
+    with pytest.raises(ValueError, match="reference"):
+        knn_accuracy(ref, labels, torch.zeros(2, 3), torch.zeros(2), k=1)
+    with pytest.raises(ValueError, match="one label"):
+        knn_accuracy(ref, labels[:3], torch.zeros(2, 1), torch.zeros(2), k=1)

@@ -2,7 +2,8 @@
 distance and geodesics (:mod:`enf.shape.kendall`), and hyperspherical distributions on the pre-shape sphere
 (:mod:`enf.shape.distributions`: Power Spherical and von Mises–Fisher, with KL to the uniform prior), and the
 canonicalising similarity-equivariant encoder (:mod:`enf.shape.encoder`: landmarks, frame, canonical
-pre-shape, concentration).
+pre-shape, concentration), the VAE on top (:class:`ShapeVAE`) and its non-equivariant control
+(:class:`PlainVAE`).
 
     s = enf.shape.preshape(points)            # [B, K, d] -> [B, (K-1)*d] unit vectors
     d = enf.shape.kendall_distance(a, b)      # [B, K, d] x [B, K, d] -> [B], similarity invariant
@@ -29,10 +30,12 @@ from enf.shape.kendall import (
     procrustes_distance,
     shape_geodesic,
 )
+from enf.shape.plain import PlainVAE
 from enf.shape.vae import ShapeVAE, ShapeVAEOutput
 
 __all__ = [
     "MIN_CONCENTRATION",
+    "PlainVAE",
     "PowerSpherical",
     "ShapeEncoder",
     "ShapeEncoding",

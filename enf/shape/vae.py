@@ -35,12 +35,24 @@ Posterior = Literal["power_spherical", "von_mises_fisher"]
 _POSTERIORS = {"power_spherical": PowerSpherical, "von_mises_fisher": VonMisesFisher}
 
 
+def mlp(width_in: int, hidden_dim: int, num_layers: int, width_out: int) -> nn.Sequential:
+    """``num_layers`` linear layers with GELUs between them (the VAE decoders and the plain VAE's encoder)."""
+    layers: list[nn.Module] = []
+    width = width_in
+    for _ in range(num_layers - 1):
+        layers += [nn.Linear(width, hidden_dim), nn.GELU()]
+        width = hidden_dim
+    layers.append(nn.Linear(width, width_out))
+    return nn.Sequential(*layers)
+
+
 @dataclass(frozen=True)
 class ShapeVAEOutput:
     """What :meth:`ShapeVAE.forward` returns.
 
     Attributes:
-        encoding: the encoder's :class:`~enf.shape.ShapeEncoding` (landmarks, pose, pre-shape, concentration).
+        encoding: the encoder's :class:`~enf.shape.ShapeEncoding` (landmarks, pose, pre-shape, concentration);
+            ``None`` for :class:`~enf.shape.PlainVAE`, which has no pose.
         posterior: the distribution over codes (batch ``[B]``, event ``[(K-1) d]``).
         code: ``[B, (K-1) d]`` the code decoded (a reparameterised sample, or the posterior's mean direction).
         canonical: ``[B, M, d]`` decoded points in the canonical frame (invariant).
@@ -49,13 +61,20 @@ class ShapeVAEOutput:
         kl: ``[B]`` KL divergence of the posterior to the uniform prior on the sphere.
     """
 
-    encoding: ShapeEncoding
+    encoding: ShapeEncoding | None
     posterior: Distribution
     code: Tensor
     canonical: Tensor
     points: Tensor
     features: Tensor | None
     kl: Tensor
+
+    def pose_vectors(self, canonical: Tensor) -> Tensor:
+        """Canonical-frame vectors ``[B, M, d]`` (e.g. decoded orientations) turned into the input's frame,
+        ``canonical @ rotation^T`` (no scale, no translation); unchanged without an encoding."""
+        if self.encoding is None:
+            return canonical
+        return torch.einsum("bmd,bed->bme", canonical, self.encoding.rotation)
 
 
 class ShapeVAE(nn.Module):
@@ -71,6 +90,7 @@ class ShapeVAE(nn.Module):
         decoder_hidden_dim, decoder_layers: the decoder MLP.
         posterior: ``"power_spherical"`` (default) or ``"von_mises_fisher"``.
         reflections: let the frame be improper, so mirror images share a code.
+        init_concentration: the posterior concentration every shape starts with (default ``10 (K-1) d``).
     """
 
     def __init__(
@@ -87,6 +107,7 @@ class ShapeVAE(nn.Module):
         decoder_layers: int = 3,
         posterior: Posterior = "power_spherical",
         reflections: bool = False,
+        init_concentration: float | None = None,
     ) -> None:
         super().__init__()
         if posterior not in _POSTERIORS:
@@ -102,20 +123,18 @@ class ShapeVAE(nn.Module):
             hidden_dim=hidden_dim,
             num_layers=num_layers,
             reflections=reflections,
+            init_concentration=init_concentration,
         )
         self.space_dim = space_dim
+        self.feature_dim = feature_dim
         self.num_landmarks = num_landmarks
         self.num_out_points = num_out_points
         self.out_feature_dim = out_feature_dim
         self.code_dim = (num_landmarks - 1) * space_dim
         self.posterior_name = posterior
-        layers: list[nn.Module] = []
-        width = self.code_dim
-        for _ in range(decoder_layers - 1):
-            layers += [nn.Linear(width, decoder_hidden_dim), nn.GELU()]
-            width = decoder_hidden_dim
-        layers.append(nn.Linear(width, num_out_points * (space_dim + out_feature_dim)))
-        self.decoder = nn.Sequential(*layers)
+        self.decoder = mlp(
+            self.code_dim, decoder_hidden_dim, decoder_layers, num_out_points * (space_dim + out_feature_dim)
+        )
 
     def posterior(self, encoding: ShapeEncoding) -> Distribution:
         """The posterior over codes: centred on the flattened canonical pre-shape, invariant concentration."""

@@ -237,4 +237,4 @@ class RunArtifacts(L.Callback):
         path = self.run_dir(trainer) / "metrics.json"
         write_json_atomic(path, {k: float(v) for k, v in sorted(metrics.items())})
         self._write_artifacts(trainer, artifacts)
-        log.info("wrote %s: %s", path, {k: round(float(v), 6) for k, v in sorted(metrics.items())})
+        log.info("wrote %s: %s", path, {k: float(f"{float(v):.4g}") for k, v in sorted(metrics.items())})

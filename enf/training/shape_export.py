@@ -5,7 +5,8 @@
 Writes, for every shape of the split: ``code [S, (K-1) d]`` (the posterior's mean direction on the pre-shape
 sphere), ``canonical [S, K, d]`` (the symbol's landmarks in the canonical frame), ``landmarks [S, K, d]``,
 ``centroid [S, d]``, ``scale [S]``, ``rotation [S, d, d]`` (the pose), ``concentration [S]``,
-``rel_mse [S]`` (reconstruction error relative to the size), ``index`` and, where the data has one,
+``rel_mse [S]`` (landmarks: reconstruction error relative to the size) or ``mse [S]`` and ``psnr [S]`` (latent
+clouds: error of the ENF-decoded reconstruction), ``index`` and, where the data has one,
 ``label`` (atomic write).
 """
 
@@ -22,7 +23,7 @@ from enf import __version__
 from enf.data import keys
 from enf.data.hdf5 import write_h5
 from enf.training.encode import check_writable, load_datamodule_from_run
-from enf.training.shape_module import ShapeModule, relative_error
+from enf.training.shape_module import ShapeModule
 from enf.training.task import move_batch
 
 __all__ = ["export_codes", "shape_main"]
@@ -37,14 +38,18 @@ def export_codes(module: ShapeModule, loader) -> dict[str, np.ndarray]:
     out: dict[str, list[np.ndarray]] = {}
     for batch in loader:
         batch = move_batch(batch, module.device)
-        x = module.unpack(batch)
-        res = module.vae(x, sample=False)
+        inputs = module.unpack(batch)
+        res = module.vae(inputs["positions"], inputs.get("features"), sample=False)
         enc = res.encoding
+        if enc is None:
+            raise ValueError("this checkpoint's VAE has no pose (PlainVAE); export needs a ShapeVAE")
+        error = module._losses(inputs, sample=False)
         rows = {
             "code": res.code, "canonical": enc.canonical, "landmarks": enc.landmarks, "centroid": enc.centroid,
             "scale": enc.scale, "rotation": enc.rotation, "concentration": enc.concentration,
-            "rel_mse": relative_error(res.points, x), keys.INDEX: batch[keys.INDEX],
+            keys.INDEX: batch[keys.INDEX],
         }  # fmt: skip
+        rows.update({k: v for k, v in error.items() if k in ("rel_mse", "mse", "psnr")})
         if keys.LABEL in batch:
             rows[keys.LABEL] = batch[keys.LABEL]
         for name, value in rows.items():
@@ -61,7 +66,7 @@ def shape_main(argv: list[str]) -> None:
     parser.add_argument(
         "--config", default=None, help="the run's config.yaml (default: next to checkpoints/)"
     )
-    parser.add_argument("--split", default="test", choices=["train", "test"])
+    parser.add_argument("--split", default="test", help="train, test or an extra split of the data module")
     parser.add_argument("--out", required=True, help="output HDF5 file")
     args = parser.parse_args(argv)
     from enf.training.checkpoints import read_checkpoint
@@ -78,11 +83,6 @@ def shape_main(argv: list[str]) -> None:
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"enf shape export: {exc}") from None
     attrs = {"checkpoint": str(args.ckpt), "split": args.split, "enf_version": __version__,
-             "mean_rel_mse": float(arrays["rel_mse"].mean())}  # fmt: skip
+             **{f"mean_{k}": float(arrays[k].mean()) for k in ("rel_mse", "mse") if k in arrays}}  # fmt: skip
     write_h5(out, arrays, attrs)
-    log.info(
-        "exported %d shape codes (mean rel. error %.4g) -> %s",
-        len(arrays["code"]),
-        attrs["mean_rel_mse"],
-        out,
-    )
+    log.info("exported %d shape codes -> %s", len(arrays["code"]), out)

@@ -17,7 +17,7 @@ import torch
 from enf import testing
 from enf.geometry import get as get_geometry
 from enf.geometry.frames import random_euclidean
-from enf.shape.encoder import ShapeEncoder, ShapeEncoding
+from enf.shape.encoder import MIN_CONCENTRATION, ShapeEncoder, ShapeEncoding
 from enf.shape.kendall import from_preshape, kendall_distance, preshape_matrix
 
 DIMS = [2, 3]
@@ -28,9 +28,11 @@ FIELDS = ("landmarks", "centroid", "scale", "rotation", "preshape", "concentrati
 
 def _encoder(d: int, *, reflections: bool = False, feature_dim: int = F, seed: int = 0) -> ShapeEncoder:
     torch.manual_seed(seed)
-    return ShapeEncoder(
+    enc = ShapeEncoder(
         space_dim=d, feature_dim=feature_dim, num_landmarks=K, hidden_dim=32, reflections=reflections
     ).double()
+    torch.nn.init.normal_(enc.concentration_out[-1].weight, std=0.3)  # it starts at 0: give the readout a say
+    return enc
 
 
 def _cloud(d: int, seed: int, *, batch: int = B, num: int = N) -> tuple[torch.Tensor, torch.Tensor]:
@@ -292,3 +294,18 @@ def test_bad_inputs() -> None:
         ShapeEncoder(space_dim=2, num_landmarks=1)
     with pytest.raises(ValueError, match="feature_dim=0"):
         ShapeEncoder(space_dim=2, num_landmarks=3).double()(x, f)
+
+
+def test_every_shape_starts_at_the_initial_concentration() -> None:
+    enc = ShapeEncoder(space_dim=2, feature_dim=F, num_landmarks=K, hidden_dim=16).double()
+    x, f = _cloud(2, 9)
+    expected = 10.0 * (K - 1) * 2 + MIN_CONCENTRATION
+    torch.testing.assert_close(
+        enc(x, f).concentration, torch.full((B,), expected, dtype=torch.float64), rtol=0.02, atol=0
+    )
+    enc = ShapeEncoder(space_dim=2, num_landmarks=K, hidden_dim=16, init_concentration=3.0).double()
+    assert torch.allclose(
+        enc(x).concentration, torch.tensor(3.0 + MIN_CONCENTRATION, dtype=torch.float64), rtol=0.02
+    )
+    with pytest.raises(ValueError, match="init_concentration"):
+        ShapeEncoder(space_dim=2, num_landmarks=K, init_concentration=0.0)
