@@ -146,6 +146,16 @@ class ShapeModule(TaskModule):
         if stage != "fit" or not self.field_task:
             return
         data = self.attached_datamodule("setup").dataset("train")
+        if not hasattr(data, "context"):
+            raise ValueError(
+                "model.fit_checkpoint is set, so the data must be ENF latent clouds (enf.data.LatentCloudDataModule "
+                f"over `enf encode --store-signal` files), got {type(data).__name__}"
+            )
+        if getattr(data, "geometry", self.geometry.name) != self.geometry.name:
+            raise ValueError(
+                f"the latents were encoded by a {data.geometry} model but model.fit_checkpoint is a "
+                f"{self.geometry.name} ENF: encode the data with that checkpoint"
+            )
         context = torch.as_tensor(data.context, dtype=torch.float64).reshape(-1, self.context_dim)
         self.context_mean.copy_(context.mean(0))
         self.context_std.copy_(context.std(0).clamp_min(1e-6))
