@@ -136,7 +136,7 @@ class ShapeModule(TaskModule):
         self.enf.eval()
         self.geometry = geom
         self.context_dim = context_dim
-        # Meta-SGD contexts sit close to their shared initial value (MNIST: 1.0 +- 0.07) and the ENF is
+        # Meta-SGD contexts sit close to their shared initial value (MNIST: 1.0, std 0.07) and the ENF is
         # sensitive to those small offsets: the VAE reads and writes them standardised per channel, with the
         # training split's statistics (set in setup("fit"), saved with the model).
         self.register_buffer("context_mean", torch.zeros(context_dim))
