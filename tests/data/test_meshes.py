@@ -116,8 +116,9 @@ def test_files_load_normalise_and_bad_files_fail_clearly(tmp_path: Path):
     (tmp_path / "bad.ply").write_bytes(b"ply\nformat nonsense\n")
     with pytest.raises(ValueError, match="not a readable mesh|holds no triangles"):
         load_mesh(tmp_path / "bad.ply")
+    (tmp_path / "box.glb").touch()
     with pytest.raises(ValueError, match="unsupported mesh format"):
-        load_mesh(tmp_path / "box.glb" if (tmp_path / "box.glb").touch() is None else "")
+        load_mesh(tmp_path / "box.glb")
     sphere = trimesh.creation.icosphere(2)
     keep = sphere.vertices[sphere.faces].mean(1)[:, 2] > 0
     with pytest.raises(ValueError, match="not watertight"):
