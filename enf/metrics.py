@@ -10,7 +10,15 @@ from torch import Tensor
 from enf.geometry import Geometry
 from enf.latents import Latents
 
-__all__ = ["equivariance_error", "knn_accuracy", "per_sample_l1", "per_sample_mse", "psnr", "relative_l2"]
+__all__ = [
+    "equivariance_error",
+    "knn_accuracy",
+    "per_sample_clamped_l1",
+    "per_sample_l1",
+    "per_sample_mse",
+    "psnr",
+    "relative_l2",
+]
 
 
 def per_sample_mse(pred: Tensor, target: Tensor) -> Tensor:
@@ -87,3 +95,11 @@ def knn_accuracy(
     weight = 1.0 + 1e-3 * (k - torch.arange(k, dtype=torch.float64)) / k  # nearer votes break ties
     pred = classes[(onehot * weight[None, :, None]).sum(1).argmax(-1)]
     return float((pred == query_labels).double().mean())
+
+
+def per_sample_clamped_l1(pred: Tensor, target: Tensor, *, clamp: float = 0.1) -> Tensor:
+    """``mean |clamp(pred) - clamp(target)|`` per batch entry, values clamped to ``[-clamp, clamp]``: the
+    signed-distance loss that spends the model's capacity near the surface (DeepSDF's choice, 0.1)."""
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} shapes differ")
+    return (pred.clamp(-clamp, clamp) - target.clamp(-clamp, clamp)).abs().flatten(1).mean(1)

@@ -164,3 +164,13 @@ def test_knn_accuracy_breaks_ties_towards_the_nearer_neighbours_and_checks_shape
         knn_accuracy(ref, labels, torch.zeros(2, 3), torch.zeros(2), k=1)
     with pytest.raises(ValueError, match="one label"):
         knn_accuracy(ref, labels[:3], torch.zeros(2, 1), torch.zeros(2), k=1)
+
+
+def test_clamped_l1_by_hand():
+    from enf.metrics import per_sample_clamped_l1
+
+    pred = torch.tensor([[[0.05], [0.5], [-0.3]]])
+    target = torch.tensor([[[0.0], [0.2], [0.05]]])
+    # clamped to 0.1: |0.05 - 0| + |0.1 - 0.1| + |-0.1 - 0.05| = 0.2, mean over 3 points
+    torch.testing.assert_close(per_sample_clamped_l1(pred, target), torch.tensor([0.2 / 3]))
+    assert float(per_sample_clamped_l1(pred, target, clamp=1.0)) == pytest.approx((0.05 + 0.3 + 0.35) / 3)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from enf.data.latent_module import LatentCloudDataModule
     from enf.data.pde.datamodule import PDEDataModule
     from enf.data.pde.trajectory_module import PDETrajectoryDataModule
+    from enf.data.sdf_module import SDFDataModule
 
 __all__ = [
     "FIELD_KINDS",
@@ -54,6 +55,7 @@ __all__ = [
     "LatentCloudDataModule",
     "PDEDataModule",
     "PDETrajectoryDataModule",
+    "SDFDataModule",
     "collate",
     "image_dataset",
     "image_to_signal",
@@ -74,6 +76,7 @@ _LAZY = {
     "ImageDataModule": "enf.data.datamodule",
     "LandmarkDataModule": "enf.data.landmark_module",
     "LatentCloudDataModule": "enf.data.latent_module",
+    "SDFDataModule": "enf.data.sdf_module",
     "PDEDataModule": "enf.data.pde.datamodule",
     "PDETrajectoryDataModule": "enf.data.pde.trajectory_module",
 }

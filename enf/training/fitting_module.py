@@ -25,7 +25,14 @@ from enf.data import keys
 from enf.data.field import FieldSpec
 from enf.fitting import Fitter
 from enf.latents import Latents
-from enf.metrics import equivariance_error, per_sample_l1, per_sample_mse, psnr, relative_l2
+from enf.metrics import (
+    equivariance_error,
+    per_sample_clamped_l1,
+    per_sample_l1,
+    per_sample_mse,
+    psnr,
+    relative_l2,
+)
 from enf.nn import EquivariantNeuralField
 from enf.training.task import TaskModule, move_batch
 
@@ -34,7 +41,7 @@ __all__ = ["LOSSES", "FieldFittingModule", "resolve_loss"]
 log = logging.getLogger(__name__)
 
 Loss = Callable[[Tensor, Tensor], Tensor]
-LOSSES: dict[str, Loss] = {"mse": per_sample_mse, "l1": per_sample_l1}
+LOSSES: dict[str, Loss] = {"mse": per_sample_mse, "l1": per_sample_l1, "clamped_l1": per_sample_clamped_l1}
 
 
 def resolve_loss(loss: str | Loss) -> Loss:
@@ -56,7 +63,7 @@ class FieldFittingModule(TaskModule):
         decoder: the field ``f(x; z)``; its geometry and context width define the latents.
         fitter: how latents are obtained (``MetaSGD``: shared init + learned inner steps, or
             ``AutoDecoder``: a latent table); bound here to the decoder's geometry and context width.
-        loss: per-sample training loss, ``"mse"`` or ``"l1"`` (or a callable ``(pred, target) -> [B]``).
+        loss: per-sample training loss, ``"mse"``, ``"l1"`` or ``"clamped_l1"`` (signed distances) (or a callable ``(pred, target) -> [B]``).
         field: the data's :class:`~enf.data.field.FieldSpec` as a dict (linked from the data module).
             ``None``: metrics on the signal as given, no PSNR, no figures.
         num_sampled_coords: coordinates drawn afresh for every inner step and for the outer loss
