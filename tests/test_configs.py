@@ -19,7 +19,7 @@ from enf.training.cli import ENFLightningCLI, run_lightning_cli
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 CONFIGS = sorted((REPO_CONFIGS / "fit").glob("*.yaml"))
-SHAPE_CONFIGS = ["shapes"]  # signed distances of 3-D shapes (the mesh extra)
+SHAPE_CONFIGS = ["shapes", "shapes_bundled"]  # signed distances of 3-D shapes (the mesh extra)
 IMAGE_CHANNELS = {"mnist": 1, "mnist_se2": 1, "faces": 1, "natural": 3, "cifar10": 3, "folder": 3}
 PDE_CONFIGS = [
     "diffusion_plane",
@@ -137,11 +137,16 @@ def test_shape_config_instantiates(name: str, tmp_path: Path, monkeypatch: pytes
     cfg = load(path)
     tiny = ["--data.init_args.num_train", "2", "--data.init_args.num_test", "1", "--data.init_args.num_near", "64",
             "--data.init_args.num_uniform", "16", "--data.init_args.num_surface", "8"]  # fmt: skip
+    sizes = dict(num_train=2, num_test=1, num_near=64, num_uniform=16, num_surface=8)
+    if cfg["data"]["init_args"].get("dataset") == "bundled":
+        pytest.importorskip("pymeshlab", reason="the bundled meshes ship in the pymeshlab wheel")
+        tiny += ["--data.init_args.names", "[cube, bone]"]
+        sizes["names"] = ["cube", "bone"]
     cli = instantiate(path, *tiny)
-    cfg["data"]["init_args"].update(num_train=2, num_test=1, num_near=64, num_uniform=16, num_surface=8)
+    cfg["data"]["init_args"].update(sizes)
     check_matches_yaml(cli, cfg)
-    assert cli.datamodule.field_spec.kind == "points" and cli.model.decoder.num_out == 1
-    assert cli.model.monitor == ("val/mse", "min")
+    assert cli.datamodule.field_spec.kind == "sdf" and cli.model.decoder.num_out == 1
+    assert cli.model.monitor == ("val/iou", "max")
     batch = next(iter(cli.datamodule.train_dataloader()))
     assert batch["coords"].shape == (2, 80, 3)
     z = cli.model.fitter.initial(2)

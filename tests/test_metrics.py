@@ -174,3 +174,51 @@ def test_clamped_l1_by_hand():
     # clamped to 0.1: |0.05 - 0| + |0.1 - 0.1| + |-0.1 - 0.05| = 0.2, mean over 3 points
     torch.testing.assert_close(per_sample_clamped_l1(pred, target), torch.tensor([0.2 / 3]))
     assert float(per_sample_clamped_l1(pred, target, clamp=1.0)) == pytest.approx((0.05 + 0.3 + 0.35) / 3)
+
+
+def test_tanh_l1_by_hand_keeps_a_gradient_beyond_the_clamp():
+    from enf.metrics import per_sample_tanh_l1
+
+    pred = torch.tensor([[[0.05], [0.5]]], dtype=F64, requires_grad=True)
+    target = torch.tensor([[[0.0], [-0.3]]], dtype=F64)
+    expected = (abs(math.tanh(0.5) - 0.0) + abs(math.tanh(5.0) - math.tanh(-3.0))) / 2
+    loss = per_sample_tanh_l1(pred, target)
+    assert float(loss) == pytest.approx(expected, rel=1e-12)
+    loss.sum().backward()
+    assert pred.grad[0, 1, 0] > 0  # 0.5 vs -0.3: both beyond 0.1, a clamp would give no gradient here
+
+
+def test_occupancy_iou_matches_scikit_learn_jaccard():
+    from sklearn.metrics import jaccard_score
+
+    from enf.metrics import occupancy_iou
+
+    pred = torch.randn(3, 200, 1, generator=gen(0), dtype=F64)
+    true = torch.randn(3, 200, 1, generator=gen(1), dtype=F64)
+    mask = torch.rand(200, generator=gen(2)) < 0.5
+    got = occupancy_iou(pred, true, mask=mask)
+    for b in range(3):
+        m = mask.numpy()
+        want = jaccard_score(true[b, m, 0].numpy() < 0, pred[b, m, 0].numpy() < 0)
+        assert float(got[b]) == pytest.approx(want, rel=1e-12)
+    assert float(occupancy_iou(true, true)[0]) == 1.0 and float(occupancy_iou(-true, true)[0]) == 0.0
+    assert float(occupancy_iou(torch.ones(1, 5), torch.ones(1, 5))[0]) == 1.0  # both empty
+    with pytest.raises(ValueError, match="one channel"):
+        occupancy_iou(torch.zeros(1, 4, 2), torch.zeros(1, 4, 2))
+
+
+def test_chamfer_distance_matches_a_kd_tree():
+    from scipy.spatial import cKDTree
+
+    from enf.metrics import chamfer_distance
+
+    a = torch.rand(2, 500, 3, generator=gen(0), dtype=F64)
+    b = torch.rand(2, 300, 3, generator=gen(1), dtype=F64) + 0.2
+    got = chamfer_distance(a, b, chunk_size=128)  # several chunks
+    for i in range(2):
+        ab = cKDTree(b[i].numpy()).query(a[i].numpy())[0].mean()
+        ba = cKDTree(a[i].numpy()).query(b[i].numpy())[0].mean()
+        assert float(got[i]) == pytest.approx(0.5 * (ab + ba), rel=1e-12)
+    assert float(chamfer_distance(a, a).max()) < 1e-8  # cdist by matrix products: round-off of sqrt(~0)
+    with pytest.raises(ValueError, match=r"\[B, P, d\]"):
+        chamfer_distance(a[0], b[0])

@@ -15,8 +15,8 @@ from torch import Tensor
 
 __all__ = ["FIELD_KINDS", "FieldKind", "FieldSpec"]
 
-FieldKind = Literal["image", "plane", "torus", "sphere", "ball", "points"]
-FIELD_KINDS = ("image", "plane", "torus", "sphere", "ball", "points")
+FieldKind = Literal["image", "plane", "torus", "sphere", "ball", "points", "sdf"]
+FIELD_KINDS = ("image", "plane", "torus", "sphere", "ball", "points", "sdf")
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,8 @@ class FieldSpec:
         kind: how the coordinates are laid out and drawn: ``image`` (pixel grid, :mod:`enf.data.grid`),
             ``plane``/``torus`` (a planar ``[nx, ny]`` PDE grid, ``coords[i, j] = (x_i, y_j)``), ``sphere``
             (``[nlat, nlon]`` unit vectors), ``ball`` (``[nphi, ntheta, nr]`` Cartesian points) or
-            ``points`` (unstructured).
+            ``points`` (unstructured) or ``sdf`` (signed distances of 3-D shapes at unstructured points,
+            negative inside: occupancy IoU and Chamfer metrics, meshes drawn by marching cubes).
         coord_dim: coordinate width.
         num_channels: signal channels ``C``.
         grid_shape: the grid the ``N`` coordinates flatten (row-major); ``()`` for unstructured points.

@@ -13,6 +13,9 @@ Landmark items (shape data, :mod:`enf.data.landmarks`) carry ``POSITIONS`` (floa
 and optionally ``LABEL`` instead of coordinates and a signal. Latent-cloud items (the shape VAE on ENF
 latents, :class:`enf.data.LatentCloudDataModule`) carry ``POSITIONS``, ``POSES`` (``[L, pose_dim]``),
 ``CONTEXT`` (``[L, F]``), ``WINDOW`` (``[L, 1]``), the encoded ``COORDS``/``SIGNAL``, ``INDEX`` and ``LABEL``.
+Signed-distance items (:class:`enf.data.SDFDataModule`) add ``UNIFORM`` (bool ``[N]``, the samples uniform in
+the volume, on which occupancy IoU is measured) and ``SURFACE`` (float32 ``[Q, 3]``, points on the true
+surface, for the Chamfer distance).
 Collated batches add a leading batch dimension ``B`` to every entry.
 """
 
@@ -30,9 +33,11 @@ __all__ = [
     "POSITIONS",
     "REQUIRED_KEYS",
     "SIGNAL",
+    "SURFACE",
     "TIME",
     "TIMES",
     "TRAJECTORY",
+    "UNIFORM",
     "WINDOW",
 ]
 
@@ -49,6 +54,8 @@ POSITIONS = "positions"
 POSES = "poses"
 CONTEXT = "context"
 WINDOW = "window"
+UNIFORM = "uniform"
+SURFACE = "surface"
 
 REQUIRED_KEYS = (COORDS, SIGNAL, INDEX)
-OPTIONAL_KEYS = (LABEL, MASK, TIME, TRAJECTORY, FRAME, TIMES)
+OPTIONAL_KEYS = (LABEL, MASK, TIME, TRAJECTORY, FRAME, TIMES, UNIFORM, SURFACE)

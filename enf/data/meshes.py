@@ -5,6 +5,8 @@
     mesh = check_watertight(mesh)                  # repaired when it can be, else a clear error
     mesh = bundled_mesh("bunny")                   # sample meshes shipped in installed wheels (extra `mesh`)
     meshes = procedural_shapes(64, seed=0)         # unions of random primitives, watertight by construction
+    mesh = mesh_from_grid(sdf_grid, bound=1.1)     # marching cubes (scikit-image) of a sampled SDF
+    save_mesh(mesh, "shape.ply")                   # PLY / OBJ / STL / OFF through trimesh, atomic
 
 A :class:`Mesh` is plain arrays: ``vertices [V, 3]`` float64 and ``faces [F, 3]`` int64.
 """
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +29,10 @@ __all__ = [
     "bundled_mesh",
     "check_watertight",
     "load_mesh",
+    "mesh_from_grid",
     "normalize_mesh",
     "procedural_shapes",
+    "save_mesh",
 ]
 
 log = logging.getLogger(__name__)
@@ -224,3 +230,46 @@ def procedural_shapes(
         mesh = Mesh(vertices=verts - 1.25, faces=faces, name=f"procedural_{seed}_{i}")
         meshes.append(normalize_mesh(check_watertight(mesh)))
     return meshes
+
+
+def mesh_from_grid(values: np.ndarray, *, bound: float, level: float = 0.0, name: str = "") -> Mesh | None:
+    """The ``level`` set of a signed distance sampled on the grid ``values [R, R, R]`` (``values[i, j, k]`` at
+    ``(x_i, y_j, z_k)``, ``x = linspace(-bound, bound, R)``), by marching cubes (scikit-image), faces
+    oriented outward (negative inside). ``None`` when the field does not cross ``level`` (or gives under four
+    triangles). The grid is padded
+    with outside values, so the surface is closed even where the field is negative at the border."""
+    from skimage.measure import marching_cubes
+
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 3 or len(set(values.shape)) != 1 or values.shape[0] < 2:
+        raise ValueError(f"values must be a cubic grid [R, R, R] with R >= 2, got {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError("values contain NaN or inf")
+    if not (values.min() < level < values.max()):
+        return None
+    spacing = 2 * bound / (values.shape[0] - 1)
+    padded = np.pad(values, 1, constant_values=max(float(values.max()), level + spacing))
+    verts, faces, _, _ = marching_cubes(padded, level=level, spacing=(spacing,) * 3)
+    if len(faces) < 4:
+        return None
+    mesh = Mesh(vertices=verts - bound - spacing, faces=faces, name=name)
+    if mesh.to_trimesh().volume < 0:  # inside out: flip to outward normals
+        mesh = Mesh(vertices=mesh.vertices, faces=mesh.faces[:, ::-1], name=name)
+    return mesh
+
+
+def save_mesh(mesh: Mesh, path: str | Path) -> Path:
+    """Write ``mesh`` to ``path`` (format from the suffix: PLY, OBJ, STL or OFF) atomically; the path back."""
+    path = Path(path)
+    if path.suffix.lower() not in MESH_SUFFIXES:
+        raise ValueError(f"cannot write {path}: the suffix must be one of {MESH_SUFFIXES}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        mesh.to_trimesh().export(tmp, file_type=path.suffix.lower().lstrip("."))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -10,7 +10,8 @@ signs, on the outward-oriented, watertight meshes of :mod:`enf.data.meshes`).
 Samples: ``num_near`` points on the surface (area-weighted) moved by Gaussian noise of standard deviation
 ``near_std`` (half of them) and ``10 * near_std`` (the other half), and ``num_uniform`` points uniform in the
 cube ``[-bound, bound]^3`` around the unit sphere. The files also hold ``surface [S, Q, 3]`` points on each
-surface (for the Chamfer distance) and the uniform samples' occupancy (for IoU).
+surface (for the Chamfer distance; the uniform samples give occupancy IoU) and the meshes themselves
+(concatenated: ``mesh_vertices [V, 3]``, ``mesh_faces [F, 3]`` with per-mesh offsets), for figures.
 """
 
 from __future__ import annotations
@@ -25,11 +26,19 @@ from tqdm import tqdm
 from enf.data.hdf5 import read_h5, write_h5
 from enf.data.meshes import Mesh
 
-__all__ = ["SDF_FORMAT_VERSION", "build_sdf_file", "sample_sdf", "sample_surface", "signed_distance"]
+__all__ = [
+    "SDF_FORMAT_VERSION",
+    "build_sdf_file",
+    "pack_meshes",
+    "sample_sdf",
+    "sample_surface",
+    "signed_distance",
+    "unpack_mesh",
+]
 
 log = logging.getLogger(__name__)
 
-SDF_FORMAT_VERSION = 1
+SDF_FORMAT_VERSION = 2
 
 
 def _igl():
@@ -83,6 +92,30 @@ def sample_sdf(
     return coords, signed_distance(coords, mesh)
 
 
+def pack_meshes(meshes: Sequence[Mesh]) -> dict[str, np.ndarray]:
+    """Meshes as four arrays: ``mesh_vertices [V, 3]``, ``mesh_faces [F, 3]`` (indices local to each mesh),
+    ``mesh_vertex_offsets [S + 1]`` and ``mesh_face_offsets [S + 1]``."""
+    vertex_offsets = np.cumsum([0] + [len(m.vertices) for m in meshes])
+    face_offsets = np.cumsum([0] + [len(m.faces) for m in meshes])
+    return {
+        "mesh_vertices": np.concatenate([m.vertices for m in meshes]).astype(np.float32),
+        "mesh_faces": np.concatenate([m.faces for m in meshes]).astype(np.int32),
+        "mesh_vertex_offsets": vertex_offsets.astype(np.int64),
+        "mesh_face_offsets": face_offsets.astype(np.int64),
+    }
+
+
+def unpack_mesh(arrays: dict[str, np.ndarray], i: int, *, name: str = "") -> Mesh:
+    """Mesh ``i`` of :func:`pack_meshes`' arrays."""
+    v0, v1 = arrays["mesh_vertex_offsets"][i : i + 2]
+    f0, f1 = arrays["mesh_face_offsets"][i : i + 2]
+    return Mesh(
+        vertices=np.asarray(arrays["mesh_vertices"][v0:v1], dtype=np.float64),
+        faces=np.asarray(arrays["mesh_faces"][f0:f1], dtype=np.int64),
+        name=name,
+    )
+
+
 def build_sdf_file(
     meshes: Sequence[Mesh],
     path: str | Path,
@@ -96,8 +129,8 @@ def build_sdf_file(
     progress: bool = True,
 ) -> Path:
     """Sample every mesh once and write ``coords [S, P, 3]``, ``signal [S, P, 1]`` (signed distance),
-    ``surface [S, Q, 3]``, ``num_near`` (attribute; the first samples of each row are near-surface) and the
-    meshes' names to ``path`` (atomic). A file already there with the same settings and meshes is reused."""
+    ``surface [S, Q, 3]``, ``uniform [P]`` (bool: the uniform volume samples; the first ``num_near`` of each
+    row are near-surface), the meshes (:func:`pack_meshes`) and their names to ``path`` (atomic). A file already there with the same settings and meshes is reused."""
     path = Path(path)
     settings = {"format_version": SDF_FORMAT_VERSION, "num_near": num_near, "num_uniform": num_uniform,
                 "num_surface": num_surface, "near_std": near_std, "bound": bound, "seed": seed,
@@ -120,5 +153,6 @@ def build_sdf_file(
         signal.append(s.astype(np.float32)[:, None])
         surface.append(sample_surface(mesh, num_surface, rng=np.random.default_rng(10_000 + seed + i)))
     arrays = {"coords": np.stack(coords), "signal": np.stack(signal),
-              "surface": np.stack(surface).astype(np.float32), "index": np.arange(len(meshes))}  # fmt: skip
+              "surface": np.stack(surface).astype(np.float32), "index": np.arange(len(meshes)),
+              "uniform": np.arange(num_near + num_uniform) >= num_near, **pack_meshes(meshes)}  # fmt: skip
     return write_h5(path, arrays, {"settings": settings, "sign": "negative inside"})

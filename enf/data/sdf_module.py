@@ -1,9 +1,10 @@
 """``SDFDataModule``: signed-distance samples of 3-D shapes for ``enf fit`` (issue 10's fitting input).
 
 Items carry ``coords [P, 3]`` (near-surface points first, then uniform points in ``[-1.1, 1.1]^3``),
-``signal [P, 1]`` (the signed distance, negative inside) and ``index``. The field spec is of kind ``points``
-(unstructured 3-D points, one channel ``sdf``). Samples are computed once per split and cached under
-``cache_dir`` (:func:`enf.data.sdf.build_sdf_file`).
+``signal [P, 1]`` (the signed distance, negative inside), ``uniform [P]`` (bool, the uniform samples: occupancy
+IoU is measured on them), ``surface [Q, 3]`` (points on the true surface: Chamfer distance) and ``index``. The
+field spec is of kind ``sdf`` (one channel ``sdf``; ``extra["bound"]`` is the half-width of the sampled
+cube). Samples are computed once per split and cached under ``cache_dir`` (:func:`enf.data.sdf.build_sdf_file`).
 
 Shape sources (``dataset``):
 
@@ -37,18 +38,33 @@ class SDFDataset(Dataset):
     """The samples of one cached SDF file in memory."""
 
     def __init__(self, path: str | Path) -> None:
-        arrays, attrs = read_h5(path, required={"coords": 3, "signal": 3, "index": 1})
+        required = {"coords": 3, "signal": 3, "index": 1, "uniform": 1, "surface": 3, "mesh_vertices": 2,
+                    "mesh_faces": 2, "mesh_vertex_offsets": 1, "mesh_face_offsets": 1}  # fmt: skip
+        arrays, attrs = read_h5(path, required=required)
         self.path, self.attrs = Path(path), attrs
         self.coords = torch.as_tensor(arrays["coords"], dtype=torch.float32)
         self.signal = torch.as_tensor(arrays["signal"], dtype=torch.float32)
-        self.surface = torch.as_tensor(arrays["surface"]) if "surface" in arrays else None
+        self.uniform = torch.as_tensor(arrays["uniform"], dtype=torch.bool)
+        self.surface = torch.as_tensor(arrays["surface"], dtype=torch.float32)
+        self._meshes = {k: v for k, v in arrays.items() if k.startswith("mesh_")}
         self.names = list((attrs.get("settings") or {}).get("names", []))
+        if self.uniform.shape[0] != self.coords.shape[1] or not torch.isfinite(self.signal).all():
+            raise ValueError(
+                f"{path}: inconsistent or non-finite SDF samples; delete the file to sample again"
+            )
+
+    def mesh(self, i: int):
+        """The true mesh of shape ``i`` (normalised, as sampled)."""
+        from enf.data.sdf import unpack_mesh
+
+        return unpack_mesh(self._meshes, i, name=self.names[i] if i < len(self.names) else f"shape {i}")
 
     def __len__(self) -> int:
         return self.coords.shape[0]
 
     def __getitem__(self, i: int) -> dict[str, object]:
-        return {keys.COORDS: self.coords[i], keys.SIGNAL: self.signal[i], keys.INDEX: int(i)}
+        return {keys.COORDS: self.coords[i], keys.SIGNAL: self.signal[i], keys.INDEX: int(i),
+                keys.UNIFORM: self.uniform, keys.SURFACE: self.surface[i]}  # fmt: skip
 
 
 class SDFDataModule(FieldDataModule):
@@ -135,7 +151,6 @@ class SDFDataModule(FieldDataModule):
 
     @property
     def field_spec(self) -> FieldSpec:
-        """Kind ``points``: unstructured 3-D points with one channel, the signed distance."""
-        return FieldSpec(
-            kind="points", coord_dim=3, num_channels=1, channel_names=("sdf",), name=self.dataset_name
-        )
+        """Kind ``sdf``: unstructured 3-D points with one channel, the signed distance."""
+        return FieldSpec(kind="sdf", coord_dim=3, num_channels=1, channel_names=("sdf",), name=self.dataset_name,
+                         extra={"bound": 1.1})  # fmt: skip

@@ -4,7 +4,8 @@ The module is assembled from built objects (DESIGN.md section 10): a decoder (``
 a fitter (``enf.fitting.MetaSGD`` or ``enf.fitting.AutoDecoder``), a per-sample loss, and the
 ``FieldSpec`` of the data (linked from the data module by the CLI), which decides the metrics: MSE and
 relative L2 always, on the physical scale (the data module's normalisation undone), PSNR only where the
-data range is known (images). The checkpoint monitor is declared here (:attr:`monitor`).
+data range is known (images), occupancy IoU and Chamfer distance for signed distances (kind ``sdf``,
+:mod:`enf.training.shapes3d`). The checkpoint monitor is declared here (:attr:`monitor`).
 
 Callbacks use only the public protocol :meth:`evaluate` and :meth:`figures`.
 """
@@ -27,9 +28,11 @@ from enf.fitting import Fitter
 from enf.latents import Latents
 from enf.metrics import (
     equivariance_error,
+    occupancy_iou,
     per_sample_clamped_l1,
     per_sample_l1,
     per_sample_mse,
+    per_sample_tanh_l1,
     psnr,
     relative_l2,
 )
@@ -41,7 +44,12 @@ __all__ = ["LOSSES", "FieldFittingModule", "resolve_loss"]
 log = logging.getLogger(__name__)
 
 Loss = Callable[[Tensor, Tensor], Tensor]
-LOSSES: dict[str, Loss] = {"mse": per_sample_mse, "l1": per_sample_l1, "clamped_l1": per_sample_clamped_l1}
+LOSSES: dict[str, Loss] = {
+    "mse": per_sample_mse,
+    "l1": per_sample_l1,
+    "clamped_l1": per_sample_clamped_l1,
+    "tanh_l1": per_sample_tanh_l1,
+}
 
 
 def resolve_loss(loss: str | Loss) -> Loss:
@@ -63,16 +71,20 @@ class FieldFittingModule(TaskModule):
         decoder: the field ``f(x; z)``; its geometry and context width define the latents.
         fitter: how latents are obtained (``MetaSGD``: shared init + learned inner steps, or
             ``AutoDecoder``: a latent table); bound here to the decoder's geometry and context width.
-        loss: per-sample training loss, ``"mse"``, ``"l1"`` or ``"clamped_l1"`` (signed distances) (or a callable ``(pred, target) -> [B]``).
+        loss: per-sample training loss, ``"mse"``, ``"l1"``, or for signed distances ``"clamped_l1"`` or
+            ``"tanh_l1"`` (:mod:`enf.metrics`), or a callable ``(pred, target) -> [B]``.
         field: the data's :class:`~enf.data.field.FieldSpec` as a dict (linked from the data module).
             ``None``: metrics on the signal as given, no PSNR, no figures.
         num_sampled_coords: coordinates drawn afresh for every inner step and for the outer loss
             (``None``: all).
+        num_eval_coords: coordinates that evaluation signals are encoded from (one fixed random subset;
+            ``None``: all). Metrics are still measured on every coordinate.
         num_train_signals: training signals (rows of an auto-decoder table; linked from the data module).
         lr: AdamW learning rate of decoder, fitter parameters (initial latent, step sizes).
         weight_decay: AdamW weight decay.
         lr_warmup_steps: linear warm-up of the learning rate.
         num_plot_samples: signals drawn in each figure.
+        mesh_resolution: marching-cubes grid of the Chamfer metric and of the mesh figures (kind ``sdf``).
     """
 
     def __init__(
@@ -83,11 +95,13 @@ class FieldFittingModule(TaskModule):
         loss: str = "mse",
         field: dict[str, Any] | None = None,
         num_sampled_coords: int | None = None,
+        num_eval_coords: int | None = None,
         num_train_signals: int = 0,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         lr_warmup_steps: int = 0,
         num_plot_samples: int = 4,
+        mesh_resolution: int = 64,
     ) -> None:
         super().__init__()
         if not isinstance(decoder, nn.Module):
@@ -98,6 +112,10 @@ class FieldFittingModule(TaskModule):
             raise ValueError(
                 f"num_sampled_coords must be None (all coordinates) or >= 1, got {num_sampled_coords}"
             )
+        if num_eval_coords is not None and num_eval_coords < 1:
+            raise ValueError(f"num_eval_coords must be None (all coordinates) or >= 1, got {num_eval_coords}")
+        if mesh_resolution < 8:
+            raise ValueError(f"mesh_resolution must be >= 8, got {mesh_resolution}")
         if lr <= 0:
             raise ValueError(f"lr must be > 0, got {lr}")
         # Under the CLI the hyperparameters are the config dicts of decoder/fitter (so load_from_checkpoint
@@ -125,21 +143,33 @@ class FieldFittingModule(TaskModule):
                     f"{self.field_spec.kind} data"
                 )
         self.num_sampled_coords = num_sampled_coords
+        self.num_eval_coords = num_eval_coords
         self._eval_rows: dict[str, list[dict[str, Tensor]]] = {}
 
     # ------------------------------------------------------------------------------------ protocol
     @property
+    def is_sdf(self) -> bool:
+        """Whether the signals are signed distances of 3-D shapes (field kind ``sdf``)."""
+        return self.field_spec is not None and self.field_spec.kind == "sdf"
+
+    @property
     def metric_names(self) -> tuple[str, ...]:
-        """Per-signal metrics of this task: MSE and relative L2 (physical scale), PSNR with a data range."""
+        """Per-signal metrics of this task: MSE and relative L2 (physical scale), PSNR with a data range,
+        occupancy IoU for signed distances (on the batch's uniform volume samples where it marks them)."""
         names = ("mse", "rel_l2")
         if self.field_spec is not None and self.field_spec.data_range is not None:
             names += ("psnr",)
+        if self.is_sdf:
+            names += ("iou",)
         return names
 
     @property
     def monitor(self) -> tuple[str, str]:
-        """``(metric, mode)`` that selects the best checkpoint: PSNR where defined, else MSE."""
-        return ("val/psnr", "max") if "psnr" in self.metric_names else ("val/mse", "min")
+        """``(metric, mode)`` that selects the best checkpoint: PSNR where defined, IoU for signed distances,
+        else MSE."""
+        if "psnr" in self.metric_names:
+            return ("val/psnr", "max")
+        return ("val/iou", "max") if self.is_sdf else ("val/mse", "min")
 
     def unpack(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """``(coords [B, N, coord_dim], signal [B, N, C])`` of a batch, validated."""
@@ -163,8 +193,16 @@ class FieldFittingModule(TaskModule):
         return coords, signal
 
     def encode(self, batch: Mapping[str, Tensor], *, train: bool, num_steps: int | None = None) -> Latents:
-        """Latents of a batch: training-time (differentiable) or test-time encoding."""
+        """Latents of a batch: training-time (differentiable) or test-time encoding (from
+        ``num_eval_coords`` coordinates, one fixed random subset)."""
         coords, signal = self.unpack(batch)
+        mask = batch.get(keys.MASK)
+        n = self.num_eval_coords
+        if not train and n is not None and n < coords.shape[1]:
+            gen = torch.Generator().manual_seed(0)
+            idx = torch.randperm(coords.shape[1], generator=gen)[:n].to(coords.device)
+            coords, signal = coords[:, idx], signal[:, idx]
+            mask = None if mask is None else mask[:, idx]
         return self.fitter.encode(
             self.decoder,
             coords,
@@ -174,18 +212,34 @@ class FieldFittingModule(TaskModule):
             loss=self.loss_fn,
             subset_size=self.num_sampled_coords if train else None,
             num_steps=num_steps,
-            mask=batch.get(keys.MASK),
+            mask=mask,
         )
 
-    def sample_metrics(self, pred: Tensor, signal: Tensor) -> dict[str, Tensor]:
-        """Per-signal metrics ``[B]`` of :attr:`metric_names`, on the physical scale."""
+    def sample_metrics(
+        self, pred: Tensor, signal: Tensor, batch: Mapping[str, Tensor] | None = None
+    ) -> dict[str, Tensor]:
+        """Per-signal metrics ``[B]`` of :attr:`metric_names`, on the physical scale (``batch``: where IoU
+        finds the uniform-sample mask, ``keys.UNIFORM``; without it IoU counts every point)."""
         spec = self.field_spec
         if spec is not None:
             pred, signal = spec.denormalize(pred), spec.denormalize(signal)
         out = {"mse": per_sample_mse(pred, signal), "rel_l2": relative_l2(pred, signal)}
         if "psnr" in self.metric_names:
             out["psnr"] = psnr(pred, signal, data_range=spec.data_range)
+        if self.is_sdf:
+            uniform = None if batch is None else batch.get(keys.UNIFORM)
+            out["iou"] = occupancy_iou(pred, signal, mask=uniform).to(pred.dtype)
         return out
+
+    def _chamfer(self, z: Latents, batch: Mapping[str, Tensor]) -> Tensor:
+        """Chamfer-L1 distance ``[B]`` of the marching-cubes meshes of ``z`` to the batch's surface points."""
+        from enf.training.shapes3d import reconstruct_meshes, surface_chamfer
+
+        if keys.SURFACE not in batch:
+            raise KeyError("the Chamfer distance needs the true surface points (batch key 'surface')")
+        bound = float(self.field_spec.extra.get("bound", 1.1))
+        meshes = reconstruct_meshes(self.decoder, z, resolution=self.hparams.mesh_resolution, bound=bound)
+        return surface_chamfer(meshes, batch[keys.SURFACE], bound=bound)
 
     @torch.enable_grad()
     def evaluate(
@@ -201,12 +255,14 @@ class FieldFittingModule(TaskModule):
 
         ``loader`` defaults to ``trainer.datamodule.eval_dataloader(split, max_samples=...)``. The
         equivariance error is ``max |f(g x; g z) - f(x; z)|`` over the fitted latents, one random group
-        element per signal, 256 random coordinates of the domain, float64.
+        element per signal, 256 random coordinates of the domain, float64. Signed distances add ``chamfer``
+        (marching cubes at ``mesh_resolution``).
         """
         if loader is None:
             datamodule = self.attached_datamodule(f"evaluate({split!r}) without loader=...")
             loader = datamodule.eval_dataloader(split, max_samples=max_samples)
-        sums: dict[str, list[Tensor]] = {name: [] for name in self.metric_names}
+        names = self.metric_names + (("chamfer",) if self.is_sdf else ())
+        sums: dict[str, list[Tensor]] = {name: [] for name in names}
         eq_errors, seen = [], 0
         gen = torch.Generator().manual_seed(0)
         dec64 = copy.deepcopy(self.decoder).double() if equivariance else None
@@ -215,8 +271,10 @@ class FieldFittingModule(TaskModule):
             coords, signal = self.unpack(batch)
             z = self.encode(batch, train=False, num_steps=num_steps)
             with torch.no_grad():
-                for name, value in self.sample_metrics(self.decoder(coords, z), signal).items():
+                for name, value in self.sample_metrics(self.decoder(coords, z), signal, batch).items():
                     sums[name].append(value.cpu())
+                if self.is_sdf:
+                    sums["chamfer"].append(self._chamfer(z, batch).float())
                 if dec64 is not None:
                     x = self.geometry.sample_coords(coords.shape[0], 256, generator=gen, dtype=torch.float64)
                     eq_errors.append(
@@ -237,7 +295,8 @@ class FieldFittingModule(TaskModule):
 
     @torch.enable_grad()
     def figures(self, batch: Mapping[str, Tensor]) -> dict[str, Figure]:
-        """``{"reconstruction": Figure}``: truth / reconstruction / error with the fitted latents drawn."""
+        """``{"reconstruction": Figure}``: truth / reconstruction / error with the fitted latents drawn
+        (signed distances: true surface points / marching-cubes mesh / latent frames, with each IoU)."""
         if self.field_spec is None:
             return {}
         from enf.plotting import plot_fields
@@ -255,13 +314,21 @@ class FieldFittingModule(TaskModule):
         finally:
             self.train(was_training)
         spec = self.field_spec
+        title = f"{spec.name or spec.kind} · {self.geometry.name} · step {self.global_step}"
+        if self.is_sdf:
+            from enf.training.shapes3d import shape_figure
+
+            bound, resolution = float(spec.extra.get("bound", 1.1)), self.hparams.mesh_resolution
+            iou = self.sample_metrics(pred, signal[:n], batch)["iou"]
+            return {"reconstruction": shape_figure(self.decoder, z, batch, iou=iou, resolution=resolution,
+                                                   bound=bound, title=title)}  # fmt: skip
         fig = plot_fields(
             spec,
             coords[:n].cpu(),
             spec.denormalize(signal[:n]).cpu(),
             spec.denormalize(pred).cpu(),
             z.poses.detach().cpu(),
-            title=f"{spec.name or spec.kind} · {self.geometry.name} · step {self.global_step}",
+            title=title,
         )
         return {"reconstruction": fig}
 
@@ -270,9 +337,11 @@ class FieldFittingModule(TaskModule):
         coords, signal = self.unpack(batch)
         z = self.encode(batch, train=True)
         k = self.num_sampled_coords
+        uniform = batch.get(keys.UNIFORM)
         if k is not None and k < coords.shape[1]:
             idx = torch.randperm(coords.shape[1], device=coords.device)[:k]
             coords, signal = coords[:, idx], signal[:, idx]
+            uniform = None if uniform is None else uniform[:, idx]
         pred = self.decoder(coords, z)
         loss = self.loss_fn(pred, signal).mean()
         if not torch.isfinite(loss):
@@ -282,7 +351,8 @@ class FieldFittingModule(TaskModule):
             )
         self.log("train/loss", loss, prog_bar=True)
         with torch.no_grad():
-            for name, value in self.sample_metrics(pred.detach(), signal).items():
+            seen = None if uniform is None else {keys.UNIFORM: uniform}
+            for name, value in self.sample_metrics(pred.detach(), signal, seen).items():
                 self.log(f"train/{name}", value.mean(), prog_bar=name in ("psnr", "mse"))
         return loss
 
@@ -296,7 +366,7 @@ class FieldFittingModule(TaskModule):
         coords, signal = self.unpack(batch)
         z = self.encode(batch, train=False)
         with torch.no_grad():
-            rows = self.sample_metrics(self.decoder(coords, z), signal)
+            rows = self.sample_metrics(self.decoder(coords, z), signal, batch)
         self._eval_rows.setdefault(stage, []).append(rows)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:

@@ -22,8 +22,10 @@ from enf.data.meshes import (  # noqa: E402
     bundled_mesh,
     check_watertight,
     load_mesh,
+    mesh_from_grid,
     normalize_mesh,
     procedural_shapes,
+    save_mesh,
 )
 from enf.data.sdf import build_sdf_file, sample_sdf, sample_surface, signed_distance  # noqa: E402
 
@@ -101,6 +103,50 @@ def test_build_sdf_file_writes_and_reuses_its_cache(tmp_path: Path):
     assert os.stat(path).st_mtime_ns == stamp  # same settings: reused
     build_sdf_file(meshes, path, num_near=200, num_uniform=100, num_surface=50, progress=False)
     assert read_h5(path)[0]["coords"].shape == (2, 300, 3)  # other settings: sampled again
+
+
+def test_sdf_file_keeps_the_meshes_and_marks_the_uniform_samples(tmp_path: Path):
+    from enf.data.sdf import unpack_mesh
+
+    meshes = procedural_shapes(2, seed=3)
+    path = build_sdf_file(
+        meshes, tmp_path / "s.h5", num_near=30, num_uniform=10, num_surface=5, progress=False
+    )
+    arrays, _ = read_h5(path)
+    assert arrays["uniform"].tolist() == [False] * 30 + [True] * 10
+    for i, mesh in enumerate(meshes):
+        back = unpack_mesh(arrays, i)
+        np.testing.assert_allclose(back.vertices, mesh.vertices, atol=1e-6)  # stored as float32
+        np.testing.assert_array_equal(back.faces, mesh.faces)
+
+
+def _sphere_grid(radius: float, resolution: int = 48, bound: float = 1.1) -> np.ndarray:
+    axis = np.linspace(-bound, bound, resolution)
+    grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1)
+    return np.linalg.norm(grid - np.array([0.2, -0.1, 0.05]), axis=-1) - radius
+
+
+def test_mesh_from_grid_recovers_a_sphere_closed_and_outward(tmp_path: Path):
+    mesh = mesh_from_grid(_sphere_grid(0.6), bound=1.1)
+    tm = mesh.to_trimesh()
+    assert tm.is_watertight and tm.volume > 0  # outward: positive volume
+    assert tm.volume == pytest.approx(4 / 3 * np.pi * 0.6**3, rel=0.01)
+    r = np.linalg.norm(mesh.vertices - np.array([0.2, -0.1, 0.05]), axis=1)
+    assert np.abs(r - 0.6).max() < 0.01  # vertices on the sphere (linear interpolation of an exact SDF)
+    # a field still negative at the border gives a closed surface within one grid step outside the cube
+    big = mesh_from_grid(_sphere_grid(2.0), bound=1.1).to_trimesh()
+    assert big.is_watertight and 2.2**3 < big.volume < (2.2 + 2 * 2.2 / 47) ** 3
+    assert mesh_from_grid(_sphere_grid(-1.0), bound=1.1) is None  # no zero crossing
+    with pytest.raises(ValueError, match="cubic grid"):
+        mesh_from_grid(np.zeros((4, 4, 5)), bound=1.0)
+    for suffix in (".ply", ".obj"):
+        path = save_mesh(mesh, tmp_path / f"sphere{suffix}")
+        back = trimesh.load(path, force="mesh", process=False)
+        np.testing.assert_allclose(np.asarray(back.vertices), mesh.vertices, atol=1e-5)
+        assert len(back.faces) == len(mesh.faces)
+    with pytest.raises(ValueError, match="suffix"):
+        save_mesh(mesh, tmp_path / "sphere.vtk")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sphere.obj", "sphere.ply"]  # no temporary left
 
 
 def test_files_load_normalise_and_bad_files_fail_clearly(tmp_path: Path):

@@ -35,7 +35,7 @@ def test_items_are_the_cached_samples_of_the_seeded_shapes(tmp_path: Path) -> No
     np.testing.assert_allclose(
         item["signal"][:, 0].numpy(), signed_distance(item["coords"].numpy(), mesh), atol=1e-5
     )
-    assert dm.field_spec.kind == "points" and dm.field_spec.coord_dim == 3
+    assert dm.field_spec.kind == "sdf" and dm.field_spec.coord_dim == 3
     assert not np.array_equal(dm.dataset("test").coords[0].numpy(), item["coords"].numpy())  # other shapes
 
 
