@@ -6,9 +6,10 @@ One row per shape: the true mesh (or points on the true surface), the reconstruc
 reconstruction drawn translucent with the latent positions ``poses[:, :3]`` and, for ``se3`` poses
 ``(q, u, v)``, the frames ``GS(u, v)`` as red/green/blue axes (:func:`enf.geometry.frames.gram_schmidt`).
 Every panel uses the same view and the cube ``[-1, 1]^3`` of normalised meshes. Faces are Lambert-shaded
-by one light from the viewer's upper left and drawn by matplotlib's painter's algorithm (``Agg``, no
-display or OpenGL needed); meshes with more than ``max_faces`` faces are drawn from an evenly strided
-subset of their faces, which is exact in outline and only thins the shading.
+by one light from the viewer's upper left; opaque meshes lose their back faces, and the rest are drawn by
+matplotlib's painter's algorithm (``Agg``, no
+display or OpenGL needed); meshes with more than ``max_faces`` faces (120,000) are drawn from an evenly
+strided subset of their faces, so very large meshes show gaps rather than take minutes.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _light(elev: float, azim: float) -> np.ndarray:
     return np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)])
 
 
-def draw_mesh(ax, mesh: Mesh, *, color: str = "#4c72b0", alpha: float = 1.0, max_faces: int = 30_000) -> None:
+def draw_mesh(ax, mesh: Mesh, *, color: str = "#4c72b0", alpha: float = 1.0, max_faces: int = 120_000) -> None:
     """Draw ``mesh`` on a 3-D axis, faces shaded by their normal's angle to the light."""
     faces = mesh.faces
     if len(faces) > max_faces:
@@ -47,10 +48,14 @@ def draw_mesh(ax, mesh: Mesh, *, color: str = "#4c72b0", alpha: float = 1.0, max
     tri = mesh.vertices[faces]  # [F, 3, 3]
     normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     normal /= np.linalg.norm(normal, axis=1, keepdims=True).clip(1e-12)
+    if alpha >= 1.0:  # opaque: cull the faces turned away from the camera (fewer painter's-order errors)
+        e, a = np.radians(ax.elev), np.radians(ax.azim)
+        front = normal @ np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)]) > 0
+        tri, normal = tri[front], normal[front]
     shade = 0.35 + 0.65 * np.clip(normal @ _light(ax.elev, ax.azim), 0.0, 1.0)
     rgb = np.asarray(matplotlib.colors.to_rgb(color))
     colors = np.concatenate([shade[:, None] * rgb, np.full((len(tri), 1), alpha)], axis=1)
-    ax.add_collection3d(Poly3DCollection(tri, facecolors=colors, edgecolors="none"))
+    ax.add_collection3d(Poly3DCollection(tri, facecolors=colors, edgecolors=colors, linewidths=0.3))  # no seams
 
 
 def draw_latents(ax, poses: torch.Tensor | np.ndarray) -> None:
@@ -95,11 +100,12 @@ def plot_shapes(
     *,
     poses: torch.Tensor | np.ndarray | None = None,
     scores: Sequence[str] | None = None,
+    truth_titles: Sequence[str] | None = None,
     title: str = "",
 ) -> Figure:
     """Truth | reconstruction | latents, one row per shape (``truth``: meshes or surface points ``[Q, 3]``;
-    ``poses [B, L, pose_dim]``; ``scores``: a caption per row, e.g. its IoU). A missing mesh (``None``)
-    leaves its panel empty with a note."""
+    ``poses [B, L, pose_dim]``; ``scores``: a caption per row, e.g. its IoU; ``truth_titles``: titles of
+    the first column, default "truth"). A missing mesh (``None``) leaves its panel empty with a note."""
     if len(truth) != len(reconstruction) or len(truth) == 0:
         raise ValueError(
             f"need as many true as reconstructed meshes (>= 1), got {len(truth)} and {len(reconstruction)}"
@@ -108,7 +114,8 @@ def plot_shapes(
     fig = plt.figure(figsize=(2.6 * cols, 2.6 * rows))
     for r in range(rows):
         caption = f" ({scores[r]})" if scores else ""
-        panels = [("truth", truth[r]), ("reconstruction" + caption, reconstruction[r])]
+        first = truth_titles[r] if truth_titles else "truth"
+        panels = [(first, truth[r]), ("reconstruction" + caption, reconstruction[r])]
         for c, (name, mesh) in enumerate(panels):
             ax = _axis(fig, rows, cols, r * cols + c + 1, name if mesh is not None else f"{name}: no surface")
             if isinstance(mesh, Mesh):
@@ -118,7 +125,7 @@ def plot_shapes(
         if poses is not None:
             ax = _axis(fig, rows, cols, r * cols + 3, "latents")
             if reconstruction[r] is not None:
-                draw_mesh(ax, reconstruction[r], alpha=0.15)
+                draw_mesh(ax, reconstruction[r], alpha=0.15, max_faces=15_000)  # a faint outline is enough
             draw_latents(ax, poses[r])
     if title:
         fig.suptitle(title, fontsize=9)

@@ -29,6 +29,7 @@ from enf.data.meshes import Mesh
 __all__ = [
     "SDF_FORMAT_VERSION",
     "build_sdf_file",
+    "is_cached",
     "pack_meshes",
     "sample_sdf",
     "sample_surface",
@@ -116,6 +117,23 @@ def unpack_mesh(arrays: dict[str, np.ndarray], i: int, *, name: str = "") -> Mes
     )
 
 
+def is_cached(path: str | Path, settings: dict) -> bool:
+    """Whether ``path`` is a readable sample file written with exactly ``settings`` (else: sample again)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        _, attrs = read_h5(path, keys=())
+    except ValueError:
+        log.info("%s is corrupt; sampling again", path)
+        return False
+    if attrs.get("settings") == settings:
+        log.info("reusing the cached SDF samples in %s", path)
+        return True
+    log.info("%s was sampled with other settings or meshes; sampling again", path)
+    return False
+
+
 def build_sdf_file(
     meshes: Sequence[Mesh],
     path: str | Path,
@@ -130,21 +148,15 @@ def build_sdf_file(
 ) -> Path:
     """Sample every mesh once and write ``coords [S, P, 3]``, ``signal [S, P, 1]`` (signed distance),
     ``surface [S, Q, 3]``, ``uniform [P]`` (bool: the uniform volume samples; the first ``num_near`` of each
-    row are near-surface), the meshes (:func:`pack_meshes`) and their names to ``path`` (atomic). A file already there with the same settings and meshes is reused."""
+    row are near-surface), the meshes (:func:`pack_meshes`) and their names to ``path`` (atomic). A file
+    already there with the same settings and meshes is reused."""
     path = Path(path)
     settings = {"format_version": SDF_FORMAT_VERSION, "num_near": num_near, "num_uniform": num_uniform,
                 "num_surface": num_surface, "near_std": near_std, "bound": bound, "seed": seed,
                 "names": [m.name for m in meshes],
                 "num_faces": [int(len(m.faces)) for m in meshes]}  # fmt: skip
-    if path.is_file():
-        try:
-            _, attrs = read_h5(path, keys=())
-            if attrs.get("settings") == settings:
-                log.info("reusing the cached SDF samples in %s", path)
-                return path
-        except ValueError:
-            pass  # corrupt: rebuild
-        log.info("%s was sampled with other settings or meshes; sampling again", path)
+    if is_cached(path, settings):
+        return path
     coords, signal, surface = [], [], []
     for i, mesh in enumerate(tqdm(meshes, desc="sdf samples", disable=not progress)):
         x, s = sample_sdf(mesh, num_near=num_near, num_uniform=num_uniform, near_std=near_std, bound=bound,

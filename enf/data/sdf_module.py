@@ -12,12 +12,16 @@ Shape sources (``dataset``):
   ``num_test`` shapes from different seeds;
 - ``bundled``: the sample meshes of installed wheels (``names``, default all of
   :data:`enf.data.meshes.BUNDLED_MESHES`); train and test are the same shapes with independent samples;
-- ``folder``: every OBJ/PLY/STL/OFF file under ``root``, sorted, the last ``test_fraction`` as test.
+- ``folder``: every OBJ/PLY/STL/OFF file under ``root``, sorted, the last ``test_fraction`` as test;
+- ``shapenet``: a local ShapeNet copy at ``root`` (:mod:`enf.data.shapenet`: ShapeNetCore meshes, or DeepSDF's
+  precomputed samples, ``num_near + num_uniform`` per shape), ``categories`` (names or synset ids, default
+  all), at most ``num_train`` / ``num_test`` models.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -38,8 +42,7 @@ class SDFDataset(Dataset):
     """The samples of one cached SDF file in memory."""
 
     def __init__(self, path: str | Path) -> None:
-        required = {"coords": 3, "signal": 3, "index": 1, "uniform": 1, "surface": 3, "mesh_vertices": 2,
-                    "mesh_faces": 2, "mesh_vertex_offsets": 1, "mesh_face_offsets": 1}  # fmt: skip
+        required = {"coords": 3, "signal": 3, "index": 1, "uniform": 1, "surface": 3}
         arrays, attrs = read_h5(path, required=required)
         self.path, self.attrs = Path(path), attrs
         self.coords = torch.as_tensor(arrays["coords"], dtype=torch.float32)
@@ -57,6 +60,8 @@ class SDFDataset(Dataset):
         """The true mesh of shape ``i`` (normalised, as sampled)."""
         from enf.data.sdf import unpack_mesh
 
+        if "mesh_vertices" not in self._meshes:
+            raise ValueError(f"{self.path} stores no meshes (DeepSDF samples): only sampled distances")
         return unpack_mesh(self._meshes, i, name=self.names[i] if i < len(self.names) else f"shape {i}")
 
     def __len__(self) -> int:
@@ -71,11 +76,12 @@ class SDFDataModule(FieldDataModule):
     """Signed-distance samples of procedural, bundled or user-given meshes.
 
     Args:
-        dataset: ``procedural``, ``bundled`` or ``folder`` (see the module docstring).
-        num_train, num_test: procedural shapes per split.
+        dataset: ``procedural``, ``bundled``, ``folder`` or ``shapenet`` (see the module docstring).
+        num_train, num_test: procedural shapes per split; at most that many ShapeNet models.
         names: bundled meshes to use (default: all).
-        root: the folder of mesh files (``dataset="folder"``).
-        test_fraction: share of a folder's files in the test split.
+        root: the folder of mesh files (``folder``) or the ShapeNet copy (``shapenet``).
+        categories: ShapeNet categories (names such as ``chair`` or synset ids; default all found).
+        test_fraction: share of a folder's files (of each ShapeNet category) in the test split.
         num_near, num_uniform: near-surface and uniform samples per shape.
         num_surface: surface points stored per shape (for the Chamfer distance).
         cache_dir: where the sampled files are kept.
@@ -86,11 +92,12 @@ class SDFDataModule(FieldDataModule):
     def __init__(
         self,
         *,
-        dataset: Literal["procedural", "bundled", "folder"] = "procedural",
+        dataset: Literal["procedural", "bundled", "folder", "shapenet"] = "procedural",
         num_train: int = 64,
         num_test: int = 16,
         names: list[str] | None = None,
         root: str | None = None,
+        categories: list[str] | None = None,
         test_fraction: float = 0.2,
         num_near: int = 20_000,
         num_uniform: int = 5_000,
@@ -104,10 +111,14 @@ class SDFDataModule(FieldDataModule):
         super().__init__(
             batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers, seed=seed
         )
-        if dataset not in ("procedural", "bundled", "folder"):
-            raise ValueError(f"dataset must be procedural, bundled or folder, got {dataset!r}")
+        if dataset not in ("procedural", "bundled", "folder", "shapenet"):
+            raise ValueError(f"dataset must be procedural, bundled, folder or shapenet, got {dataset!r}")
         if dataset == "folder" and not root:
             raise ValueError("dataset='folder' needs root: the folder holding your OBJ/PLY/STL/OFF files")
+        if dataset == "shapenet" and not root:
+            from enf.data.shapenet import HOW_TO_GET
+
+            raise ValueError(f"dataset='shapenet' needs root. {HOW_TO_GET}")
         if min(num_train, num_test) < 1:
             raise ValueError(f"num_train and num_test must be >= 1, got {num_train}, {num_test}")
         self.save_hyperparameters()
@@ -123,6 +134,14 @@ class SDFDataModule(FieldDataModule):
             return m.procedural_shapes(count, seed=hp.seed if split == "train" else hp.seed + 100_003)
         if hp.dataset == "bundled":
             return [m.bundled_mesh(n) for n in (hp.names or sorted(m.BUNDLED_MESHES))]
+        if (
+            hp.dataset == "shapenet"
+        ):  # often not watertight: repaired where possible, else used with a warning
+            from enf.data.shapenet import model_name
+
+            files = self._shapenet(split)[1]
+            loaded = [replace(m.load_mesh(f), name=model_name(f)) for f in files]
+            return [m.normalize_mesh(m.check_watertight(mesh, allow_open=True)) for mesh in loaded]
         root = Path(hp.root)
         files = (
             sorted(p for p in root.rglob("*") if p.suffix.lower() in m.MESH_SUFFIXES) if root.is_dir() else []
@@ -130,24 +149,42 @@ class SDFDataModule(FieldDataModule):
         if len(files) < 2:
             raise FileNotFoundError(
                 f"found {len(files)} mesh files under {root}; put at least two OBJ/PLY/STL/OFF files there "
-                "(ShapeNet: download it yourself and point root at a category folder)"
+                "(ShapeNet: use dataset='shapenet' with root at your ShapeNet copy)"
             )
         cut = max(1, round(len(files) * (1 - hp.test_fraction)))
         chosen = files[:cut] if split == "train" else files[cut:] or files[-1:]
         return [m.normalize_mesh(m.check_watertight(m.load_mesh(f))) for f in chosen]
 
+    def _shapenet(self, split: str):
+        from enf.data.shapenet import shapenet_models
+
+        hp = self.hparams
+        return shapenet_models(hp.root, split=split, categories=hp.categories, test_fraction=hp.test_fraction,
+                               limit=hp.num_train if split == "train" else hp.num_test)  # fmt: skip
+
     def dataset(self, split: str) -> SDFDataset:
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         if split not in self._datasets:
-            from enf.data.sdf import build_sdf_file
-
-            hp = self.hparams
-            path = Path(hp.cache_dir) / f"{hp.dataset}_{split}.h5"
-            build_sdf_file(self._meshes(split), path, num_near=hp.num_near, num_uniform=hp.num_uniform,
-                           num_surface=hp.num_surface, seed=hp.seed + (0 if split == "train" else 7919))  # fmt: skip
-            self._datasets[split] = SDFDataset(path)
+            self._datasets[split] = SDFDataset(self._build(split))
         return self._datasets[split]
+
+    def _build(self, split: str) -> Path:
+        """The cached sample file of ``split`` (sampled now if missing or made with other settings)."""
+        from enf.data.sdf import build_sdf_file
+
+        hp = self.hparams
+        path = Path(hp.cache_dir) / f"{hp.dataset}_{split}.h5"
+        seed = hp.seed + (0 if split == "train" else 7919)
+        if hp.dataset == "shapenet":
+            layout, files = self._shapenet(split)
+            if layout == "samples":
+                from enf.data.shapenet import build_samples_file
+
+                return build_samples_file(files, path, num_points=hp.num_near + hp.num_uniform,
+                                          num_surface=hp.num_surface, seed=seed)  # fmt: skip
+        return build_sdf_file(self._meshes(split), path, num_near=hp.num_near, num_uniform=hp.num_uniform,
+                              num_surface=hp.num_surface, seed=seed)  # fmt: skip
 
     @property
     def field_spec(self) -> FieldSpec:

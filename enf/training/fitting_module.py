@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from functools import partial
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
@@ -32,12 +34,13 @@ from enf.metrics import (
     per_sample_clamped_l1,
     per_sample_l1,
     per_sample_mse,
+    per_sample_sdf_l1,
     per_sample_tanh_l1,
     psnr,
     relative_l2,
 )
 from enf.nn import EquivariantNeuralField
-from enf.training.task import TaskModule, move_batch
+from enf.training.task import TaskModule, lr_factor, move_batch
 
 __all__ = ["LOSSES", "FieldFittingModule", "resolve_loss"]
 
@@ -49,6 +52,7 @@ LOSSES: dict[str, Loss] = {
     "l1": per_sample_l1,
     "clamped_l1": per_sample_clamped_l1,
     "tanh_l1": per_sample_tanh_l1,
+    "sdf_l1": per_sample_sdf_l1,
 }
 
 
@@ -71,8 +75,8 @@ class FieldFittingModule(TaskModule):
         decoder: the field ``f(x; z)``; its geometry and context width define the latents.
         fitter: how latents are obtained (``MetaSGD``: shared init + learned inner steps, or
             ``AutoDecoder``: a latent table); bound here to the decoder's geometry and context width.
-        loss: per-sample training loss, ``"mse"``, ``"l1"``, or for signed distances ``"clamped_l1"`` or
-            ``"tanh_l1"`` (:mod:`enf.metrics`), or a callable ``(pred, target) -> [B]``.
+        loss: per-sample training loss, ``"mse"``, ``"l1"``, or for signed distances ``"clamped_l1"``,
+            ``"tanh_l1"`` or ``"sdf_l1"`` (:mod:`enf.metrics`), or a callable ``(pred, target) -> [B]``.
         field: the data's :class:`~enf.data.field.FieldSpec` as a dict (linked from the data module).
             ``None``: metrics on the signal as given, no PSNR, no figures.
         num_sampled_coords: coordinates drawn afresh for every inner step and for the outer loss
@@ -83,6 +87,7 @@ class FieldFittingModule(TaskModule):
         lr: AdamW learning rate of decoder, fitter parameters (initial latent, step sizes).
         weight_decay: AdamW weight decay.
         lr_warmup_steps: linear warm-up of the learning rate.
+        lr_schedule: ``constant`` after the warm-up, or ``cosine`` decay to 0 at ``trainer.max_steps``.
         num_plot_samples: signals drawn in each figure.
         mesh_resolution: marching-cubes grid of the Chamfer metric and of the mesh figures (kind ``sdf``).
     """
@@ -100,6 +105,7 @@ class FieldFittingModule(TaskModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         lr_warmup_steps: int = 0,
+        lr_schedule: Literal["constant", "cosine"] = "constant",
         num_plot_samples: int = 4,
         mesh_resolution: int = 64,
     ) -> None:
@@ -118,6 +124,8 @@ class FieldFittingModule(TaskModule):
             raise ValueError(f"mesh_resolution must be >= 8, got {mesh_resolution}")
         if lr <= 0:
             raise ValueError(f"lr must be > 0, got {lr}")
+        if lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
         # Under the CLI the hyperparameters are the config dicts of decoder/fitter (so load_from_checkpoint
         # rebuilds them); built in code, the objects themselves are not stored (pass them again to load).
         given = _given_hyperparameters.get() is not None
@@ -395,8 +403,13 @@ class FieldFittingModule(TaskModule):
             lr=self.hparams.lr,
             weight_decay=self.hparams.weight_decay,
         )
-        warmup = self.hparams.lr_warmup_steps
-        if warmup <= 0:
+        warmup, schedule = self.hparams.lr_warmup_steps, self.hparams.lr_schedule
+        if warmup <= 0 and schedule == "constant":
             return opt
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+        total = None
+        if schedule == "cosine":
+            total = self.trainer.estimated_stepping_batches
+            if not math.isfinite(total):
+                raise ValueError("lr_schedule='cosine' needs a finite trainer.max_steps (or max_epochs)")
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(lr_factor, warmup=warmup, total=total))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

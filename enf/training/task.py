@@ -8,6 +8,7 @@ files of the run directory).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,12 +16,23 @@ import lightning as L
 import torch
 from torch import Tensor
 
-__all__ = ["TaskModule", "move_batch"]
+__all__ = ["TaskModule", "lr_factor", "move_batch"]
 
 
 def move_batch(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
     """The tensors of ``batch`` on ``device`` (other entries unchanged)."""
     return {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in batch.items()}
+
+
+def lr_factor(step: int, *, warmup: int, total: float | None) -> float:
+    """Learning-rate factor at ``step``: linear warm-up over ``warmup`` steps, then constant (``total``
+    ``None``) or a cosine decay to 0 at step ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if total is None:
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1.0, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class TaskModule(L.LightningModule):

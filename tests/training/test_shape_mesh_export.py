@@ -29,12 +29,14 @@ BOUND, RESOLUTION = 1.1, 32
 
 
 def _fit(tmp: Path, geometry: str) -> Path:
-    """A tiny SDF model trained for 40 steps (10 s): enough for a surface inside the cube."""
+    """A tiny SDF model trained for 40 steps (10 s; constant learning rate, no cosine decay over so few
+    steps): enough for a surface inside the cube."""
     main(["fit", "--config", str(REPO / "configs" / "fit" / "shapes.yaml"), "--trainer.max_steps", "40",
           "--trainer.enable_progress_bar", "false", "--trainer.check_val_every_n_epoch", "20",
           "--model.decoder.init_args.geometry", geometry, "--model.decoder.init_args.hidden_dim", "16",
           "--model.decoder.init_args.context_dim", "8", "--model.fitter.init_args.num_latents", "8",
           "--model.num_sampled_coords", "128", "--model.lr", "0.01", "--model.mesh_resolution", "24",
+          "--model.lr_schedule", "constant",
           "--artifacts.num_train_eval", "2", *[f"--data.init_args.{k}={v}" for k, v in DATA.items()],
           "--data.init_args.cache_dir", str(tmp / "cache"), "--trainer.logger.init_args.save_dir",
           str(tmp / "runs")])  # fmt: skip
@@ -79,9 +81,9 @@ def test_export_writes_the_zero_level_set_and_the_moved_mesh(se3_run: Path, tmp_
     spacing = 2 * BOUND / (RESOLUTION - 1)
     inside = _interior(mesh.vertices, spacing)  # the padding closes surfaces at the border: skip those
     assert inside.sum() > 100
-    values = _field_at(se3_run, mesh.vertices[inside])
+    level = np.abs(_field_at(se3_run, mesh.vertices[inside])).mean()  # marching cubes' own error
     scale = np.abs(_field_at(se3_run, np.random.default_rng(0).uniform(-1, 1, (2000, 3)))).mean()
-    assert np.abs(values).mean() < 0.05 * scale  # vertices on the zero level set, up to the grid
+    assert level < 0.1 * scale  # vertices on the zero level set, up to the grid
 
     rot = Rotation.from_rotvec(np.radians(70) * np.array([1.0, 1.0, 0.0]) / np.sqrt(2)).as_matrix()
     t = np.array([0.1, -0.05, 0.0])
@@ -91,10 +93,10 @@ def test_export_writes_the_zero_level_set_and_the_moved_mesh(se3_run: Path, tmp_
     back = (moved.vertices - t) @ rot  # g^-1 v
     keep = _interior(moved.vertices, spacing) & _interior(back, spacing)
     assert keep.sum() > 100
-    # the moved mesh is the zero set of the moved field: f(g^-1 v; z) = 0, as for the unmoved mesh
-    assert np.abs(_field_at(se3_run, back[keep])).mean() < 0.05 * scale
+    # the moved mesh is the zero set of the moved field: f(g^-1 v; z) = 0 as closely as for the unmoved mesh
+    assert np.abs(_field_at(se3_run, back[keep])).mean() < 2 * level
     # negative control: the moved vertices do not lie on the unmoved field's zero set
-    assert np.abs(_field_at(se3_run, moved.vertices[keep])).mean() > 0.2 * scale
+    assert np.abs(_field_at(se3_run, moved.vertices[keep])).mean() > 5 * level
     truth, truth_b = load_mesh(tmp_path / "truth.obj"), load_mesh(tmp_path / "truth_b.ply")
     np.testing.assert_allclose(truth_b.vertices, truth.vertices @ rot.T + t, atol=1e-5)
 
@@ -118,12 +120,14 @@ def test_translation3d_latents_translate_but_refuse_rotations(tmp_path: Path) ->
             "--resolution", "24"]  # fmt: skip
     with pytest.raises(SystemExit, match="translation3d latents only translate"):
         main([*base, "--rotate", "30", "--out", str(tmp_path / "r.ply")])
-    main([*base, "--translate", "0.2,0,0", "--out", str(tmp_path / "t.ply")])
-    moved = load_mesh(tmp_path / "t.ply")
+    main([*base, "--out", str(tmp_path / "a.ply")])
+    main([*base, "--translate", "0.3,0,0", "--out", str(tmp_path / "t.ply")])
     spacing = 2 * BOUND / 23
-    back = moved.vertices - np.array([0.2, 0.0, 0.0])
+    mesh = load_mesh(tmp_path / "a.ply")
+    level = np.abs(_field_at(run, mesh.vertices[_interior(mesh.vertices, spacing)])).mean()
+    moved = load_mesh(tmp_path / "t.ply")
+    back = moved.vertices - np.array([0.3, 0.0, 0.0])
     keep = _interior(moved.vertices, spacing) & _interior(back, spacing)
     assert keep.sum() > 100
-    scale = np.abs(_field_at(run, np.random.default_rng(0).uniform(-1, 1, (2000, 3)))).mean()
-    assert np.abs(_field_at(run, back[keep])).mean() < 0.05 * scale  # f(v - t; z) = 0 on the moved mesh
-    assert np.abs(_field_at(run, moved.vertices[keep])).mean() > 0.2 * scale  # control: unmoved field
+    assert np.abs(_field_at(run, back[keep])).mean() < 2 * level  # f(v - t; z) = 0 on the moved mesh
+    assert np.abs(_field_at(run, moved.vertices[keep])).mean() > 5 * level  # control: the unmoved field
