@@ -40,7 +40,9 @@ def _light(elev: float, azim: float) -> np.ndarray:
     return np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)])
 
 
-def draw_mesh(ax, mesh: Mesh, *, color: str = "#4c72b0", alpha: float = 1.0, max_faces: int = 120_000) -> None:
+def draw_mesh(
+    ax, mesh: Mesh, *, color: str = "#4c72b0", alpha: float = 1.0, max_faces: int = 120_000
+) -> None:
     """Draw ``mesh`` on a 3-D axis, faces shaded by their normal's angle to the light."""
     faces = mesh.faces
     if len(faces) > max_faces:
@@ -55,7 +57,9 @@ def draw_mesh(ax, mesh: Mesh, *, color: str = "#4c72b0", alpha: float = 1.0, max
     shade = 0.35 + 0.65 * np.clip(normal @ _light(ax.elev, ax.azim), 0.0, 1.0)
     rgb = np.asarray(matplotlib.colors.to_rgb(color))
     colors = np.concatenate([shade[:, None] * rgb, np.full((len(tri), 1), alpha)], axis=1)
-    ax.add_collection3d(Poly3DCollection(tri, facecolors=colors, edgecolors=colors, linewidths=0.3))  # no seams
+    ax.add_collection3d(
+        Poly3DCollection(tri, facecolors=colors, edgecolors=colors, linewidths=0.3)
+    )  # no seams
 
 
 def draw_latents(ax, poses: torch.Tensor | np.ndarray) -> None:

@@ -189,7 +189,9 @@ def test_tanh_l1_by_hand_keeps_a_gradient_beyond_the_clamp():
     from enf.metrics import per_sample_sdf_l1
 
     raw = (0.05 + 0.8) / 2  # mean |pred - target|
-    assert float(per_sample_sdf_l1(pred, target, raw_weight=0.5)) == pytest.approx(expected + 0.5 * raw, rel=1e-12)
+    assert float(per_sample_sdf_l1(pred, target, raw_weight=0.5)) == pytest.approx(
+        expected + 0.5 * raw, rel=1e-12
+    )
 
 
 def test_occupancy_iou_matches_scikit_learn_jaccard():

@@ -209,8 +209,6 @@ def procedural_shapes(
     """``num_shapes`` seeded unions of 1..``max_parts`` random primitives (spheres, boxes, tori, capsules) with
     random sizes, rotations and offsets, meshed by marching cubes of the union's signed distance on a
     ``resolution^3`` grid (watertight by construction) and normalised like every mesh."""
-    from skimage.measure import marching_cubes
-
     if num_shapes < 1 or max_parts < 1 or resolution < 16:
         raise ValueError(
             f"need num_shapes >= 1, max_parts >= 1, resolution >= 16; got {num_shapes}, {max_parts}, {resolution}"
@@ -218,7 +216,6 @@ def procedural_shapes(
     rng = np.random.default_rng(seed)
     axis = np.linspace(-1.25, 1.25, resolution)  # every part fits inside: the level set is closed
     grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1)  # [R, R, R, 3]
-    spacing = axis[1] - axis[0]
     meshes = []
     for i in range(num_shapes):
         parts = _random_parts(rng, int(rng.integers(1, max_parts + 1)))
@@ -226,8 +223,7 @@ def procedural_shapes(
         for kind, size, rot, shift in parts:
             local = (grid - shift) @ rot  # the primitive's frame: x = rot p + shift
             sdf = np.minimum(sdf, _primitive_sdf(kind, local, size))
-        verts, faces, _, _ = marching_cubes(sdf, level=0.0, spacing=(spacing,) * 3)
-        mesh = Mesh(vertices=verts - 1.25, faces=faces, name=f"procedural_{seed}_{i}")
+        mesh = mesh_from_grid(sdf, bound=1.25, name=f"procedural_{seed}_{i}")
         meshes.append(normalize_mesh(check_watertight(mesh)))
     return meshes
 

@@ -186,6 +186,12 @@ def test_lr_factor_warms_up_then_decays_along_a_cosine():
 
     assert [lr_factor(s, warmup=4, total=None) for s in (0, 1, 3, 10)] == [0.25, 0.5, 1.0, 1.0]
     # cosine from 1 at the end of the warm-up to 0 at step `total`: 0.5 (1 + cos(pi p)), p = (s - w) / (T - w)
-    for step, expected in [(4, 1.0), (8, 0.5 * (1 + math.cos(math.pi * 4 / 16))), (12, 0.5), (20, 0.0), (30, 0.0)]:
+    for step, expected in [
+        (4, 1.0),
+        (8, 0.5 * (1 + math.cos(math.pi * 4 / 16))),
+        (12, 0.5),
+        (20, 0.0),
+        (30, 0.0),
+    ]:
         assert lr_factor(step, warmup=4, total=20) == pytest.approx(expected, abs=1e-12)
     assert lr_factor(0, warmup=0, total=10) == 1.0

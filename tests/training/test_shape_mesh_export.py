@@ -75,7 +75,18 @@ def _interior(v: np.ndarray, margin: float) -> np.ndarray:
 
 def test_export_writes_the_zero_level_set_and_the_moved_mesh(se3_run: Path, tmp_path: Path) -> None:
     ckpt = str(se3_run / "checkpoints" / "last.ckpt")
-    common = ["shape", "export", "--ckpt", ckpt, "--split", "train", "--index", "0", "--resolution", str(RESOLUTION)]
+    common = [
+        "shape",
+        "export",
+        "--ckpt",
+        ckpt,
+        "--split",
+        "train",
+        "--index",
+        "0",
+        "--resolution",
+        str(RESOLUTION),
+    ]
     main([*common, "--out", str(tmp_path / "a.ply"), "--truth", str(tmp_path / "truth.obj")])
     mesh = load_mesh(tmp_path / "a.ply")
     spacing = 2 * BOUND / (RESOLUTION - 1)
