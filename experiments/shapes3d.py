@@ -3,10 +3,11 @@
     python experiments/shapes3d.py --runs runs/shapes/version_0 runs/shapes_bundled/version_0
 
 Numbers come from each run's own ``metrics.json`` (IoU of the occupancy on the uniform samples, Chamfer-L1
-of the marching-cubes surface, test split). Equivariance is measured here, on the first test shape of the
+of the marching-cubes surface, test split), next to the test IoU of the same model without the fitter's
+test-time refinement (``iou_test_unrefined``, measured here). Equivariance is measured here, on the first test shape of the
 first ``se3`` run, in float64: the field of the moved latents at ``g x`` vs the field at ``x``; the mesh
 of the moved latents vs the moved mesh (mean distance of 20000 surface points, in grid cells); fitting the
-moved shape from the moved initial latent vs the moved fit. Figures (``--figures``, default ``figures/``):
+moved shape from the moved initial latent vs the moved fit, and the same after the test-time refinement. Figures (``--figures``, default ``figures/``):
 
 - ``<run name>.png`` (``shapes.png``, ``shapes_bundled.png``): true meshes | reconstructions (marching cubes at ``--resolution``) | latents;
 - ``shapes_equivariance.png``: a shape, its latents moved by a rigid motion and decoded, the moved truth.
@@ -27,7 +28,7 @@ import torch
 from enf.data.base import collate
 from enf.data.meshes import Mesh
 from enf.data.sdf import sample_surface, signed_distance
-from enf.fitting import sample_coordinate_subsets
+from enf.fitting import optimise_latents, sample_coordinate_subsets
 from enf.geometry import GroupElement
 from enf.plotting_mesh import plot_shapes
 from enf.training.checkpoints import load_fit_checkpoint
@@ -35,7 +36,7 @@ from enf.training.encode import load_datamodule_from_run
 from enf.training.shape_export import rigid_motion
 from enf.training.shapes3d import reconstruct_meshes
 
-ROWS = [("iou_test", "IoU, test"), ("iou_train", "IoU, train"), ("chamfer_test", "Chamfer-L1, test"),
+ROWS = [("iou_test", "IoU, test"), ("iou_test_unrefined", "IoU, test, unrefined"), ("iou_train", "IoU, train"), ("chamfer_test", "Chamfer-L1, test"),
         ("equivariance_error", "max |f(gx; gz) - f(x; z)|, float64"), ("fit_time_s", "training time (s)"),
         ("global_step", "steps")]  # fmt: skip
 
@@ -103,6 +104,13 @@ def equivariance(run: Path, out: Path, *, resolution: int) -> dict[str, float]:
         fit = fitter(dec64, coords, signal, init=z0, **kw)
         fit_moved = fitter(dec64, geom.act_coords(g, coords), signal, init=z0.transform(geom, g), **kw)
         fit_shared = fitter(dec64, geom.act_coords(g, coords), signal, init=z0, **kw)
+        refined = {}
+        if getattr(fitter, "num_refine_steps", 0) > 0:  # the test-time refinement, from both fits
+            ref = dict(num_steps=fitter.num_refine_steps, lr=fitter.refine_lr, lr_schedule="cosine",
+                       loss=module.loss_fn, subset_size=4096, geometry=geom)  # fmt: skip
+            refined["fit"] = optimise_latents(dec64, coords, signal, fit, generator=_gen(2), **ref)
+            refined["moved"] = optimise_latents(dec64, geom.act_coords(g, coords), signal, fit_moved,
+                                                generator=_gen(2), **ref)  # fmt: skip
     target = geom.act_poses(g, fit.poses)
     truth = data.mesh(0)
     moved_z = z.transform(geom, g.to(torch.float32))
@@ -115,13 +123,29 @@ def equivariance(run: Path, out: Path, *, resolution: int) -> dict[str, float]:
         title="moving the latents moves the shape: g = 120 deg about (1, 2, 0.5), t = (0.05, -0.05, 0.05)",
     )
     fig.savefig(out, dpi=110)
-    return {
+    out = {
         "field_error_moved_latents": field_error,
         "mesh_distance_moved_latents_cells": mesh_error,
         "mesh_distance_unmoved_cells": unmoved,
         "fit_pose_error_moved_init": float((fit_moved.poses - target).detach().abs().max()),
         "fit_pose_error_shared_init": float((fit_shared.poses - target).detach().abs().max()),
     }
+    if refined:
+        moved_target = geom.act_poses(g, refined["fit"].poses)
+        out["refined_fit_pose_error_moved_init"] = float((refined["moved"].poses - moved_target).abs().max())
+    return out
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def unrefined_iou(run: Path) -> float:
+    """Test IoU of the final model (``last.ckpt``, what ``metrics.json`` describes) without the fitter's
+    test-time refinement: the side-by-side baseline of the refined ``iou_test``."""
+    module = load_fit_checkpoint(run / "checkpoints" / "last.ckpt").module
+    loader = load_datamodule_from_run(run / "config.yaml").eval_dataloader("test")
+    return module.evaluate("test", loader=loader, equivariance=False, refine=False)["iou"]
 
 
 def main() -> None:
@@ -140,6 +164,7 @@ def main() -> None:
         name = run.parent.name
         metrics = json.loads((run / "metrics.json").read_text())
         results[name] = {key: metrics[key] for key, _ in ROWS if key in metrics}
+        results[name]["iou_test_unrefined"] = unrefined_iou(run)
         reconstruction_figure(run, args.figures / f"{name}.png", resolution=args.resolution,
                               num_shapes=args.num_shapes)  # fmt: skip
     se3 = next((r for r in args.runs if load_fit_checkpoint(

@@ -13,16 +13,26 @@ per-entry moments (plain Adam).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from enf.fitting.base import Decoder, Loss, check_count, per_sample_loss
-from enf.fitting.observed import check_mask, gather_observed
+from enf.fitting.observed import (
+    check_mask,
+    gather_observed,
+    sample_coordinate_subsets,
+    sample_observed_subsets,
+)
 from enf.geometry import Geometry
 from enf.latents import Latents
 from enf.metrics import per_sample_mse
 
-__all__ = ["BlockAdam", "optimise_latents"]
+__all__ = ["LR_SCHEDULES", "BlockAdam", "optimise_latents"]
+
+#: step-size schedules of :func:`optimise_latents`.
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class BlockAdam:
@@ -109,6 +119,9 @@ def optimise_latents(
     shared_pose_moments: bool = True,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
+    lr_schedule: str = "constant",
+    subset_size: int | None = None,
+    generator: torch.Generator | None = None,
 ) -> Latents:
     """Fit latents to ``signal [B, N, C]`` at ``coords [B, N, coord_dim]``, the decoder frozen.
 
@@ -126,11 +139,19 @@ def optimise_latents(
         shared_pose_moments: one second moment per latent and pose block, so the fit is equivariant
             (default); ``False``: plain per-coordinate Adam on the poses (not equivariant; a control).
         betas, eps: Adam settings.
+        lr_schedule: ``"constant"``, or ``"cosine"``: step ``k`` (from 0) uses
+            ``lr * (1 + cos(pi k / num_steps)) / 2``, so the last steps settle instead of oscillating.
+        subset_size: each step uses this many random (observed) points, drawn afresh with ``generator``
+            (``None``: all points every step). The subsets are index sets, the same for every group element,
+            so the fit stays equivariant.
 
     Returns:
         detached latents.
     """
     check_count("num_steps", num_steps, minimum=0)
+    check_count("subset_size", subset_size, minimum=1, optional=True)
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
     if not min_window > 0:
         raise ValueError(f"min_window must be > 0, got {min_window}")
     if coords.dim() != 3 or signal.dim() != 3 or coords.shape[:2] != signal.shape[:2]:
@@ -151,14 +172,27 @@ def optimise_latents(
         pose_blocks = tuple(geometry.pose_blocks)
     if mask is not None:
         check_mask(mask, coords)
-    x, y, residual_mask = gather_observed(coords, signal, mask)
+    if mask is None:
+        subsets = sample_coordinate_subsets(
+            coords.shape[1], subset_size, num_steps, generator=generator, device=coords.device
+        )
+    else:
+        subsets = sample_observed_subsets(mask, subset_size, num_steps, generator=generator)
     poses = init.poses.detach().clone().requires_grad_(True)
     context = init.context.detach().clone().requires_grad_(True)
     window = init.window.detach().clone().requires_grad_(learn_window)
     params = [poses, context] + ([window] if learn_window else [])
     opt = BlockAdam(params, [pose_blocks, None, None][: len(params)], lr=lr, betas=betas, eps=eps)
     with torch.enable_grad():
-        for _ in range(num_steps):
+        for k, sel in enumerate(subsets):
+            if lr_schedule == "cosine":
+                opt.lr = lr * 0.5 * (1.0 + math.cos(math.pi * k / num_steps))
+            if sel is None:
+                x, y, residual_mask = coords, signal, None
+            elif sel.dtype == torch.bool:
+                x, y, residual_mask = gather_observed(coords, signal, sel)
+            else:
+                x, y, residual_mask = coords[:, sel], signal[:, sel], None
             pred = decoder(x, Latents(poses=poses, context=context, window=window))
             value = per_sample_loss(loss, pred, y, residual_mask).sum()
             grads = torch.autograd.grad(value, params, allow_unused=True)

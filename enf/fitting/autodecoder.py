@@ -158,10 +158,13 @@ class AutoDecoder(Fitter):
         subset_size: int | None = None,
         num_steps: int | None = None,
         mask: Tensor | None = None,
+        refine: bool = True,
     ) -> Latents:
         """Table rows ``index`` (``train=True``; ``loss``, ``subset_size``, ``num_steps`` and ``mask`` play no
         part), or test-time encoding of ``signal [B, N, C]`` from the table mean with ``num_steps``
-        (default ``test_steps``) Adam steps on the (``mask``-ed) points (``train=False``; detached)."""
+        (default ``test_steps``) Adam steps on the (``mask``-ed) points, or on ``subset_size`` random ones per
+        step (seeded: deterministic) (``train=False``; detached). ``refine`` plays no part: the test-time
+        encoding is an optimisation already."""
         geometry = self._require_bound("encode")
         check_observations(coords, signal)
         if train:
@@ -183,4 +186,6 @@ class AutoDecoder(Fitter):
             loss=loss,
             mask=mask,
             geometry=geometry,
+            subset_size=subset_size,
+            generator=torch.Generator().manual_seed(0),
         )

@@ -159,6 +159,7 @@ class Fitter(nn.Module, abc.ABC):
         subset_size: int | None = None,
         num_steps: int | None = None,
         mask: Tensor | None = None,
+        refine: bool = True,
     ) -> Latents:
         """Latents ``[B, L, ...]`` of ``signal [B, N, C]`` observed at ``coords [B, N, coord_dim]``.
 
@@ -171,4 +172,6 @@ class Fitter(nn.Module, abc.ABC):
             subset_size: random coordinates per inner step (training only; ``None``: all).
             num_steps: fitting steps (``None``: the fitter's setting).
             mask: ``[B, N]`` bool, observed points; only they enter the fit.
+            refine: run the fitter's test-time refinement, if it has one (``MetaSGD(num_refine_steps=...)``);
+                ``False`` gives the cheaper unrefined encoding (e.g. for validation during training).
         """

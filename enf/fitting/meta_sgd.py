@@ -23,9 +23,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from enf.fitting.adam import optimise_latents
 from enf.fitting.base import Decoder, Fitter, Loss, check_count, check_observations, per_sample_loss
 from enf.fitting.moments import check_posable, moment_frame, pose_latents
-from enf.fitting.observed import check_mask, gather_observed, index_mask, sample_observed_subsets
+from enf.fitting.observed import (
+    check_mask,
+    gather_observed,
+    index_mask,
+    sample_coordinate_subsets,
+    sample_observed_subsets,
+)
 from enf.geometry import Geometry
 from enf.latents import Latents, initial_latents
 from enf.metrics import per_sample_mse
@@ -37,22 +44,6 @@ INIT_FRAMES = ("shared", "moments")
 
 #: initial step sizes at (or beyond) a bound start this far inside it, as a fraction of the log range.
 _EDGE = 1e-6
-
-
-def sample_coordinate_subsets(
-    num_coords: int,
-    subset_size: int | None,
-    num_subsets: int,
-    *,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-) -> list[Tensor | None]:
-    """``num_subsets`` independent random index sets of size ``subset_size`` (``None`` entries: all points)."""
-    if subset_size is None or subset_size >= num_coords:
-        return [None] * num_subsets
-    return [
-        torch.randperm(num_coords, generator=generator)[:subset_size].to(device) for _ in range(num_subsets)
-    ]
 
 
 def squash_step_size(raw: Tensor, bounds: tuple[float, float]) -> Tensor:
@@ -113,6 +104,12 @@ class MetaSGD(Fitter):
             (:func:`~enf.fitting.moments.moment_frame`), so that encoding a rotated or translated signal
             gives the rotated or translated latents (rotation-equivariant geometries only: se2,
             isotropic2d, se3).
+        num_refine_steps: test-time refinement: after the ``num_eval_steps`` Meta-SGD steps, this many
+            steps of :func:`~enf.fitting.adam.optimise_latents` (pose-block-shared Adam moments, so the
+            fit stays equivariant; cosine step-size decay) on the same points, poses and context (and the
+            window if the inner loop fits it). Only ``encode(train=False, refine=True)`` runs them; the
+            outer loop never sees them. ``0``: none.
+        refine_lr: initial Adam step size of the refinement.
     """
 
     def __init__(
@@ -135,6 +132,8 @@ class MetaSGD(Fitter):
         first_order: bool = False,
         init_context: float = 1.0,
         init_frame: str = "shared",
+        num_refine_steps: int = 0,
+        refine_lr: float = 1e-2,
     ) -> None:
         super().__init__(num_latents=num_latents)
         if init_frame not in INIT_FRAMES:
@@ -151,6 +150,17 @@ class MetaSGD(Fitter):
             )
         if not min_window > 0:
             raise ValueError(f"min_window must be > 0, got {min_window}")
+        check_count("num_refine_steps", num_refine_steps, minimum=0)
+        if not (refine_lr > 0 and math.isfinite(refine_lr)):
+            raise ValueError(f"refine_lr must be a positive finite number, got {refine_lr}")
+        if num_refine_steps > 0 and (lr_position <= 0 or lr_orientation <= 0):
+            raise ValueError(
+                f"num_refine_steps={num_refine_steps} refines every pose block, but the inner loop freezes "
+                f"some (lr_position={lr_position}, lr_orientation={lr_orientation}); "
+                "use num_refine_steps=0 or non-zero pose step sizes"
+            )
+        self.num_refine_steps = num_refine_steps
+        self.refine_lr = float(refine_lr)
         self.num_inner_steps = num_inner_steps
         self.num_eval_steps = num_eval_steps
         self.lr_bounds = (float(lo), float(hi))
@@ -253,13 +263,16 @@ class MetaSGD(Fitter):
         subset_size: int | None = None,
         num_steps: int | None = None,
         mask: Tensor | None = None,
+        refine: bool = True,
     ) -> Latents:
         """The fitter protocol (:class:`~enf.fitting.base.Fitter`); ``index`` plays no part.
 
         ``train=True``: :meth:`forward` with ``subset_size`` random (observed) coordinates per step and
         ``num_steps`` (default ``num_inner_steps``), graph kept unless first order. ``train=False``:
-        ``num_steps`` (default ``num_eval_steps``, else ``num_inner_steps``) steps on all observed points
-        (``subset_size`` is not used), no graph through the inner gradients, detached result.
+        ``num_steps`` (default ``num_eval_steps``, else ``num_inner_steps``) steps on all observed points,
+        or on ``subset_size`` random ones per step (from a generator seeded 0: the encoding is
+        deterministic), no graph through the inner gradients, detached result; then, with ``refine``, the
+        ``num_refine_steps`` Adam steps of the test-time refinement (the same subset rule).
         """
         if train:
             return self(
@@ -267,7 +280,28 @@ class MetaSGD(Fitter):
             )
         if num_steps is None:
             num_steps = self.num_inner_steps if self.num_eval_steps is None else self.num_eval_steps
-        fit = self(decoder, coords, signal, num_steps=num_steps, loss=loss, mask=mask, create_graph=False)
+        gen = torch.Generator().manual_seed(0)
+        fit = self(
+            decoder, coords, signal, num_steps=num_steps, subset_size=subset_size, generator=gen, loss=loss,
+            mask=mask, create_graph=False,
+        )  # fmt: skip
+        if refine and self.num_refine_steps > 0:
+            return optimise_latents(
+                decoder,
+                coords,
+                signal,
+                fit,
+                num_steps=self.num_refine_steps,
+                lr=self.refine_lr,
+                lr_schedule="cosine",
+                learn_window=not self.freeze_window,
+                min_window=self.min_window,
+                loss=loss,
+                mask=mask,
+                geometry=self.geometry,
+                subset_size=subset_size,
+                generator=gen,
+            )
         return fit.detach()
 
     def forward(

@@ -12,7 +12,13 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-__all__ = ["check_mask", "gather_observed", "index_mask", "sample_observed_subsets"]
+__all__ = [
+    "check_mask",
+    "gather_observed",
+    "index_mask",
+    "sample_coordinate_subsets",
+    "sample_observed_subsets",
+]
 
 
 def check_mask(mask: Tensor, coords: Tensor, *, what: str = "mask") -> Tensor:
@@ -78,3 +84,19 @@ def sample_observed_subsets(
         rank = scores.argsort(dim=1).argsort(dim=1)
         out.append(mask & (rank < subset_size))
     return out
+
+
+def sample_coordinate_subsets(
+    num_coords: int,
+    subset_size: int | None,
+    num_subsets: int,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> list[Tensor | None]:
+    """``num_subsets`` independent random index sets of size ``subset_size`` (``None`` entries: all points)."""
+    if subset_size is None or subset_size >= num_coords:
+        return [None] * num_subsets
+    return [
+        torch.randperm(num_coords, generator=generator)[:subset_size].to(device) for _ in range(num_subsets)
+    ]

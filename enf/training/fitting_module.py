@@ -81,7 +81,8 @@ class FieldFittingModule(TaskModule):
             ``None``: metrics on the signal as given, no PSNR, no figures.
         num_sampled_coords: coordinates drawn afresh for every inner step and for the outer loss
             (``None``: all).
-        num_eval_coords: coordinates that evaluation signals are encoded from (one fixed random subset;
+        num_eval_coords: test-time fitting steps of evaluation signals each use this many random coordinates
+            of the signal (drawn afresh per step from a generator seeded 0, so encoding is deterministic;
             ``None``: all). Metrics are still measured on every coordinate.
         num_train_signals: training signals (rows of an auto-decoder table; linked from the data module).
         lr: AdamW learning rate of decoder, fitter parameters (initial latent, step sizes).
@@ -200,17 +201,13 @@ class FieldFittingModule(TaskModule):
             raise ValueError("batch signal contains NaN or inf")
         return coords, signal
 
-    def encode(self, batch: Mapping[str, Tensor], *, train: bool, num_steps: int | None = None) -> Latents:
-        """Latents of a batch: training-time (differentiable) or test-time encoding (from
-        ``num_eval_coords`` coordinates, one fixed random subset)."""
+    def encode(
+        self, batch: Mapping[str, Tensor], *, train: bool, num_steps: int | None = None, refine: bool = True
+    ) -> Latents:
+        """Latents of a batch: training-time (differentiable) or test-time encoding (``num_eval_coords``
+        random coordinates per step; ``refine``: with the fitter's test-time refinement, if any)."""
         coords, signal = self.unpack(batch)
         mask = batch.get(keys.MASK)
-        n = self.num_eval_coords
-        if not train and n is not None and n < coords.shape[1]:
-            gen = torch.Generator().manual_seed(0)
-            idx = torch.randperm(coords.shape[1], generator=gen)[:n].to(coords.device)
-            coords, signal = coords[:, idx], signal[:, idx]
-            mask = None if mask is None else mask[:, idx]
         return self.fitter.encode(
             self.decoder,
             coords,
@@ -218,9 +215,10 @@ class FieldFittingModule(TaskModule):
             index=batch.get(keys.INDEX),
             train=train,
             loss=self.loss_fn,
-            subset_size=self.num_sampled_coords if train else None,
+            subset_size=self.num_sampled_coords if train else self.num_eval_coords,
             num_steps=num_steps,
             mask=mask,
+            refine=refine,
         )
 
     def sample_metrics(
@@ -258,13 +256,14 @@ class FieldFittingModule(TaskModule):
         max_samples: int | None = None,
         num_steps: int | None = None,
         equivariance: bool = True,
+        refine: bool = True,
     ) -> dict[str, float]:
         """Encode and decode the signals of ``split``: mean metrics and the equivariance error.
 
         ``loader`` defaults to ``trainer.datamodule.eval_dataloader(split, max_samples=...)``. The
         equivariance error is ``max |f(g x; g z) - f(x; z)|`` over the fitted latents, one random group
         element per signal, 256 random coordinates of the domain, float64. Signed distances add ``chamfer``
-        (marching cubes at ``mesh_resolution``).
+        (marching cubes at ``mesh_resolution``). ``refine=False``: without the fitter's test-time refinement.
         """
         if loader is None:
             datamodule = self.attached_datamodule(f"evaluate({split!r}) without loader=...")
@@ -277,7 +276,7 @@ class FieldFittingModule(TaskModule):
         for batch in loader:
             batch = move_batch(batch, self.device)
             coords, signal = self.unpack(batch)
-            z = self.encode(batch, train=False, num_steps=num_steps)
+            z = self.encode(batch, train=False, num_steps=num_steps, refine=refine)
             with torch.no_grad():
                 for name, value in self.sample_metrics(self.decoder(coords, z), signal, batch).items():
                     sums[name].append(value.cpu())
@@ -304,7 +303,8 @@ class FieldFittingModule(TaskModule):
     @torch.enable_grad()
     def figures(self, batch: Mapping[str, Tensor]) -> dict[str, Figure]:
         """``{"reconstruction": Figure}``: truth / reconstruction / error with the fitted latents drawn
-        (signed distances: true surface points / marching-cubes mesh / latent frames, with each IoU)."""
+        (signed distances: true surface points / marching-cubes mesh / latent frames, with each IoU).
+        Figures drawn during validation skip the fitter's test-time refinement, as validation does."""
         if self.field_spec is None:
             return {}
         from enf.plotting import plot_fields
@@ -314,9 +314,11 @@ class FieldFittingModule(TaskModule):
         n = min(self.hparams.num_plot_samples, coords.shape[0])
         batch = {k: (v[:n] if isinstance(v, Tensor) else v) for k, v in batch.items()}
         was_training = self.training
+        # figures during fitting (each validation) skip the test-time refinement, as validation does
+        refine = self._trainer is None or not self.trainer.validating
         self.eval()
         try:
-            z = self.encode(batch, train=False)
+            z = self.encode(batch, train=False, refine=refine)
             with torch.no_grad():
                 pred = self.decoder(coords[:n], z)
         finally:
@@ -372,7 +374,7 @@ class FieldFittingModule(TaskModule):
                 "set `trainer.inference_mode: false` (the enf CLI default)"
             )
         coords, signal = self.unpack(batch)
-        z = self.encode(batch, train=False)
+        z = self.encode(batch, train=False, refine=stage != "val")  # validation: the cheap, unrefined fit
         with torch.no_grad():
             rows = self.sample_metrics(self.decoder(coords, z), signal, batch)
         self._eval_rows.setdefault(stage, []).append(rows)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from _fitting_utils import CONTEXT_DIM, F64, SMALL, gen  # noqa: E402
 
 from enf import EquivariantNeuralField, Latents, geometry
-from enf.fitting import BlockAdam, optimise_latents
+from enf.fitting import BlockAdam, optimise_latents, sample_coordinate_subsets
 from enf.metrics import per_sample_l1, per_sample_mse
 
 
@@ -26,13 +28,15 @@ def setup(name: str, *, batch_size: int = 2, num_coords: int = 40, num_latents: 
     return geom, decoder, x, y, z0
 
 
-def pose_error(name: str, *, shared: bool, seed: int) -> tuple[float, float, float]:
+def pose_error(
+    name: str, *, shared: bool, seed: int, subset_size: int | None = None
+) -> tuple[float, float, float]:
     """(pose error, context error, how far the poses moved) of fitting ``g.signal`` from ``g.z0``."""
     geom, decoder, x, y, z0 = setup(name)
     g = geom.sample_group(2, generator=gen(seed), dtype=F64)
-    kw = dict(num_steps=15, lr=2e-2, learn_window=True, shared_pose_moments=shared)
-    fit = optimise_latents(decoder, x, y, z0, **kw)
-    fit_g = optimise_latents(decoder, geom.act_coords(g, x), y, z0.transform(geom, g), **kw)
+    kw = dict(num_steps=15, lr=2e-2, learn_window=True, shared_pose_moments=shared, subset_size=subset_size)
+    fit = optimise_latents(decoder, x, y, z0, generator=gen(9), **kw)
+    fit_g = optimise_latents(decoder, geom.act_coords(g, x), y, z0.transform(geom, g), generator=gen(9), **kw)
     err = (fit_g.poses - geom.act_poses(g, fit.poses)).abs().max().item()
     ctx = max(
         (fit_g.context - fit.context).abs().max().item(), (fit_g.window - fit.window).abs().max().item()
@@ -40,10 +44,10 @@ def pose_error(name: str, *, shared: bool, seed: int) -> tuple[float, float, flo
     return err, ctx, (fit.poses - z0.poses).abs().max().item()
 
 
-@pytest.mark.parametrize("name", ["se2", "sphere", "ball"])
-def test_test_time_encoding_is_equivariant(name):
+@pytest.mark.parametrize("name,subset_size", [("se2", None), ("sphere", None), ("ball", None), ("se2", 16)])
+def test_test_time_encoding_is_equivariant(name, subset_size):
     for seed in (4, 5):
-        err, ctx, moved = pose_error(name, shared=True, seed=seed)
+        err, ctx, moved = pose_error(name, shared=True, seed=seed, subset_size=subset_size)
         assert err < 1e-8 and ctx < 1e-8, (err, ctx)
     assert moved > 0.05  # the fit moved the poses: the comparison is not about the initial latent
 
@@ -69,6 +73,54 @@ def test_per_coordinate_mode_is_torch_adam():
         opt.step()
     torch.testing.assert_close(fit.poses, poses.detach(), atol=1e-12, rtol=0)
     torch.testing.assert_close(fit.context, context.detach(), atol=1e-12, rtol=0)
+
+
+def test_cosine_schedule_is_torch_adam_with_a_cosine_lambda_lr():
+    """``lr_schedule="cosine"``: step ``k`` uses ``lr (1 + cos(pi k / K)) / 2``, as torch's LambdaLR does."""
+    geom, decoder, x, y, z0 = setup("se2")
+    steps, lr = 6, 5e-2
+    fit = optimise_latents(
+        decoder, x, y, z0, num_steps=steps, lr=lr, shared_pose_moments=False, lr_schedule="cosine"
+    )
+    poses = z0.poses.clone().requires_grad_(True)
+    context = z0.context.clone().requires_grad_(True)
+    opt = torch.optim.Adam([poses, context], lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 * (1 + math.cos(math.pi * k / steps)))
+    for _ in range(steps):
+        opt.zero_grad()
+        per_sample_mse(
+            decoder(x, Latents(poses=poses, context=context, window=z0.window)), y
+        ).sum().backward()
+        opt.step()
+        sched.step()
+    torch.testing.assert_close(fit.poses, poses.detach(), atol=1e-12, rtol=0)
+    torch.testing.assert_close(fit.context, context.detach(), atol=1e-12, rtol=0)
+    constant = optimise_latents(decoder, x, y, z0, num_steps=steps, lr=lr, shared_pose_moments=False)
+    assert (constant.context - fit.context).abs().max() > 1e-4  # the schedule changed the fit
+    with pytest.raises(ValueError, match="lr_schedule"):
+        optimise_latents(decoder, x, y, z0, num_steps=1, lr_schedule="linear")
+
+
+def test_subset_size_draws_fresh_points_every_step():
+    """``subset_size``: step ``k`` uses the ``k``-th index set of ``sample_coordinate_subsets`` with the same
+    generator (checked against torch's Adam on those points)."""
+    geom, decoder, x, y, z0 = setup("se2")
+    fit = optimise_latents(
+        decoder, x, y, z0, num_steps=4, lr=3e-2, shared_pose_moments=False, subset_size=12, generator=gen(7)
+    )
+    poses = z0.poses.clone().requires_grad_(True)
+    context = z0.context.clone().requires_grad_(True)
+    opt = torch.optim.Adam([poses, context], lr=3e-2)
+    for sel in sample_coordinate_subsets(x.shape[1], 12, 4, generator=gen(7)):
+        assert len(set(sel.tolist())) == 12
+        opt.zero_grad()
+        per_sample_mse(
+            decoder(x[:, sel], Latents(poses=poses, context=context, window=z0.window)), y[:, sel]
+        ).sum().backward()
+        opt.step()
+    torch.testing.assert_close(fit.context, context.detach(), atol=1e-12, rtol=0)
+    full = optimise_latents(decoder, x, y, z0, num_steps=4, lr=3e-2, shared_pose_moments=False)
+    assert (full.context - fit.context).abs().max() > 1e-4  # the subsets changed the fit
 
 
 def test_one_step_with_l1_loss_is_the_block_normalised_gradient():
@@ -119,3 +171,18 @@ def test_fitted_windows_respect_min_window():
     assert (fit.window > z0.window + 0.1).any(), "no window grew"
     with pytest.raises(ValueError, match="min_window must be > 0"):
         optimise_latents(decoder, x, y, z0, num_steps=1, min_window=0.0)
+
+
+@pytest.mark.parametrize("subset_size", [None, 10])
+def test_masked_fit_uses_only_observed_points(subset_size):
+    """Uneven masks, with and without per-step subsets: unobserved values play no part."""
+    geom, decoder, x, y, z0 = setup("se2")
+    mask = torch.rand(x.shape[:2], generator=gen(11)) < 0.5
+    mask[0, :3] = True
+    other = torch.where(mask[..., None], y, torch.randn(y.shape, generator=gen(12), dtype=F64))
+    kw = dict(num_steps=5, lr=3e-2, mask=mask, subset_size=subset_size)
+    fit, fit_other = (optimise_latents(decoder, x, s, z0, generator=gen(13), **kw) for s in (y, other))
+    torch.testing.assert_close(fit.context, fit_other.context, atol=1e-12, rtol=0)
+    unmasked = optimise_latents(decoder, x, other, z0, num_steps=5, lr=3e-2, subset_size=subset_size,
+                                generator=gen(13))  # fmt: skip
+    assert (unmasked.context - fit.context).abs().max() > 1e-4

@@ -7,7 +7,7 @@ import torch
 from _fitting_utils import CONTEXT_DIM, F64, SMALL, gen, make_decoder  # noqa: E402
 
 from enf import EquivariantNeuralField, Latents, geometry
-from enf.fitting import MetaSGD, sample_coordinate_subsets, unsquash_step_size
+from enf.fitting import MetaSGD, optimise_latents, sample_coordinate_subsets, unsquash_step_size
 from enf.metrics import per_sample_l1, per_sample_mse
 
 
@@ -385,3 +385,69 @@ def test_initial_latent_is_shared_and_learnable():
     assert meta.init_poses.requires_grad and meta.lr_context.requires_grad
     frozen = MetaSGD(geometry=geom, num_latents=9, context_dim=CONTEXT_DIM, learn_init=False, learn_lr=False)
     assert not any(p.requires_grad for p in frozen.parameters())
+
+
+# ---------------------------------------------------------------------------------- test-time refinement
+def test_refinement_is_block_adam_after_the_eval_steps():
+    """``num_refine_steps``: the unrefined test-time fit, then cosine-decayed pose-block Adam on the same
+    points (an independent call of ``optimise_latents``); ``refine=False`` and training skip it."""
+    geom = geometry.get("se2")
+    decoder = make_decoder(geom)
+    x, y = problem(geom, num_coords=40)
+    plain = make_meta(geom, num_eval_steps=2)
+    refined = make_meta(geom, num_eval_steps=2, num_refine_steps=7, refine_lr=3e-2)
+    refined.load_state_dict(plain.state_dict())
+    unrefined = plain.encode(decoder, x, y, train=False, loss=per_sample_l1)
+    expect = optimise_latents(
+        decoder,
+        x,
+        y,
+        unrefined,
+        num_steps=7,
+        lr=3e-2,
+        lr_schedule="cosine",
+        loss=per_sample_l1,
+        geometry=geom,
+    )
+    got = refined.encode(decoder, x, y, train=False, loss=per_sample_l1)
+    torch.testing.assert_close(got.poses, expect.poses, atol=1e-12, rtol=0)
+    torch.testing.assert_close(got.context, expect.context, atol=1e-12, rtol=0)
+    skipped = refined.encode(decoder, x, y, train=False, loss=per_sample_l1, refine=False)
+    torch.testing.assert_close(skipped.context, unrefined.context, atol=0, rtol=0)
+    assert (got.context - unrefined.context).abs().max() > 1e-3
+    loss = lambda z: per_sample_l1(decoder(x, z), y).sum().item()  # noqa: E731
+    assert loss(got) < loss(unrefined)
+    subsets = fixed_subsets(40, 20, 3)
+    torch.testing.assert_close(  # the training-time fit (the outer loop) never refines
+        refined(decoder, x, y, subsets=subsets).context, plain(decoder, x, y, subsets=subsets).context
+    )
+
+
+@pytest.mark.parametrize("name", ["se2", "se3"])
+def test_refined_encoding_is_equivariant(name):
+    """With moment-posed initial latents the whole test-time encoding (Meta-SGD steps + refinement) is
+    equivariant; the control refines with per-coordinate Adam moments and is not."""
+    geom = geometry.get(name)
+    decoder = make_decoder(geom)
+    meta = make_meta(geom, init_frame="moments", num_eval_steps=2, num_refine_steps=10, refine_lr=5e-2)
+    x, y = problem(geom, num_coords=40)
+    g = geom.sample_group(2, generator=gen(5), dtype=F64)
+    gx = geom.act_coords(g, x)
+    fit, fit_g = (meta.encode(decoder, c, y, train=False) for c in (x, gx))
+    torch.testing.assert_close(fit_g.poses, geom.act_poses(g, fit.poses), atol=1e-8, rtol=0)
+    torch.testing.assert_close(fit_g.context, fit.context, atol=1e-8, rtol=0)
+    unrefined = [meta.encode(decoder, c, y, train=False, refine=False) for c in (x, gx)]
+    assert (fit.poses - unrefined[0].poses).abs().max() > 1e-3  # the refinement moved the poses
+    kw = dict(num_steps=10, lr=5e-2, lr_schedule="cosine", shared_pose_moments=False)
+    plain = [optimise_latents(decoder, c, y, z, **kw) for c, z in zip((x, gx), unrefined, strict=True)]
+    assert (plain[1].poses - geom.act_poses(g, plain[0].poses)).abs().max() > 1e-4
+
+
+def test_refinement_settings_are_validated():
+    geom = geometry.get("se2")
+    with pytest.raises(ValueError, match="num_refine_steps"):
+        MetaSGD(geometry=geom, num_latents=4, context_dim=3, num_refine_steps=-1)
+    with pytest.raises(ValueError, match="refine_lr"):
+        MetaSGD(geometry=geom, num_latents=4, context_dim=3, num_refine_steps=5, refine_lr=0.0)
+    with pytest.raises(ValueError, match="freezes"):
+        MetaSGD(geometry=geom, num_latents=4, context_dim=3, num_refine_steps=5, lr_position=0.0)

@@ -195,3 +195,28 @@ def test_lr_factor_warms_up_then_decays_along_a_cosine():
     ]:
         assert lr_factor(step, warmup=4, total=20) == pytest.approx(expected, abs=1e-12)
     assert lr_factor(0, warmup=0, total=10) == 1.0
+
+
+def test_refinement_runs_at_test_time_not_in_validation() -> None:
+    """``MetaSGD(num_refine_steps=...)``: ``evaluate`` and test steps encode with the refinement, validation
+    steps without it; ``num_eval_coords`` points per test-time step, deterministically."""
+    torch.manual_seed(0)
+    fitter = MetaSGD(num_latents=4, num_inner_steps=2, num_refine_steps=15, refine_lr=0.05)
+    module = tiny(fitter=fitter, num_eval_coords=8)
+    batch = field_batch(2, 16, seed=3)
+    coords, signal = module.unpack(batch)
+    z = module.encode(batch, train=False)
+    expect = fitter.encode(module.decoder, coords, signal, train=False, loss=module.loss_fn, subset_size=8)
+    torch.testing.assert_close(z.context, expect.context, atol=0, rtol=0)
+    torch.testing.assert_close(module.encode(batch, train=False).context, z.context, atol=0, rtol=0)
+    unrefined = module.encode(batch, train=False, refine=False)
+    mse = {
+        name: float(((module.decoder(coords, latents) - signal) ** 2).mean())
+        for name, latents in (("refined", z), ("unrefined", unrefined))
+    }
+    assert mse["refined"] < mse["unrefined"]
+    module.validation_step(batch, 0)
+    module.test_step(batch, 0)
+    assert float(module._eval_rows["val"][0]["mse"].mean()) == pytest.approx(mse["unrefined"], rel=1e-5)
+    assert float(module._eval_rows["test"][0]["mse"].mean()) == pytest.approx(mse["refined"], rel=1e-5)
+    assert module.evaluate("test", loader=[batch])["mse"] == pytest.approx(mse["refined"], rel=1e-5)
