@@ -21,9 +21,9 @@ from torch import Tensor
 from enf.fitting.base import Decoder, Loss, check_count, per_sample_loss
 from enf.fitting.observed import (
     check_mask,
-    gather_observed,
     sample_coordinate_subsets,
     sample_observed_subsets,
+    select_points,
 )
 from enf.geometry import Geometry
 from enf.latents import Latents
@@ -187,12 +187,7 @@ def optimise_latents(
         for k, sel in enumerate(subsets):
             if lr_schedule == "cosine":
                 opt.lr = lr * 0.5 * (1.0 + math.cos(math.pi * k / num_steps))
-            if sel is None:
-                x, y, residual_mask = coords, signal, None
-            elif sel.dtype == torch.bool:
-                x, y, residual_mask = gather_observed(coords, signal, sel)
-            else:
-                x, y, residual_mask = coords[:, sel], signal[:, sel], None
+            x, y, residual_mask = select_points(coords, signal, sel)
             pred = decoder(x, Latents(poses=poses, context=context, window=window))
             value = per_sample_loss(loss, pred, y, residual_mask).sum()
             grads = torch.autograd.grad(value, params, allow_unused=True)

@@ -28,10 +28,10 @@ from enf.fitting.base import Decoder, Fitter, Loss, check_count, check_observati
 from enf.fitting.moments import check_posable, moment_frame, pose_latents
 from enf.fitting.observed import (
     check_mask,
-    gather_observed,
     index_mask,
     sample_coordinate_subsets,
     sample_observed_subsets,
+    select_points,
 )
 from enf.geometry import Geometry
 from enf.latents import Latents, initial_latents
@@ -366,12 +366,7 @@ class MetaSGD(Fitter):
             )
         lr = self.step_sizes()
         for sel in subsets:
-            if sel is None:
-                x, y, m = coords, signal, None
-            elif sel.dtype == torch.bool:
-                x, y, m = gather_observed(coords, signal, sel)
-            else:
-                x, y, m = coords[:, sel], signal[:, sel], None
+            x, y, m = select_points(coords, signal, sel)
             z = self._step(decoder, x, y, m, z, lr, loss=loss, create_graph=create_graph)
         return z
 

@@ -18,6 +18,7 @@ __all__ = [
     "index_mask",
     "sample_coordinate_subsets",
     "sample_observed_subsets",
+    "select_points",
 ]
 
 
@@ -100,3 +101,16 @@ def sample_coordinate_subsets(
     return [
         torch.randperm(num_coords, generator=generator)[:subset_size].to(device) for _ in range(num_subsets)
     ]
+
+
+def select_points(
+    coords: Tensor, signal: Tensor, subset: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``(coords, signal, mask)`` of one step's subset: ``None`` (all points), an index tensor ``[n]``
+    shared by the batch, or a bool mask ``[B, N]`` (from :func:`sample_observed_subsets`, gathered with
+    :func:`gather_observed`)."""
+    if subset is None:
+        return coords, signal, None
+    if subset.dtype == torch.bool:
+        return gather_observed(coords, signal, subset)
+    return coords[:, subset], signal[:, subset], None
