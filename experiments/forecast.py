@@ -55,9 +55,11 @@ def overrides(model: str, dataset: str) -> tuple[list[str], list[str]]:
     if kind not in NONEQUIVARIANT:
         raise SystemExit(f"no non-equivariant geometry for {dataset} ({kind}); run --models equivariant")
     geom = NONEQUIVARIANT[kind]
+    # absolute coordinates have no frame to pose the initial latent by: every fit starts from the shared one
+    shared = ["--model.fitter.init_args.init_frame", "shared"]
     if model == "nonequivariant":
         return (
-            ["--model.decoder.init_args.geometry", geom],
+            ["--model.decoder.init_args.geometry", geom, *shared],
             ["--model.dynamics.init_args.geometry", geom],
         )
     if model == "vector":
@@ -70,7 +72,7 @@ def overrides(model: str, dataset: str) -> tuple[list[str], list[str]]:
             [
                 "--model.decoder.init_args.geometry", geom, "--model.decoder.init_args.context_dim", str(context),
                 "--model.fitter.init_args.num_latents", "1", "--model.fitter.init_args.window", "10.0",
-                "--model.fitter.init_args.lr_position", "0.0",
+                "--model.fitter.init_args.lr_position", "0.0", *shared,
             ],
             ["--model.dynamics", json.dumps(dynamics)],
         )  # fmt: skip
