@@ -28,7 +28,7 @@ import torch
 from enf.data.base import collate
 from enf.data.meshes import Mesh
 from enf.data.sdf import sample_surface, signed_distance
-from enf.fitting import optimise_latents, sample_coordinate_subsets
+from enf.fitting import sample_coordinate_subsets
 from enf.geometry import GroupElement
 from enf.plotting_mesh import plot_shapes
 from enf.training.checkpoints import load_fit_checkpoint
@@ -106,11 +106,10 @@ def equivariance(run: Path, out: Path, *, resolution: int) -> dict[str, float]:
         fit_shared = fitter(dec64, geom.act_coords(g, coords), signal, init=z0, **kw)
         refined = {}
         if getattr(fitter, "num_refine_steps", 0) > 0:  # the test-time refinement, from both fits
-            ref = dict(num_steps=fitter.num_refine_steps, lr=fitter.refine_lr, lr_schedule="cosine",
-                       loss=module.loss_fn, subset_size=4096, geometry=geom)  # fmt: skip
-            refined["fit"] = optimise_latents(dec64, coords, signal, fit, generator=_gen(2), **ref)
-            refined["moved"] = optimise_latents(dec64, geom.act_coords(g, coords), signal, fit_moved,
-                                                generator=_gen(2), **ref)  # fmt: skip
+            ref = dict(loss=module.loss_fn, subset_size=4096)
+            refined["fit"] = fitter.refine(dec64, coords, signal, fit, generator=_gen(2), **ref)
+            refined["moved"] = fitter.refine(dec64, geom.act_coords(g, coords), signal, fit_moved,
+                                             generator=_gen(2), **ref)  # fmt: skip
     target = geom.act_poses(g, fit.poses)
     truth = data.mesh(0)
     moved_z = z.transform(geom, g.to(torch.float32))

@@ -286,23 +286,43 @@ class MetaSGD(Fitter):
             mask=mask, create_graph=False,
         )  # fmt: skip
         if refine and self.num_refine_steps > 0:
-            return optimise_latents(
-                decoder,
-                coords,
-                signal,
-                fit,
-                num_steps=self.num_refine_steps,
-                lr=self.refine_lr,
-                lr_schedule="cosine",
-                learn_window=not self.freeze_window,
-                min_window=self.min_window,
-                loss=loss,
-                mask=mask,
-                geometry=self.geometry,
-                subset_size=subset_size,
-                generator=gen,
+            return self.refine(
+                decoder, coords, signal, fit, loss=loss, mask=mask, subset_size=subset_size, generator=gen
             )
         return fit.detach()
+
+    def refine(
+        self,
+        decoder: Decoder,
+        coords: Tensor,
+        signal: Tensor,
+        init: Latents,
+        *,
+        loss: Loss = per_sample_mse,
+        mask: Tensor | None = None,
+        subset_size: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Latents:
+        """The test-time refinement from ``init``: ``num_refine_steps`` steps of
+        :func:`~enf.fitting.adam.optimise_latents` (cosine-decayed ``refine_lr``, pose-block Adam moments;
+        the window too where the inner loop fits it). Detached result (a detached copy of ``init`` for 0 steps)."""
+        self._require_bound("refine")
+        return optimise_latents(
+            decoder,
+            coords,
+            signal,
+            init,
+            num_steps=self.num_refine_steps,
+            lr=self.refine_lr,
+            lr_schedule="cosine",
+            learn_window=not self.freeze_window,
+            min_window=self.min_window,
+            loss=loss,
+            mask=mask,
+            geometry=self.geometry,
+            subset_size=subset_size,
+            generator=generator,
+        )
 
     def forward(
         self,
