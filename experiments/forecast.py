@@ -127,26 +127,53 @@ def one(args, model: str, seed: int) -> dict:
     return {"model": model, "seed": seed, "metrics": metrics, "run": os.path.relpath(out, REPO)}
 
 
+def persistence(args, *, num_frames: int, horizon: int) -> dict:
+    """The test MSE of holding the true frame 0 for all time: the reference a forecaster has to beat.
+
+    Per frame over every test trajectory of the data file, on its stored grid and physical scale, like the
+    runs' ``mse_per_frame.json``; ``mse_test_in`` / ``mse_test_out`` average frames ``[0, horizon)`` and
+    ``[horizon, num_frames)``.
+    """
+    import h5py
+
+    with h5py.File(REPO / args.root / args.dataset / "test.h5", "r") as f:
+        fields = f["fields"][:, :num_frames].astype(np.float64)  # [S, T, *grid, C]
+    per_frame = ((fields - fields[:, :1]) ** 2).reshape(*fields.shape[:2], -1).mean(axis=(0, 2))
+    return {
+        "curve": per_frame.tolist(),
+        "mse_test_in": float(per_frame[:horizon].mean()),
+        "mse_test_out": float(per_frame[horizon:].mean()) if num_frames > horizon else None,
+        "field_variance": float(fields.var()),
+    }
+
+
+def run_curves(record: dict) -> tuple[dict, list[float], int]:
+    """Test MSE per frame of every run, grouped by model, with the frame times and the horizon."""
+    rows: dict[str, list] = {}
+    times, horizon = None, None
+    for r in record["runs"]:
+        data = json.loads((Path(r["run"]) / "forecast" / "version_0" / "mse_per_frame.json").read_text())
+        rows.setdefault(r["model"], []).append(data["curves"]["test"])
+        times, horizon = data["times"], data["horizon"]
+    return rows, times, horizon
+
+
 def plot_curves(record: dict, out: Path) -> None:
-    """Test MSE per frame, mean +- std over seeds, for every model side by side (from the runs' curves)."""
+    """Test MSE per frame, mean +- std over seeds, for every model side by side (from the runs' curves),
+    and the persistence reference (frame 0 held) as one more line."""
     import matplotlib
 
     matplotlib.use("Agg")
     from enf.plotting import save_figure
     from enf.plotting_rollout import plot_error_curves
 
-    curves, times, horizon = {}, None, None
-    for model in record["summary"]:
-        rows = []
-        for r in record["runs"]:
-            if r["model"] == model:
-                data = json.loads(
-                    (Path(r["run"]) / "forecast" / "version_0" / "mse_per_frame.json").read_text()
-                )
-                rows.append(data["curves"]["test"])
-                times, horizon = data["times"], data["horizon"]
-        rows = np.asarray(rows)
-        curves[model] = (rows.mean(0), rows.std(0))
+    rows, times, horizon = run_curves(record)
+    curves = {model: (np.mean(r, axis=0), np.std(r, axis=0)) for model, r in rows.items()}
+    if "persistence" in record:
+        held = np.asarray(record["persistence"]["curve"])
+        curves["persistence (frame 0 held)"] = np.where(
+            held > 0, held, np.nan
+        )  # frame 0 is exact: off the log axis
     fig = plot_error_curves(
         curves,
         times=np.asarray(times),
@@ -179,7 +206,12 @@ def main() -> None:
     args = parser.parse_args()
     path = REPO / "experiments" / "results" / f"{args.dataset}{args.tag}.json"
     if args.plot_only:
-        plot_curves(json.loads(path.read_text()), path.with_suffix(".png"))
+        record = json.loads(path.read_text())
+        if "persistence" not in record:
+            _, times, horizon = run_curves(record)
+            record["persistence"] = persistence(args, num_frames=len(times), horizon=horizon)
+            path.write_text(json.dumps(record, indent=2) + "\n")
+        plot_curves(record, path.with_suffix(".png"))
         return
     args.generate_options = json.loads(args.generate)
     # generate the data once, before runs start in parallel
@@ -201,6 +233,8 @@ def main() -> None:
         }
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"args": vars(args), "runs": results, "summary": summary}
+    _, times, horizon = run_curves(record)
+    record["persistence"] = persistence(args, num_frames=len(times), horizon=horizon)
     path.write_text(json.dumps(record, indent=2) + "\n")
     plot_curves(record, path.with_suffix(".png"))
     keys = [k for k in SHOWN if all(k in summary[m] for m in args.models)]
@@ -210,6 +244,9 @@ def main() -> None:
     for model in args.models:
         cells = [f"{summary[model][k][0]:.2e} ± {summary[model][k][1]:.1e}" for k in keys]
         print(f"| {model} | " + " | ".join(cells) + " |")
+    held = record["persistence"]
+    print(f"persistence (frame 0 held): mse_test_in {held['mse_test_in']:.2e}, mse_test_out "
+          f"{held['mse_test_out'] or float('nan'):.2e}, field variance {held['field_variance']:.2e}")  # fmt: skip
     print(f"wrote {path}")
 
 
