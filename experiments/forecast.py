@@ -181,9 +181,8 @@ def plot_curves(record: dict, out: Path) -> None:
     curves = {model: (np.mean(r, axis=0), np.std(r, axis=0)) for model, r in rows.items()}
     if "persistence" in record:
         held = np.asarray(record["persistence"]["curve"])
-        curves["persistence (frame 0 held)"] = np.where(
-            held > 0, held, np.nan
-        )  # frame 0 is exact: off the log axis
+        # frame 0 is exact (error 0), which a log axis cannot show
+        curves["persistence (frame 0 held)"] = np.where(held > 0, held, np.nan)
     fig = plot_error_curves(
         curves,
         times=np.asarray(times),
