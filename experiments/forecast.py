@@ -15,7 +15,8 @@ Models (same decoder, fitter and ODE code; only the config differs):
 Stage 1 fits the frames of the training horizon (the first 10, as the reference does). Each run gets
 ``--fit-time`` for stage 1 and ``--ode-time`` for stage 2 (Lightning ``max_time``), with
 ``--threads`` CPU threads; ``--parallel`` runs that many (model, seed) pairs at once. Results go to
-``experiments/results/<dataset>.json`` (every run's metrics and the summary).
+``experiments/results/<dataset>.json`` (every run's metrics and the summary). ``--fit-args`` passes extra
+``enf fit`` words to every model's stage 1 (the model's own overrides come after and win).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -94,6 +96,7 @@ def one(args, model: str, seed: int) -> dict:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     fit_extra, ode_extra = overrides(model, args.dataset)
+    fit_extra = [*shlex.split(args.fit_args), *fit_extra]  # the model's own overrides win
     enf = [sys.executable, "-m", "enf.cli"]
     data = [
         "--data.init_args.root", args.root, "--data.init_args.seed", "0",
@@ -208,6 +211,11 @@ def main() -> None:
     )
     parser.add_argument("--root", default="data/experiments", help="data root (apart from data/)")
     parser.add_argument("--out", default="experiments/runs", help="run directories")
+    parser.add_argument(
+        "--fit-args",
+        default="",
+        help="extra `enf fit` words for every model, e.g. '--model.fitter.init_args.lr_context 1.0'",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--tag", default="", help="suffix of the results file")
