@@ -102,6 +102,7 @@ class PDEDataModule(FieldDataModule):
         self.root = Path(root)
         self.generate = generate
         self.generate_options = dict(generate_options or {})
+        self._checked_present = False
         self.time_window = None if time_window is None else tuple(time_window)
         self.normalize = normalize
         self.num_train = num_train
@@ -151,8 +152,36 @@ class PDEDataModule(FieldDataModule):
     def _missing(self) -> list[Path]:
         return [self.path(s) for s in SPLITS if not self.path(s).is_file()]
 
+    def _warn_if_not_as_requested(self) -> None:
+        """With ``generate``, say (once) when a present file was generated with other parameters: it is
+        used as it is, since ``generate`` only fills in missing files."""
+        if self.generate is None or self._checked_present:
+            return
+        from enf.data.pde.io import generation_mismatch
+
+        self._checked_present = True
+        spec = get_spec(self.dataset_name)
+        params = spec.params(self.generate, **self.generate_options)
+        for split in SPLITS:
+            path = self.path(split)
+            if not path.is_file():
+                continue
+            try:
+                diff = generation_mismatch(path, spec, params, seed=self.seed, split=split)
+            except OSError:
+                continue  # unreadable: reading it later fails with its own message
+            if diff is not None:
+                log.warning(
+                    "%s is used as it is, but it differs from what generate=%r would write (%s); delete it "
+                    "or choose another root to generate the requested data",
+                    path,
+                    self.generate,
+                    diff,
+                )
+
     def _ensure_files(self, *, may_generate: bool | None = None) -> None:
         """Generate missing files (with ``generate``; by default on rank 0), wait for them, or raise."""
+        self._warn_if_not_as_requested()
         if not self._missing():
             return
         if self.generate is None:

@@ -34,7 +34,14 @@ from tqdm import tqdm
 
 from enf.data.pde.base import PDESpec, trajectory_seed
 
-__all__ = ["REQUIRED_ATTRS", "generate_split", "open_trajectories", "read_ic_params", "read_metadata"]
+__all__ = [
+    "REQUIRED_ATTRS",
+    "generate_split",
+    "generation_mismatch",
+    "open_trajectories",
+    "read_ic_params",
+    "read_metadata",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +61,33 @@ def _fingerprint(spec: PDESpec, params: Mapping[str, Any], seed: int, split: str
     if spec.ic_param_names:  # only then, so that files of generators without ic_params stay valid
         content["ic_param_names"] = list(spec.ic_param_names)
     return json.dumps(content, sort_keys=True, default=str)
+
+
+def generation_mismatch(
+    path: str | Path, spec: PDESpec, params: Mapping[str, Any], *, seed: int, split: str
+) -> str | None:
+    """``None`` when the finished file ``path`` holds what :func:`generate_split` would write for these
+    arguments, else what differs (``"num_train: stored 16, requested 128"``, ``"seed: ..."``, ...). The
+    other split's trajectory count does not matter to this file."""
+    other = "num_test" if split == "train" else "num_train"
+    with h5py.File(path, "r") as f:
+        stored = json.loads(str(f.attrs.get("parameters", "{}")))
+        params = {**params, other: stored.get(other, params.get(other))}
+        if f.attrs.get("fingerprint") == _fingerprint(spec, params, seed, split):
+            return None
+        stored_seed = f.attrs.get("seed")
+        generator = (f.attrs.get("generator"), f.attrs.get("generator_version"))
+    requested = json.loads(json.dumps(dict(params), default=str))
+    diffs = [
+        f"{key}: stored {stored.get(key, '(none)')}, requested {requested.get(key, '(none)')}"
+        for key in sorted(set(stored) | set(requested))
+        if stored.get(key) != requested.get(key)
+    ]
+    if stored_seed is None or int(stored_seed) != seed:
+        diffs.append(f"seed: stored {stored_seed}, requested {seed}")
+    if generator != (spec.name, spec.version):
+        diffs.append(f"generator: stored {generator[0]} {generator[1]}, requested {spec.name} {spec.version}")
+    return "; ".join(diffs) or "the generator's fingerprint"
 
 
 def generate_split(

@@ -157,3 +157,34 @@ def test_other_ranks_wait_for_rank_zero_instead_of_generating(tmp_path, monkeypa
     dm.prepare_data()  # what Lightning runs on each node's local rank 0
     dm.setup("fit")
     assert dm.num_train_signals == 3 * 4
+
+
+def test_present_files_of_other_parameters_are_used_with_a_warning(tmp_path, caplog, tiny_options) -> None:
+    """``generate`` only fills in missing files: a present file made with other parameters is kept, and the
+    module says so, naming the file and what differs; a matching file gets no warning."""
+    options = tiny_options["diffusion_plane"]
+    kwargs = dict(dataset="diffusion_plane", root=str(tmp_path), generate="small", seed=1)
+    PDEDataModule(**kwargs, generate_options=options).prepare_data()
+    folder = tmp_path / "diffusion_plane"
+    created = {s: (folder / f"{s}.h5").stat().st_mtime_ns for s in ("train", "test")}
+
+    with caplog.at_level(logging.WARNING, logger="enf.data.pde.datamodule"):
+        PDEDataModule(**kwargs, generate_options=options).setup("fit")
+    assert "differs" not in caplog.text
+
+    more = {**options, "num_train": options["num_train"] + 2}
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="enf.data.pde.datamodule"):
+        dm = PDEDataModule(**kwargs, generate_options=more)
+        dm.setup("fit")
+        dm.setup("test")  # said once per module
+    warnings = [r.getMessage() for r in caplog.records if "differs" in r.getMessage()]
+    assert len(warnings) == 1 and str(folder / "train.h5") in warnings[0]
+    n = options["num_train"]
+    assert f"num_train: stored {n}, requested {n + 2}" in warnings[0]
+    assert {s: (folder / f"{s}.h5").stat().st_mtime_ns for s in ("train", "test")} == created  # kept
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="enf.data.pde.datamodule"):
+        PDEDataModule(**{**kwargs, "seed": 4}, generate_options=options).setup("fit")
+    assert "seed: stored 1, requested 4" in caplog.text
