@@ -46,6 +46,12 @@ class FieldTask(Protocol):
         """Extra files of the run directory: ``{name: dict (JSON) | Figure}``."""
 
 
+def _short(value: float) -> float | int:
+    """A metric for the log line: counts as integers, the rest to 4 significant digits."""
+    value = float(value)
+    return int(value) if value.is_integer() else float(f"{value:.4g}")
+
+
 def _check_task(pl_module: L.LightningModule) -> FieldTask:
     if not isinstance(pl_module, FieldTask):
         raise TypeError(
@@ -237,4 +243,4 @@ class RunArtifacts(L.Callback):
         path = self.run_dir(trainer) / "metrics.json"
         write_json_atomic(path, {k: float(v) for k, v in sorted(metrics.items())})
         self._write_artifacts(trainer, artifacts)
-        log.info("wrote %s: %s", path, {k: float(f"{float(v):.4g}") for k, v in sorted(metrics.items())})
+        log.info("wrote %s: %s", path, {k: _short(v) for k, v in sorted(metrics.items())})
