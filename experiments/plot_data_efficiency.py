@@ -3,7 +3,8 @@
     python experiments/plot_data_efficiency.py experiments/results/diffusion_sphere_16traj_steps01.json \\
         experiments/results/diffusion_sphere_64traj.json --out figures/forecast_diffusion_sphere_data.png
 
-Each results file is one training-set size (its ``num_train`` argument); a model's point is the mean over
+Each results file is one training-set size (its ``num_train`` argument), all of one dataset and budget
+(``--fit-time``, ``--ode-time``); a model's point is the mean over
 its seeds of ``--metric`` (error bars: the spread over seeds). ``--published`` adds the sphere-diffusion
 values read off the published log-scale figure (approximate, ``notes/paper-results.md`` section 2).
 """
@@ -23,19 +24,33 @@ PUBLISHED_SPHERE = {
 }
 
 
-def collect(paths: list[Path], metric: str) -> dict[str, dict[int, list[float]]]:
-    """``{model: {num_train: [metric of every seed]}}``."""
+SAME = ("dataset", "fit_time", "ode_time")  # what every results file of one figure must share
+
+
+def collect(paths: list[Path], metric: str) -> tuple[str, dict[str, dict[int, list[float]]]]:
+    """The dataset and ``{model: {num_train: [metric of every seed]}}``; files of another dataset or
+    budget than the first are refused."""
     points: dict[str, dict[int, list[float]]] = {}
+    first: dict | None = None
     for path in paths:
         record = json.loads(path.read_text())
-        num_train = record["args"].get("num_train")
-        if num_train is None:
+        args = record["args"]
+        first = first or {key: args.get(key) for key in SAME}
+        if (other := {key: args.get(key) for key in SAME}) != first:
+            raise SystemExit(f"{path}: {other} differs from {paths[0]}: {first}; plot like with like")
+        if args.get("num_train") is None:
             raise SystemExit(
                 f"{path}: no num_train in its args; rerun experiments/forecast.py with --num-train"
             )
         for run in record["runs"]:
-            points.setdefault(run["model"], {}).setdefault(int(num_train), []).append(run["metrics"][metric])
-    return points
+            if metric not in run["metrics"]:
+                raise SystemExit(
+                    f"{path}: run {run['run']} has no {metric!r}; choose one of {sorted(run['metrics'])}"
+                )
+            points.setdefault(run["model"], {}).setdefault(int(args["num_train"]), []).append(
+                run["metrics"][metric]
+            )
+    return first["dataset"], points
 
 
 def main() -> None:
@@ -55,7 +70,9 @@ def main() -> None:
 
     from enf.plotting import save_figure
 
-    points = collect(args.results, args.metric)
+    dataset, points = collect(args.results, args.metric)
+    if args.published and dataset != "diffusion_sphere":
+        raise SystemExit(f"--published holds the sphere-diffusion values only, not {dataset}'s")
     colors = {model: f"C{i}" for i, model in enumerate(sorted(points.keys() | PUBLISHED_SPHERE.keys()))}
     fig, ax = plt.subplots(figsize=(8.0, 3.8))
     sizes_seen: set[int] = set()
@@ -79,7 +96,7 @@ def main() -> None:
     ax.set_xticks(sorted(sizes_seen), [str(n) for n in sorted(sizes_seen)])
     ax.set_xlabel("training trajectories")
     ax.set_ylabel(args.metric)
-    ax.set_title("test MSE against training-set size")
+    ax.set_title(f"{dataset}: test MSE against training-set size")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
