@@ -95,15 +95,20 @@ def test_gradients_reach_every_parameter() -> None:
 
 
 def test_learns_a_family_of_landmark_shapes_up_to_pose() -> None:
-    """Noisy regular pentagons stretched along one axis by a factor a in [1, 2.5], under random similarities:
+    """Noisy regular pentagons stretched along one axis by a factor a in [1.25, 2.5], under random similarities:
     the VAE reconstructs them (landmark MSE relative to their size) far better than at initialisation, and
-    its code orders the stretch a (an invariant) though every sample has a random pose."""
+    its code orders the stretch a (an invariant) though every sample has a random pose.
+
+    The stretch stays away from a = 1: a regular pentagon is 5-fold symmetric, so its canonical frame is
+    undefined and a sample near it is canonicalised by rounding noise (with a in [1, 2.5] single samples at
+    a ~ 1.06 had relative error 0.5, and the mean moved from 0.031 to 0.067 between AVX2 and AVX-512
+    kernels). From 1.25 on, six model seeds gave 0.004-0.021 on both kernels, bit for bit the same."""
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(5)
     angles = torch.arange(5, dtype=torch.float64) * 2 * math.pi / 5
 
     def batch(n: int):
-        a = 1.0 + 1.5 * torch.rand(n, generator=gen, dtype=torch.float64)
+        a = 1.25 + 1.25 * torch.rand(n, generator=gen, dtype=torch.float64)
         base = torch.stack([a[:, None] * torch.cos(angles), torch.sin(angles).expand(n, 5)], -1)
         base = base + 0.02 * torch.randn(n, 5, 2, generator=gen, dtype=torch.float64)
         return similarity(n, 2, gen)(base), a
