@@ -20,8 +20,9 @@ class Absolute2d(Geometry):
     """Control geometry on ``R^2`` that is deliberately **not** equivariant (registry name ``absolute2d``).
 
     Poses are positions ``q`` in ``R^2``. ``invariant(x, q) = x`` (the absolute coordinate, independent of
-    ``q``), ``pose_invariant(q_i, q_j) = q_i`` (the absolute position) and ``distance2 = |x - q|^2`` (so the
-    attention window still localises latents). The group action used by tests and the equivariance
+    ``q``), ``pose_invariant(q_i, q_j) = (q_i, q_j)`` (both absolute positions: a message-passing network
+    on this geometry sees both endpoints of every edge, so it can tell its receivers apart) and
+    ``distance2 = |x - q|^2`` (so the attention window still localises latents). The group action used by tests and the equivariance
     metrics is SE(2) (random rotation + translation, as for ``se2``), under which ``invariant`` and
     ``pose_invariant`` are *not* invariant: ``assert_bi_invariant`` must fail on this geometry, which makes
     it the negative control of every equivariance test and the non-equivariant baseline of experiments.
@@ -35,7 +36,7 @@ class Absolute2d(Geometry):
     space_dim = 2
     num_pose_blocks = 1
     invariant_dim = 2
-    pose_invariant_dim = 2
+    pose_invariant_dim = 4
     translates = True
     periodic = False
 
@@ -64,8 +65,7 @@ class Absolute2d(Geometry):
 
     def pose_invariant(self, poses_i: Tensor, poses_j: Tensor) -> Tensor:
         check_pair(self.name, poses_i, 2, "poses_i", poses_j, 2, "poses_j")
-        shape = torch.broadcast_shapes(poses_i.shape, poses_j.shape)
-        return poses_i.expand(shape)
+        return torch.cat(torch.broadcast_tensors(poses_i, poses_j), dim=-1)
 
     def init_poses(self, num_latents, *, generator=None, dtype=None, device=None) -> Tensor:
         dtype = resolve_dtype(dtype)
@@ -84,7 +84,8 @@ class AbsoluteSphere(_SphereBase):
     ``sphere_axial``); with ``m = n/|n|``:
 
     - ``invariant(x, n) = x`` (dim 3): the absolute coordinate, independent of ``n``;
-    - ``pose_invariant(n_i, n_j) = m_i`` (dim 3): the absolute position;
+    - ``pose_invariant(n_i, n_j) = (m_i, m_j)`` (dim 6): both absolute positions, so a message-passing
+      network sees both endpoints of every edge;
     - ``distance2`` = squared geodesic angle between ``x`` and ``m`` (invariant, so the attention window
       still localises latents and the k-nearest selection is the one of ``sphere``).
 
@@ -108,7 +109,7 @@ class AbsoluteSphere(_SphereBase):
     name = "absolute_sphere"
     num_pose_blocks = 1
     invariant_dim = 3
-    pose_invariant_dim = 3
+    pose_invariant_dim = 6
 
     def sample_group(self, batch_size, *, generator=None, dtype=None, device=None) -> GroupElement:
         dtype = resolve_dtype(dtype)
@@ -122,8 +123,7 @@ class AbsoluteSphere(_SphereBase):
 
     def pose_invariant(self, poses_i: Tensor, poses_j: Tensor) -> Tensor:
         check_pair(self.name, poses_i, 3, "poses_i", poses_j, 3, "poses_j")
-        shape = torch.broadcast_shapes(poses_i.shape, poses_j.shape)
-        return safe_normalise(poses_i).expand(shape)
+        return torch.cat(torch.broadcast_tensors(safe_normalise(poses_i), safe_normalise(poses_j)), dim=-1)
 
     def init_poses(self, num_latents, *, generator=None, dtype=None, device=None) -> Tensor:
         dtype = resolve_dtype(dtype)

@@ -130,3 +130,22 @@ def test_mlp_field_moves_only_the_context() -> None:
     torch.testing.assert_close(torch.cat([v.context[:, 0], v.context[:, 1]], -1), field.mlp(flat))
     with pytest.raises(ValueError, match="2 latents"):
         field(0.0, random_latents(geom, num_latents=3))
+
+
+@pytest.mark.parametrize("name", CONTROLS)
+def test_nonequivariant_field_tells_its_latents_apart(name: str) -> None:
+    """The non-equivariant baseline sees both endpoints of every edge: latents with equal contexts at
+    different positions get different context velocities (with the sender's position alone every receiver
+    got the same messages, and the velocities agreed to 4e-16)."""
+    geom = geometry.get(name)
+    field = make_field(geom)
+    z = random_latents(geom)
+    same = z.replace(context=z.context[:, :1].expand_as(z.context).clone())
+    d_context = field(0.0, same).context  # [B, L, C]
+    spread = (d_context - d_context[:, :1]).abs().amax(dim=(1, 2))
+    assert bool((spread > 1e-4).all()), spread
+    # the pose invariant carries the receiver: changing only j changes the edge feature of (i, j)
+    p = z.poses
+    a = geom.pose_invariant(p[:, :1], p[:, 1:2])
+    b = geom.pose_invariant(p[:, :1], p[:, 2:3])
+    assert (a - b).abs().max() > 1e-3

@@ -36,7 +36,7 @@ def test_registered_as_a_control():
     with pytest.raises(TypeError, match="equivariant must be None, True or False, got 'yes'"):
         geometry.names(equivariant="yes")
     assert (geom.space_dim, geom.coord_dim, geom.pose_dim, geom.pose_blocks) == (3, 3, 3, (3,))
-    assert (geom.invariant_dim, geom.pose_invariant_dim) == (3, 3)
+    assert (geom.invariant_dim, geom.pose_invariant_dim) == (3, 6)
     assert not geom.translates and not geom.periodic
 
 
@@ -45,8 +45,10 @@ def test_hand_computed_values():
     geom = geometry.get(NAME)
     # the invariant is the absolute coordinate, whatever the latent
     torch.testing.assert_close(geom.pair_invariant(t(0.6, 0.0, 0.8), t(0.0, 0.0, 2.0)), t(0.6, 0.0, 0.8))
-    # the pose invariant is the (normalised) absolute position of i, whatever j
-    torch.testing.assert_close(geom.pose_invariant(t(0.0, 3.0, 4.0), t(1.0, 0.0, 0.0)), t(0.0, 0.6, 0.8))
+    # the pose invariant is both (normalised) absolute positions: sender and receiver
+    torch.testing.assert_close(
+        geom.pose_invariant(t(0.0, 3.0, 4.0), t(2.0, 0.0, 0.0)), t(0.0, 0.6, 0.8, 1.0, 0.0, 0.0)
+    )
     # geodesic window: a quarter circle, the antipode, the same point (poses need not be unit)
     torch.testing.assert_close(
         geom.pair_distance2(t(1.0, 0, 0), t(0, 0, 2.0)), torch.tensor(math.pi**2 / 4, dtype=F64)
@@ -69,8 +71,9 @@ def test_all_pairs_against_independent_formulas():
     torch.testing.assert_close(d2, torch.arccos(cosine).square(), atol=1e-10, rtol=0)
     # the window distance is the one of the equivariant point-latent sphere geometry
     torch.testing.assert_close(d2, geometry.get("sphere_axial").distance2(x, p), atol=1e-12, rtol=0)
-    b = geom.pose_invariant(p.unsqueeze(2), p.unsqueeze(1))  # [B, i, j, 3]
-    torch.testing.assert_close(b, m.unsqueeze(2).expand(-1, -1, 5, -1), atol=1e-15, rtol=0)
+    b = geom.pose_invariant(p.unsqueeze(2), p.unsqueeze(1))  # [B, i, j, 6]
+    torch.testing.assert_close(b[..., :3], m.unsqueeze(2).expand(-1, -1, 5, -1), atol=1e-15, rtol=0)
+    torch.testing.assert_close(b[..., 3:], m.unsqueeze(1).expand(-1, 5, -1, -1), atol=1e-15, rtol=0)
 
 
 # ---------------------------------------------------------------------------------- group and domain
