@@ -121,6 +121,38 @@ class Ball(Geometry):
         rot = random_rotation(num_latents, 3, generator=default_generator(generator), dtype=torch.float64)
         return torch.cat([pos, rot[:, :, 0], rot[:, :, 1]], dim=-1).to(dtype=dtype, device=device)
 
+    def tangent_velocity(self, poses: Tensor, velocity: Tensor) -> Tensor:
+        """Keep the frame orthonormal: with ``F = [e1, e2]`` (``3 x 2``, the retracted ``u``, ``v``) and
+        ``V = [du, dv]``, ``V <- V - F sym(F^T V)`` (the tangent space of the Stiefel manifold). The position
+        velocity is free (positions are kept inside the ball by :meth:`retract`). Equivariant."""
+        frame = gram_schmidt(poses[..., 3:6], poses[..., 6:9])[..., :2]  # [..., 3, 2]
+        dframe = torch.stack([velocity[..., 3:6], velocity[..., 6:9]], dim=-1)  # [..., 3, 2]
+        inner = frame.transpose(-1, -2) @ dframe  # [..., 2, 2]
+        dframe = dframe - frame @ (0.5 * (inner + inner.transpose(-1, -2)))
+        return torch.cat([velocity[..., :3], dframe[..., 0], dframe[..., 1]], dim=-1)
+
+    def retract(self, poses: Tensor) -> Tensor:
+        """Positions scaled back onto the unit sphere when outside the ball, ``(u, v) <- (e1, e2)`` of
+        ``GS(u, v)`` (the frame the invariants use)."""
+        q = poses[..., :3]
+        radius = q.norm(dim=-1, keepdim=True)
+        q = torch.where(radius > 1.0, q / radius.clamp_min(1.0), q)
+        frame = gram_schmidt(poses[..., 3:6], poses[..., 6:9])
+        return torch.cat([q, frame[..., :, 0], frame[..., :, 1]], dim=-1)
+
+    def manifold_error(self, poses: Tensor) -> Tensor:
+        """Max of ``max(|q| - 1, 0)``, ``| |u| - 1 |``, ``| |v| - 1 |`` and ``|<u, v>|``."""
+        q, u, v = poses[..., :3], poses[..., 3:6], poses[..., 6:9]
+        return torch.stack(
+            [
+                (q.norm(dim=-1) - 1.0).clamp_min(0.0),
+                (u.norm(dim=-1) - 1.0).abs(),
+                (v.norm(dim=-1) - 1.0).abs(),
+                (u * v).sum(-1).abs(),
+            ],
+            dim=-1,
+        ).amax(-1)
+
     def default_window(self, num_latents: int) -> float:
         """Spacing of ``num_latents`` evenly spread points in the unit ball: ``(4 pi / 3 / L)^(1/3)``."""
         return (4.0 * math.pi / 3.0 / num_latents) ** (1.0 / 3.0)

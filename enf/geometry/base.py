@@ -261,9 +261,31 @@ class Geometry(abc.ABC):
         """Project a pose velocity ``[..., pose_dim]`` onto the tangent space of the pose manifold at ``poses``.
 
         Identity here (flat pose spaces); the sphere geometries remove the radial part of the position
-        velocity. Equivariant: ``tangent_velocity(g.p, g_* v) == g_* tangent_velocity(p, v)``.
+        velocity (``sphere`` also keeps its orientation unit and tangent), the ball keeps its frame
+        orthonormal. Equivariant: ``tangent_velocity(g.p, g_* v) == g_* tangent_velocity(p, v)``.
         """
         return velocity
+
+    def retract(self, poses: Tensor) -> Tensor:
+        """Map poses ``[..., pose_dim]`` onto the pose manifold without changing what the decoder sees.
+
+        Identity here (flat pose spaces). The sphere geometries make positions unit vectors and (``sphere``)
+        orientations unit tangent vectors; the ball keeps positions inside the unit ball and makes the frame
+        vectors orthonormal. Every invariant normalises these blocks anyway, so a retracted latent decodes to
+        the same field (for ball positions: whenever they were inside). Equivariant:
+        ``retract(g.p) == g.retract(p)``. :func:`enf.dynamics.rollout` applies it after every solver step.
+        """
+        return poses
+
+    def manifold_error(self, poses: Tensor) -> Tensor:
+        """``[...]`` how far each pose ``[..., pose_dim]`` is from the pose manifold (max violation of its
+        constraints: unit norms, tangency, orthogonality, radius <= 1); zeros for flat pose spaces."""
+        return poses.new_zeros(poses.shape[:-1])
+
+    @property
+    def curved(self) -> bool:
+        """Whether poses are constrained to a manifold (:meth:`retract` is not the identity)."""
+        return type(self).retract is not Geometry.retract
 
     # ------------------------------------------------------------ invariants
     @abc.abstractmethod

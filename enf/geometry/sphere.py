@@ -40,6 +40,14 @@ class _SphereBase(Geometry):
         v = v - (v * n).sum(-1, keepdim=True) * n
         return torch.cat([v, velocity[..., 3:]], dim=-1)
 
+    def retract(self, poses: Tensor) -> Tensor:
+        """Unit positions (the decoder only sees ``n / |n|``)."""
+        return torch.cat([safe_normalise(poses[..., :3]), poses[..., 3:]], dim=-1)
+
+    def manifold_error(self, poses: Tensor) -> Tensor:
+        """``| |n| - 1 |``."""
+        return (poses[..., :3].norm(dim=-1) - 1.0).abs()
+
     def default_window(self, num_latents: int) -> float:
         """Geodesic spacing of ``num_latents`` evenly spread points: ``sqrt(4 pi / L)`` radians."""
         return math.sqrt(4.0 * math.pi / num_latents)
@@ -81,6 +89,41 @@ class Sphere(_SphereBase):
     def pair_invariant(self, x: Tensor, poses: Tensor) -> Tensor:
         check_pair(self.name, x, 3, "coords", poses, 6, "poses")
         return frame_coordinates(tangent_frame(poses[..., :3], poses[..., 3:]), x)
+
+    def tangent_velocity(self, poses: Tensor, velocity: Tensor) -> Tensor:
+        """Project ``(dn, dt)`` onto the tangent space of the unit tangent bundle at ``(n, t)``.
+
+        With ``n``, ``t`` the retracted (unit, orthogonal) position and orientation: ``dn`` loses its part
+        along ``n``; ``dt`` loses its part along ``t`` (``|t|`` stays 1) and its part along ``n`` becomes
+        ``-<t, dn>`` (``<t, n>`` stays 0). Both are equivariant (built from ``n``, ``t`` and inner products).
+        """
+        unit = self.retract(poses)
+        n, t = unit[..., :3], unit[..., 3:]
+        dn, dt = velocity[..., :3], velocity[..., 3:]
+        dn = dn - (dn * n).sum(-1, keepdim=True) * n
+        dt = (
+            dt
+            - (dt * t).sum(-1, keepdim=True) * t
+            - ((dt * n).sum(-1, keepdim=True) + (t * dn).sum(-1, keepdim=True)) * n
+        )
+        return torch.cat([dn, dt], dim=-1)
+
+    def retract(self, poses: Tensor) -> Tensor:
+        """``(n / |n|, t')`` with ``t'`` the normalised tangent part of ``t``: the frame the invariants use."""
+        frame = tangent_frame(poses[..., :3], poses[..., 3:])
+        return torch.cat([frame[..., :, 2], frame[..., :, 0]], dim=-1)
+
+    def manifold_error(self, poses: Tensor) -> Tensor:
+        """Max of ``| |n| - 1 |``, ``| |t| - 1 |`` and ``|<n, t>| / |n|``."""
+        n, t = poses[..., :3], poses[..., 3:]
+        return torch.stack(
+            [
+                (n.norm(dim=-1) - 1.0).abs(),
+                (t.norm(dim=-1) - 1.0).abs(),
+                (safe_normalise(n) * t).sum(-1).abs(),
+            ],
+            dim=-1,
+        ).amax(-1)
 
     def linear_phase(self, poses: Tensor, weight: Tensor) -> tuple[Tensor, None]:
         """``pair_invariant(x, p) @ weight == x @ M`` for ``weight [3, K]``: ``M = F weight``, ``[..., 3, K]``."""
