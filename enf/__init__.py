@@ -2,8 +2,17 @@
 
 from enf import dynamics, editing, geometry, shape
 from enf.latents import Latents
-from enf.nn import EquivariantNeuralField
+from enf.nn import EquivariantNeuralField, GlobalLatentField
 
 __version__ = "0.1.0"
 
-__all__ = ["EquivariantNeuralField", "Latents", "dynamics", "editing", "geometry", "shape", "__version__"]
+__all__ = [
+    "EquivariantNeuralField",
+    "GlobalLatentField",
+    "Latents",
+    "dynamics",
+    "editing",
+    "geometry",
+    "shape",
+    "__version__",
+]

@@ -18,7 +18,7 @@ import torch
 from enf.data.field import FieldSpec
 from enf.fitting import Fitter
 from enf.geometry import Geometry
-from enf.nn import EquivariantNeuralField
+from enf.nn import EquivariantNeuralField, GlobalLatentField
 
 __all__ = ["FitCheckpoint", "load_fit_checkpoint", "load_forecast_checkpoint", "read_checkpoint"]
 
@@ -49,7 +49,7 @@ class FitCheckpoint:
     """The trained parts of a field-fitting run."""
 
     module: Any  # FieldFittingModule (eval mode)
-    decoder: EquivariantNeuralField
+    decoder: EquivariantNeuralField | GlobalLatentField
     fitter: Fitter
     geometry: Geometry
     field_spec: FieldSpec | None

@@ -1,10 +1,10 @@
 """One LightningModule for field fitting: images, PDE frames, any ``coords``/``signal`` batch.
 
-The module is assembled from built objects (DESIGN.md section 10): a decoder (``EquivariantNeuralField``),
-a fitter (``enf.fitting.MetaSGD`` or ``enf.fitting.AutoDecoder``), a per-sample loss, and the
-``FieldSpec`` of the data (linked from the data module by the CLI), which decides the metrics: MSE and
-relative L2 always, on the physical scale (the data module's normalisation undone), PSNR only where the
-data range is known (images), occupancy IoU and Chamfer distance for signed distances (kind ``sdf``,
+The module is assembled from built objects (DESIGN.md section 10): a decoder (``EquivariantNeuralField``;
+``GlobalLatentField`` for the vector baseline), a fitter (``enf.fitting.MetaSGD`` or ``AutoDecoder``), a
+per-sample loss, and the ``FieldSpec`` of the data (linked from the data module by the CLI), which decides the
+metrics: MSE and relative L2 always, on the physical scale (the data module's normalisation undone), PSNR only
+where the data range is known (images), occupancy IoU and Chamfer distance for signed distances (kind ``sdf``,
 :mod:`enf.training.shapes3d`). The checkpoint monitor is declared here (:attr:`monitor`).
 
 Callbacks use only the public protocol :meth:`evaluate` and :meth:`figures`.
@@ -39,7 +39,7 @@ from enf.metrics import (
     psnr,
     relative_l2,
 )
-from enf.nn import EquivariantNeuralField
+from enf.nn import EquivariantNeuralField, GlobalLatentField
 from enf.training.task import TaskModule, lr_factor, move_batch
 
 __all__ = ["LOSSES", "FieldFittingModule", "resolve_loss"]
@@ -96,7 +96,7 @@ class FieldFittingModule(TaskModule):
     def __init__(
         self,
         *,
-        decoder: EquivariantNeuralField,
+        decoder: EquivariantNeuralField | GlobalLatentField,
         fitter: Fitter,
         loss: str = "mse",
         field: dict[str, Any] | None = None,
