@@ -4,13 +4,15 @@ mean +- std table of the protocol's metrics (``metrics.json`` of each forecastin
     python experiments/forecast.py --dataset diffusion_plane --models equivariant nonequivariant \\
         --seeds 0 1 2 --fit-time 00:00:12:00 --ode-time 00:00:15:00 --num-train 256 --parallel 2
 
-Models (same decoder, fitter and ODE code; only the config differs):
+Models (same fitter and forecasting code; only the config differs):
 
 * ``equivariant``: the dataset's geometry (configs/fit/<dataset>.yaml, configs/forecast/<dataset>.yaml);
 * ``nonequivariant``: absolute coordinates (``absolute2d`` on the plane and torus, ``absolute_sphere`` on the
   sphere), the same decoder and latent ODE otherwise;
-* ``vector``: one global latent vector per state (one latent, context 64, absolute coordinates, a wide
-  window) and an MLP ODE on it (``enf.dynamics.MLPLatentField``): the DINo-like baseline.
+* ``vector``: one global code per state (one latent of context 64) decoded by ``enf.nn.GlobalLatentField``
+  (an MLP on Fourier features of the absolute coordinates, FiLM-modulated by the code, about as many
+  parameters as the ENF decoder; poses and windows unused, so the fitter takes no pose steps) and an MLP
+  ODE on the code (``enf.dynamics.MLPLatentField``): the DINo-like baseline.
 
 Stage 1 fits the frames of the training horizon (the first 10, as the reference does). Each run gets
 ``--fit-time`` for stage 1 and ``--ode-time`` for stage 2 (Lightning ``max_time``), with
@@ -46,6 +48,10 @@ KIND = {
 SHOWN = [
     "mse_train_in", "mse_train_out", "mse_test_in", "mse_test_out",
     "mse_test_in_obs50", "mse_test_in_obs10", "mse_test_in_obs5", "mse_test_in_fullres", "equivariance_error",
+    "manifold_error", "vrmse_test_in", "vrmse_test_out", "wmse_test_in", "wmse_test_out",
+    "persistence_test_in", "persistence_test_out", "meanfield_test_in", "meanfield_test_out",
+    "persistence_vrmse_test_in", "persistence_vrmse_test_out", "meanfield_vrmse_test_in", "meanfield_vrmse_test_out",
+    "persistence_test_in_obs5", "meanfield_test_in_obs5",
 ]  # fmt: skip
 
 
@@ -66,16 +72,23 @@ def overrides(model: str, dataset: str) -> tuple[list[str], list[str]]:
         )
     if model == "vector":
         context = 64
+        # Every width is spelled out: jsonargparse carries the fit config's same-named ENF arguments
+        # (hidden_dim 128) over to the new class otherwise. num_out is linked from the data.
+        decoder = {
+            "class_path": "enf.nn.GlobalLatentField",
+            "init_args": {
+                "geometry": geom, "context_dim": context, "hidden_dim": 120, "num_layers": 3,
+                "num_frequencies": 32, "freq_scale": 1.0, "num_latents": 1,
+            },
+        }  # fmt: skip
         dynamics = {
             "class_path": "enf.dynamics.MLPLatentField",
             "init_args": {"geometry": geom, "context_dim": context, "num_latents": 1, "hidden_dim": 256},
         }
         return (
-            [
-                "--model.decoder.init_args.geometry", geom, "--model.decoder.init_args.context_dim", str(context),
-                "--model.fitter.init_args.num_latents", "1", "--model.fitter.init_args.window", "10.0",
-                "--model.fitter.init_args.lr_position", "0.0", *shared,
-            ],
+            # the decoder ignores poses: no inner pose steps (absolute poses have no orientation block)
+            ["--model.decoder", json.dumps(decoder), "--model.fitter.init_args.num_latents", "1",
+             "--model.fitter.init_args.lr_position", "0.0", *shared],
             ["--model.dynamics", json.dumps(dynamics)],
         )  # fmt: skip
     raise SystemExit(f"unknown model {model!r}; choose equivariant, nonequivariant, vector")
@@ -104,6 +117,7 @@ def one(args, model: str, seed: int) -> dict:
     ]  # fmt: skip
     if args.num_train is not None:
         data += ["--data.init_args.num_train", str(args.num_train)]
+    data += ["--data.init_args.num_val", str(args.num_val)]
     logger = ["--trainer.logger.init_args.save_dir", str(out), "--trainer.enable_progress_bar", "false"]
     t0 = time.perf_counter()
     run(
@@ -206,6 +220,12 @@ def main() -> None:
     parser.add_argument("--fit-time", default="00:00:12:00", help="stage-1 budget (DD:HH:MM:SS)")
     parser.add_argument("--ode-time", default="00:00:15:00", help="stage-2 budget (DD:HH:MM:SS)")
     parser.add_argument("--num-train", type=int, default=None, help="training trajectories used")
+    parser.add_argument(
+        "--num-val",
+        type=int,
+        default=8,
+        help="validation trajectories (best.ckpt), the last of the train file: generate num_train + num_val",
+    )
     parser.add_argument(
         "--generate", default="{}", help="JSON overrides of the small preset (e.g. num_train)"
     )

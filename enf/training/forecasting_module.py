@@ -308,15 +308,7 @@ class ForecastingModule(ForecastEvaluation, TaskModule):
         The initial state is encoded from ``batch`` (its ``mask`` if any); with ``full`` (the same
         trajectories at another resolution) the rollout is decoded and compared on ``full``'s grid.
         """
-        coords, signal = self.unpack(batch)
-        z0 = self.encode_initial(coords, signal[:, 0], mask=batch.get(keys.MASK))
-        if full is not None:
-            coords, signal = self.unpack(full)
-        with torch.no_grad():
-            pred = self.decode(coords, self.forecast(z0, signal.shape[1]), chunk=8192)
-            if self.field_spec is not None:
-                pred, signal = self.field_spec.denormalize(pred), self.field_spec.denormalize(signal)
-            return (pred - signal).square().mean(dim=(2, 3))
+        return self.forecast_errors(batch, full=full)["mse"]
 
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
         self._eval_rows.setdefault(stage, []).append(self.frame_errors(batch).cpu())

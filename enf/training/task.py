@@ -51,11 +51,13 @@ class TaskModule(L.LightningModule):
         return metrics
 
     def test_metrics(self, *, num_test_eval: int | None) -> dict[str, float]:
-        """``<metric>_test``, ``equivariance_error`` and ``num_test`` (what ``enf test`` writes)."""
+        """``<metric>_test``, ``equivariance_error`` (and ``manifold_error`` where evaluated) and ``num_test``
+        (what ``enf test`` writes)."""
         test = self.evaluate("test", max_samples=num_test_eval)
         metrics = {"num_test": test.pop("num_samples")}
-        if "equivariance_error" in test:
-            metrics["equivariance_error"] = test.pop("equivariance_error")
+        for key in ("equivariance_error", "manifold_error"):
+            if key in test:
+                metrics[key] = test.pop(key)
         metrics.update({self.metric_key(k, "test"): v for k, v in test.items()})
         return metrics
 

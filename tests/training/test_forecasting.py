@@ -3,6 +3,7 @@ generated planar-diffusion file; the module's evaluation against independent com
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -14,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 
+from enf import GlobalLatentField
 from enf.cli import main
 from enf.data.pde.dataset import PDETrajectories
-from enf.training import ForecastingModule, load_forecast_checkpoint
+from enf.training import ForecastingModule, load_fit_checkpoint, load_forecast_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_DATA = '{"num_train": 4, "num_test": 2, "resolution": 16, "num_frames": 6}'
@@ -80,6 +82,24 @@ def test_forecast_run_writes_the_protocol(workdir: Path) -> None:
     assert np.isclose(np.mean(curves["curves"]["test_obs5"][:4]), metrics["mse_test_in_obs5"])
     assert {"final_rollout.png", "mse_per_frame.png"} <= {p.name for p in (run / "figures").iterdir()}
     assert "mse_test_in_fullres" not in metrics  # the plane files store one resolution
+    # the trivial references, computed independently from the files (physical scale)
+    test_file = PDETrajectories(workdir / "data" / "diffusion_plane" / "test.h5")
+    truth = np.stack([test_file[i]["fields"].numpy() for i in range(2)])  # [2, 6, N, 1]
+    held = ((truth - truth[:, :1]) ** 2).mean((2, 3))
+    assert np.isclose(held[:, :4].mean(), metrics["persistence_test_in"], rtol=1e-5)
+    assert np.isclose(held[:, 4:].mean(), metrics["persistence_test_out"], rtol=1e-5)
+    train_file = PDETrajectories(workdir / "data" / "diffusion_plane" / "train.h5")
+    used = int(metrics["num_train_used"])
+    mean = np.stack([train_file[i]["fields"].numpy()[:4] for i in range(used)]).mean((0, 1))
+    flat = ((truth - mean) ** 2).mean((2, 3))
+    assert np.isclose(flat[:, :4].mean(), metrics["meanfield_test_in"], rtol=1e-4)
+    for key in ("vrmse_test_in", "persistence_vrmse_test_in", "meanfield_vrmse_test_out", "meanfield_train_in",
+                "persistence_test_in_obs5", "meanfield_test_in_obs5", "manifold_error"):  # fmt: skip
+        assert key in metrics, key
+    assert metrics["manifold_error"] == 0.0  # se2 poses are flat
+    # from 5 % of the points, persistence holds the nearest observed value: worse than from all of them
+    assert metrics["persistence_test_in_obs5"] > metrics["persistence_test_in"]
+    assert "test_persistence" in curves["curves"] and "test_meanfield" in curves["curves"]
 
 
 def test_forecast_command_reproduces_the_metrics(workdir: Path, tmp_path: Path) -> None:
@@ -235,6 +255,30 @@ def test_vector_latent_dynamics_keep_the_decoder_equivariant(
     metrics = json.loads((forecast_run(tmp_path) / "metrics.json").read_text())
     assert metrics["global_step"] == 3 and np.isfinite(metrics["mse_test_in"])
     assert metrics["equivariance_error"] < 1e-9
+
+
+def test_vector_baseline_of_the_experiments_runs_both_stages(
+    workdir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The ``vector`` model of experiments/forecast.py as it overrides the configs: stage 1 with the global-latent
+    decoder (one latent, no pose steps), stage 2 with the MLP ODE on its code; not equivariant."""
+    spec = importlib.util.spec_from_file_location("forecast_experiment", REPO / "experiments" / "forecast.py")
+    experiment = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(experiment)
+    fit_extra, ode_extra = experiment.overrides("vector", "diffusion_plane")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").symlink_to(workdir / "data")
+    main([*FIT, *fit_extra])
+    fit = load_fit_checkpoint(fit_ckpt(tmp_path))
+    assert isinstance(fit.decoder, GlobalLatentField) and fit.decoder.num_out == 1
+    assert fit.decoder.context_dim == 64 and fit.decoder.num_latents == fit.fitter.num_latents == 1
+    assert fit.fitter.freeze_position
+    default = GlobalLatentField(geometry="absolute2d", num_out=1)  # no width inherited from the ENF config
+    assert sum(p.numel() for p in fit.decoder.parameters()) == sum(p.numel() for p in default.parameters())
+    main(["forecast", "fit", *forecast_args(fit_ckpt(tmp_path), *ode_extra)])
+    metrics = json.loads((forecast_run(tmp_path) / "metrics.json").read_text())
+    assert metrics["global_step"] == 3 and np.isfinite(metrics["mse_test_in"])
+    assert metrics["equivariance_error"] > 1e-3  # absolute coordinates: a clear error
 
 
 def test_a_diverging_rollout_names_the_fix(workdir: Path) -> None:

@@ -52,9 +52,14 @@ class PDEDataModule(FieldDataModule):
         generate_options: preset parameter overrides for the generation (like ``enf data generate --set``).
         seed: generation seed, also the seed of the training-set shuffle.
         time_window: ``(start, stop)`` frame indices to keep (python slice semantics; ``None``: all).
-        normalize: standardise every channel with the mean/std of the *train* file (all its trajectories
-            and times), for both splits; recorded in ``field_spec.mean``/``std`` so metrics can undo it.
-        num_train: keep only the first ``num_train`` training trajectories.
+        normalize: standardise every channel with the mean/std of the training trajectories actually used
+            (the first ``num_train`` of the train file, all their times), for every split; recorded in
+            ``field_spec.mean``/``std`` so metrics can undo it.
+        num_train: train on the first ``num_train`` trajectories of the train file (``None``: all but the
+            validation ones).
+        num_val: validation trajectories (model selection, ``best.ckpt``): the **last** ``num_val`` of the
+            train file, never trained on and distinct from the test file (``None``: one eighth of the train
+            file, at least 1). ``num_train + num_val`` may not exceed the train file.
         num_test: keep only the first ``num_test`` test trajectories.
         resolution: ``"stored"`` or ``"full"`` (the full-resolution fields of generators that store both).
         observed_fraction: if set, items carry ``mask [N]``, a seeded random subset of observed points.
@@ -74,6 +79,7 @@ class PDEDataModule(FieldDataModule):
         time_window: tuple[int, int | None] | None = None,
         normalize: bool = True,
         num_train: int | None = None,
+        num_val: int | None = None,
         num_test: int | None = None,
         resolution: Literal["stored", "full"] = "stored",
         observed_fraction: float | None = None,
@@ -94,7 +100,7 @@ class PDEDataModule(FieldDataModule):
             raise ValueError(f"resolution must be 'stored' or 'full', got {resolution!r}")
         if observed_fraction is not None and not 0.0 < observed_fraction <= 1.0:
             raise ValueError(f"observed_fraction must be in (0, 1], got {observed_fraction}")
-        for label, value in (("num_train", num_train), ("num_test", num_test)):
+        for label, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{label} must be a positive int or None, got {value!r}")
         self.save_hyperparameters()
@@ -106,7 +112,9 @@ class PDEDataModule(FieldDataModule):
         self.time_window = None if time_window is None else tuple(time_window)
         self.normalize = normalize
         self.num_train = num_train
+        self.num_val = num_val
         self.num_test = num_test
+        self._split_sizes: tuple[int, int, int] | None = None
         self.resolution = resolution
         self.observed_fraction = observed_fraction
         self._statistics: tuple[np.ndarray, np.ndarray] | None = None
@@ -115,10 +123,36 @@ class PDEDataModule(FieldDataModule):
 
     # ------------------------------------------------------------------------------------------ files
     def path(self, split: str) -> Path:
-        """``<root>/<dataset>/<split>.h5``."""
+        """``<root>/<dataset>/<split>.h5`` (the validation split lives at the end of ``train.h5``)."""
+        if split == "val":
+            split = "train"
         if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r} of {self.dataset_name}; choose one of {list(SPLITS)}")
+            raise ValueError(
+                f"unknown split {split!r} of {self.dataset_name}; choose one of {[*SPLITS, 'val']}"
+            )
         return self.root / self.dataset_name / f"{split}.h5"
+
+    @property
+    def split_sizes(self) -> tuple[int, int, int]:
+        """``(num_train, num_val, first_val)``: training trajectories used (the file's first ones), validation
+        trajectories and the file index of the first of them (the train file's last ``num_val``)."""
+        if self._split_sizes is None:
+            from enf.data.pde.io import open_trajectories
+
+            self._ensure_files()
+            with open_trajectories(self.path("train")) as f:
+                total = int(f["fields"].shape[0])
+            num_val = self.num_val if self.num_val is not None else max(1, total // 8)
+            num_train = self.num_train if self.num_train is not None else total - num_val
+            if num_train < 1 or num_train + num_val > total:
+                raise ValueError(
+                    f"{self.path('train')} holds {total} trajectories: num_train {num_train} + num_val "
+                    f"{num_val} validation trajectories (taken from its end) do not fit; generate more (e.g. "
+                    f"generate_options: {{num_train: {max(num_train, 1) + num_val}}} into an empty root) or "
+                    "lower num_train / num_val"
+                )
+            self._split_sizes = (num_train, num_val, total - num_val)
+        return self._split_sizes
 
     def _generate_command(self) -> str:
         seed = f" --seed {self.seed}" if self.seed != 0 else ""
@@ -212,7 +246,12 @@ class PDEDataModule(FieldDataModule):
         self._ensure_files()
         if stage in (None, "fit"):
             self.dataset("train")
+            self.dataset("val")
         self.dataset("test")
+
+    def val_dataloader(self):
+        """The validation trajectories (the end of the train file; see ``num_val``), not the test file."""
+        return self._loader(self.dataset("val"), batch_size=self.eval_batch_size, shuffle=False)
 
     # ------------------------------------------------------------------------------------------- data
     @property
@@ -222,7 +261,7 @@ class PDEDataModule(FieldDataModule):
             return None
         if self._statistics is None:
             self._ensure_files()
-            self._statistics = channel_statistics(self.path("train"))
+            self._statistics = channel_statistics(self.path("train"), num_trajectories=self.split_sizes[0])
             log.info("%s normalisation: mean %s, std %s", self.dataset_name, *self._statistics)
         return self._statistics
 
@@ -237,9 +276,18 @@ class PDEDataModule(FieldDataModule):
                 observed_fraction=self.observed_fraction,
                 normalize=self.statistics,
                 resolution=self.resolution,
-                num_trajectories=self.num_train if split == "train" else self.num_test,
+                **self.trajectory_range(split),
             )
         return self._trajectories[split]
+
+    def trajectory_range(self, split: str) -> dict[str, int | None]:
+        """``PDETrajectories`` keyword arguments selecting the trajectories of ``split``."""
+        if split == "test":
+            return {"num_trajectories": self.num_test}
+        num_train, num_val, first_val = self.split_sizes
+        if split == "val":
+            return {"num_trajectories": num_val, "first_trajectory": first_val}
+        return {"num_trajectories": num_train}
 
     def dataset(self, split: str) -> PDEFrames:
         """The (cached) frames of ``split``: one signal per ``(trajectory, frame)``."""

@@ -25,15 +25,19 @@ __all__ = ["PDEFrames", "PDETrajectories", "channel_statistics"]
 log = logging.getLogger(__name__)
 
 
-def channel_statistics(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and standard deviation ``[C]`` over all trajectories, times and grid points.
+def channel_statistics(
+    path: str | Path, *, num_trajectories: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation ``[C]`` over the first ``num_trajectories`` trajectories (all:
+    ``None``), all their times and grid points.
 
     Streams one trajectory at a time (quadrature weights are not applied: plain grid averages).
     """
     with open_trajectories(path) as f:
         fields = f["fields"]
         count, total, total_sq = 0, 0.0, 0.0
-        for i in range(fields.shape[0]):
+        stop = fields.shape[0] if num_trajectories is None else min(num_trajectories, fields.shape[0])
+        for i in range(stop):
             x = fields[i].astype(np.float64).reshape(-1, fields.shape[-1])
             if not np.isfinite(x).all():
                 raise ValueError(
@@ -62,11 +66,16 @@ class PDETrajectories(Dataset):
         resolution: ``"stored"`` (``fields``/``coords``) or ``"full"`` (``fields_full``/``coords_full``,
             for super-resolution evaluation of generators that store both).
         num_trajectories: keep only the first ``num_trajectories`` trajectories (all if the file has fewer).
+        first_trajectory: skip the file's first ``first_trajectory`` trajectories (item ``i`` is the file's
+            trajectory ``first_trajectory + i``; e.g. a validation split at the end of the training file).
 
     Items: ``coords [N, coord_dim]`` (grid flattened row-major), ``fields [T, N, C]``, ``times [T]``,
     ``index`` and optionally ``mask [N]`` (bool). :meth:`read_frame` reads a single frame.
 
     Attributes:
+        weights: float32 ``[N]``, the grid's quadrature (area or volume) weights where the file stores them
+            (``weights``, or ``weights_full`` at full resolution: the sphere and ball generators), else
+            ``None``.
         ic_params: float32 ``[num_trajectories, P]``, the file's per-trajectory initial-condition
             parameters (row ``i`` for item ``i``; e.g. a planar source's position and mass), or ``None``
             when the file stores none (see :func:`enf.data.pde.io.read_ic_params` for a raising reader).
@@ -83,6 +92,7 @@ class PDETrajectories(Dataset):
         normalize: tuple[np.ndarray, np.ndarray] | None = None,
         resolution: str = "stored",
         num_trajectories: int | None = None,
+        first_trajectory: int = 0,
     ) -> None:
         self.path = Path(path)
         if resolution not in ("stored", "full"):
@@ -101,10 +111,23 @@ class PDETrajectories(Dataset):
             self.channel_names = [str(c) for c in f.attrs["channel_names"]]
             coords = np.asarray(f[coords_key], dtype=np.float32)
             times = np.asarray(f["times"], dtype=np.float32)
+            weights_key = "weights" + suffix
+            weights = np.asarray(f[weights_key], dtype=np.float32).reshape(-1) if weights_key in f else None
             ic_params, ic_param_names = None, None
             if "ic_params" in f:
                 ic_params = np.asarray(f["ic_params"], dtype=np.float32)
                 ic_param_names = [str(n) for n in f["ic_params"].attrs["ic_param_names"]]
+        if isinstance(first_trajectory, bool) or not isinstance(first_trajectory, int):
+            raise ValueError(f"first_trajectory must be an int, got {first_trajectory!r}")
+        if not 0 <= first_trajectory < self.num_trajectories:
+            raise ValueError(
+                f"{self.path}: first_trajectory {first_trajectory} is outside its {self.num_trajectories} "
+                "trajectories"
+            )
+        self.first_trajectory = first_trajectory
+        self.num_trajectories -= first_trajectory
+        if ic_params is not None:
+            ic_params = ic_params[first_trajectory:]
         start, stop = (0, None) if time_window is None else time_window
         frames = range(self.num_times)[slice(start, stop)]
         if len(frames) == 0:
@@ -139,6 +162,7 @@ class PDETrajectories(Dataset):
             normalize = (torch.from_numpy(mean), torch.from_numpy(std))
         self.normalize = normalize
         self.coords = torch.from_numpy(coords.reshape(-1, coords.shape[-1]))
+        self.weights = None if weights is None else torch.from_numpy(weights)
         self.times = torch.from_numpy(times[self.frame_slice])
         self._file: h5py.File | None = None
         self._file_pid: int | None = None
@@ -169,7 +193,7 @@ class PDETrajectories(Dataset):
             raise ValueError(f"{self.path}: observation masks need observed_fraction=..., got None")
         index = self._trajectory_index(index)
         num = self.coords.shape[0]
-        gen = torch.Generator().manual_seed(self.mask_seed * 1_000_003 + index)
+        gen = torch.Generator().manual_seed(self.mask_seed * 1_000_003 + self.first_trajectory + index)
         keep = torch.randperm(num, generator=gen)[: max(1, round(self.observed_fraction * num))]
         return torch.zeros(num, dtype=torch.bool).index_fill_(0, keep, True)
 
@@ -182,12 +206,13 @@ class PDETrajectories(Dataset):
         frame = int(frame)
         if not 0 <= frame < self.num_frames:
             raise IndexError(f"frame {frame} out of range for the {self.num_frames} frames of {self.path}")
-        raw = np.asarray(self._fields()[index, self.frame_slice.start + frame], dtype=np.float32)
+        row = self.first_trajectory + index
+        raw = np.asarray(self._fields()[row, self.frame_slice.start + frame], dtype=np.float32)
         return self._normalized(torch.from_numpy(raw.reshape(-1, self.num_channels)))
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         index = self._trajectory_index(index)
-        raw = np.asarray(self._fields()[index, self.frame_slice], dtype=np.float32)
+        raw = np.asarray(self._fields()[self.first_trajectory + index, self.frame_slice], dtype=np.float32)
         fields = self._normalized(torch.from_numpy(raw.reshape(raw.shape[0], -1, self.num_channels)))
         item = {"coords": self.coords, "fields": fields, "times": self.times, "index": index}
         if self.observed_fraction is not None:

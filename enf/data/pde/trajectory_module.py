@@ -89,7 +89,7 @@ class PDETrajectoryDataModule(PDEDataModule):
         """Unshuffled loader over the trajectories of ``split``.
 
         Args:
-            split: ``"train"`` or ``"test"``.
+            split: ``"train"``, ``"val"`` or ``"test"``.
             max_samples: keep the first ``max_samples`` trajectories.
             resolution: ``"stored"`` or ``"full"`` (``None``: this module's ``resolution``).
             observed_fraction: items carry ``mask [N]`` observing this fraction of the points (``None``:
@@ -110,7 +110,7 @@ class PDETrajectoryDataModule(PDEDataModule):
                     mask_seed=mask_seed,
                     normalize=self.statistics,
                     resolution=resolution,
-                    num_trajectories=self.num_train if split == "train" else self.num_test,
+                    **self.trajectory_range(split),
                 )
             )
         if max_samples is not None and max_samples < len(dataset):

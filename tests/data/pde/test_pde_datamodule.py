@@ -12,6 +12,7 @@ import torch
 
 from enf.data import FieldDataModule, FieldSpec, PDEDataModule
 from enf.data.pde import channel_statistics
+from enf.data.pde.dataset import PDETrajectories
 from enf.data.pde.io import open_trajectories, read_metadata
 
 
@@ -59,7 +60,17 @@ def test_generates_missing_files_and_describes_them(tmp_path, caplog, tiny_optio
     created = (folder / "test.h5").stat().st_mtime_ns
     dm.setup("fit")
     assert (folder / "test.h5").stat().st_mtime_ns == created  # present files are not regenerated
-    mean, std = channel_statistics(folder / "train.h5")
+    # normalised with the statistics of the 2 trajectories trained on, not the file's 3
+    mean, std = channel_statistics(folder / "train.h5", num_trajectories=2)
+    all_mean, _ = channel_statistics(folder / "train.h5")
+    assert abs(float(all_mean[0]) - float(mean[0])) > 1e-5
+    # validation: the train file's last trajectory (held out of training), not the test file
+    assert dm.split_sizes == (2, 1, 2)
+    val = dm.trajectories("val")
+    assert len(val) == 1 and len(dm.trajectories("train")) == 2
+    raw = PDETrajectories(folder / "train.h5", normalize=(mean, std))
+    torch.testing.assert_close(val[0]["fields"], raw[2]["fields"])
+    assert len(dm.val_dataloader().dataset) == 1 * 4  # its 4 frames
     spec = dm.field_spec
     assert spec == FieldSpec(
         kind="plane",
@@ -156,7 +167,7 @@ def test_other_ranks_wait_for_rank_zero_instead_of_generating(tmp_path, monkeypa
     assert not (tmp_path / "diffusion_plane" / "train.h5").exists()  # rank 1 generated nothing
     dm.prepare_data()  # what Lightning runs on each node's local rank 0
     dm.setup("fit")
-    assert dm.num_train_signals == 3 * 4
+    assert dm.num_train_signals == (3 - 1) * 4  # one of the 3 trajectories is held out for validation
 
 
 def test_present_files_of_other_parameters_are_used_with_a_warning(tmp_path, caplog, tiny_options) -> None:
@@ -188,3 +199,21 @@ def test_present_files_of_other_parameters_are_used_with_a_warning(tmp_path, cap
     with caplog.at_level(logging.WARNING, logger="enf.data.pde.datamodule"):
         PDEDataModule(**{**kwargs, "seed": 4}, generate_options=options).setup("fit")
     assert "seed: stored 1, requested 4" in caplog.text
+
+
+def test_validation_split_must_fit_in_the_train_file(tmp_path, tiny_options) -> None:
+    dm = PDEDataModule(
+        dataset="diffusion_plane",
+        root=str(tmp_path),
+        generate="small",
+        generate_options=tiny_options["diffusion_plane"],
+        num_train=3,
+    )
+    dm.prepare_data()
+    with pytest.raises(ValueError, match=r"holds 3 trajectories: num_train 3 \+ num_val 1.*num_train: 4"):
+        _ = dm.split_sizes
+    with pytest.raises(ValueError, match="num_val must be a positive int"):
+        PDEDataModule(dataset="diffusion_plane", num_val=0)
+    # the default keeps one eighth (at least one) for validation and trains on the rest
+    default = PDEDataModule(dataset="diffusion_plane", root=str(tmp_path))
+    assert default.split_sizes == (2, 1, 2)
