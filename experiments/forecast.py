@@ -9,6 +9,8 @@ Models (same fitter and forecasting code; only the config differs):
 * ``equivariant``: the dataset's geometry (configs/fit/<dataset>.yaml, configs/forecast/<dataset>.yaml);
 * ``nonequivariant``: absolute coordinates (``absolute2d`` on the plane and torus, ``absolute_sphere`` on the
   sphere), the same decoder and latent ODE otherwise;
+* ``equivariant_shared``: the equivariant model with every fit starting from the shared initial latent
+  (``init_frame: shared``), the ablation of a moment-posed initial latent;
 * ``vector``: one global code per state (one latent of context 64) decoded by ``enf.nn.GlobalLatentField``
   (an MLP on Fourier features of the absolute coordinates, FiLM-modulated by the code, about as many
   parameters as the ENF decoder; poses and windows unused, so the fitter takes no pose steps) and an MLP
@@ -59,6 +61,9 @@ def overrides(model: str, dataset: str) -> tuple[list[str], list[str]]:
     """Extra (stage-1, stage-2) command-line words of ``model``."""
     if model == "equivariant":
         return [], []
+    # ablation: the dataset's geometry, every fit from the shared initial latent
+    if model == "equivariant_shared":
+        return ["--model.fitter.init_args.init_frame", "shared"], []
     kind = KIND[dataset]
     if kind not in NONEQUIVARIANT:
         raise SystemExit(f"no non-equivariant geometry for {dataset} ({kind}); run --models equivariant")
@@ -91,7 +96,9 @@ def overrides(model: str, dataset: str) -> tuple[list[str], list[str]]:
              "--model.fitter.init_args.lr_position", "0.0", *shared],
             ["--model.dynamics", json.dumps(dynamics)],
         )  # fmt: skip
-    raise SystemExit(f"unknown model {model!r}; choose equivariant, nonequivariant, vector")
+    raise SystemExit(
+        f"unknown model {model!r}; choose equivariant, equivariant_shared, nonequivariant, vector"
+    )
 
 
 def run(cmd: list[str], log: Path, threads: int) -> None:
@@ -260,7 +267,7 @@ def main() -> None:
     gen += ["--set", *[f"{k}={v}" for k, v in args.generate_options.items()]] if args.generate_options else []
     if not (REPO / args.root / args.dataset / "test.h5").is_file():
         subprocess.run(gen, cwd=REPO, check=True)
-    jobs = [(m, s) for m in args.models for s in args.seeds]
+    jobs = [(m, s) for s in args.seeds for m in args.models]  # seed-major: each seed's models side by side
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
         results = list(pool.map(lambda job: one(args, *job), jobs))
     summary: dict[str, dict[str, list[float]]] = {}
