@@ -33,6 +33,7 @@ __all__ = [
 _SPECS: dict[str, str] = {
     "diffusion_plane": "enf.data.pde.plane:DIFFUSION_PLANE",
     "navier_stokes_torus": "enf.data.pde.navier_stokes:NAVIER_STOKES_TORUS",
+    "navier_stokes_decaying": "enf.data.pde.navier_stokes:NAVIER_STOKES_DECAYING",
     "diffusion_sphere": "enf.data.pde.sphere:DIFFUSION_SPHERE",
     "shallow_water_sphere": "enf.data.pde.shallow_water:SHALLOW_WATER_SPHERE",
     "heated_convection_ball": "enf.data.pde.ball:HEATED_CONVECTION_BALL",

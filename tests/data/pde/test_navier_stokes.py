@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from enf.data.pde import get_spec
 from enf.data.pde.navier_stokes import (
     NAVIER_STOKES_TORUS,
     advection_term,
@@ -176,3 +177,33 @@ def test_small_preset_generation_and_long_run_accuracy() -> None:
     rel = np.linalg.norm(diff, axis=1) / np.linalg.norm(ref, axis=1)
     assert rel.max() < 1e-7, rel
     np.testing.assert_allclose(coarse, out[0], rtol=0, atol=1e-5 * np.abs(coarse).max())  # batch-independent
+
+
+def test_translations_commute_with_decaying_turbulence_but_only_half_periods_with_the_forcing() -> None:
+    """``navier_stokes_decaying`` (no forcing) is the honest benchmark of torus2d's translation equivariance:
+    shifting the initial vorticity by a quarter period shifts the solution. The published forcing
+    ``cos 4 pi x + cos 4 pi y`` pins the frame: a quarter-period shift gives an O(1) difference, a half-period
+    shift commutes."""
+    n, steps = 32, 8  # a quarter period is 8 cells
+    w0 = gaussian_random_field(seeds=[3], resolution=n, alpha=2.5, tau=7.0)
+    forced = navier_stokes_forcing(
+        resolution=n, domain_length=1.0, forcing_type="cos_xy", amplitude=0.3, wavenumber=2
+    )
+    times = torch.tensor([5.0], dtype=torch.float64)
+
+    def solve(w, forcing):
+        return solve_vorticity(
+            w, forcing=forcing, viscosity=NU, domain_length=1.0, dt=0.02, record_times=times
+        )
+
+    def shift_error(forcing, cells):
+        moved = solve(torch.roll(w0, cells, dims=-1), forcing)
+        expected = torch.roll(solve(w0, forcing), cells, dims=-1)
+        return float((moved - expected).norm() / expected.norm())
+
+    assert shift_error(None, steps) < 1e-10 and shift_error(None, 3) < 1e-10  # any whole-cell shift
+    assert shift_error(forced, steps) > 0.05  # a quarter period: the forcing breaks the symmetry
+    assert shift_error(forced, 2 * steps) < 1e-10  # half a period commutes with cos 4 pi x
+    spec = get_spec("navier_stokes_decaying")
+    assert spec.geometry == "torus2d" and spec.params("small")["forcing_type"] == "none"
+    assert get_spec("navier_stokes_torus").params("small")["forcing_type"] == "cos_xy"
