@@ -2,14 +2,17 @@
 
     python experiments/shapes3d.py --runs runs/shapes/version_0 runs/shapes_bundled/version_0
 
-Numbers come from each run's own ``metrics.json`` (IoU of the occupancy on the uniform samples, Chamfer-L1
-of the marching-cubes surface, test split), next to the test IoU of the same model without the fitter's
-test-time refinement (``iou_test_unrefined``, measured here). Equivariance is measured here, on the first test shape of the
+Numbers come from each run's own ``metrics.json``: the IoU of the occupancy on held-out uniform points that no
+fitting step saw (``iou_test``; ``iou_test_fitpoints`` on the fitted uniform samples), the Chamfer-L1 of the
+marching-cubes surface against fresh points of the true mesh, test split (``fit`` in place of ``test`` where the
+test split holds the training shapes, as for the bundled meshes), next to the same model's IoU without the
+fitter's test-time refinement (``iou_test_unrefined``, ``iou_test_unrefined_fitpoints``: measured here). Equivariance is measured here, on the first test shape of the
 first ``se3`` run, in float64: the field of the moved latents at ``g x`` vs the field at ``x``; the mesh
 of the moved latents vs the moved mesh (mean distance of 20000 surface points, in grid cells); fitting the
 moved shape from the moved initial latent vs the moved fit, and the same after the test-time refinement. Figures (``--figures``, default ``figures/``):
 
-- ``<run name>.png`` (``shapes.png``, ``shapes_bundled.png``): true meshes | reconstructions (marching cubes at ``--resolution``) | latents;
+- ``<run name>.png`` (``shapes.png``, ``shapes_bundled.png``): true meshes | reconstructions (marching cubes at
+  ``--resolution``, captioned with the held-out IoU) | latents;
 - ``shapes_equivariance.png``: a shape, its latents moved by a rigid motion and decoded, the moved truth.
 
 Writes ``experiments/results/shapes3d.json``.
@@ -34,18 +37,25 @@ from enf.plotting_mesh import plot_shapes
 from enf.training.checkpoints import load_fit_checkpoint
 from enf.training.encode import load_datamodule_from_run
 from enf.training.shape_export import rigid_motion
-from enf.training.shapes3d import reconstruct_meshes
+from enf.training.shapes3d import heldout_iou, reconstruct_meshes
 
-ROWS = [("iou_test", "IoU, test"), ("iou_test_unrefined", "IoU, test, unrefined"), ("iou_train", "IoU, train"), ("chamfer_test", "Chamfer-L1, test"),
+# "{t}": the run's test split, "test" or, where it holds the training shapes, "fit"
+ROWS = [("iou_{t}", "IoU, {t}, held-out points"), ("iou_{t}_unrefined", "IoU, {t}, held-out, unrefined"),
+        ("iou_{t}_fitpoints", "IoU, {t}, fitted points"), ("iou_{t}_unrefined_fitpoints", "IoU, {t}, fitted, unrefined"),
+        ("iou_train", "IoU, train, held-out points"), ("chamfer_{t}", "Chamfer-L1, {t}"),
         ("equivariance_error", "max |f(gx; gz) - f(x; z)|, float64"), ("fit_time_s", "training time (s)"),
         ("global_step", "steps")]  # fmt: skip
 
 
-def _load(run: Path):
+def _load(run: Path, *, heldout: int = 0):
+    """The run's module (best checkpoint), its test data and, with ``heldout``, the metric loader's items of
+    its first ``heldout`` test shapes (with their held-out points)."""
     ckpt = run / "checkpoints" / "best.ckpt"
     module = load_fit_checkpoint(ckpt if ckpt.is_file() else run / "checkpoints" / "last.ckpt").module
-    data = load_datamodule_from_run(run / "config.yaml").dataset("test")
-    return module, data
+    dm = load_datamodule_from_run(run / "config.yaml")
+    data = dm.dataset("test")
+    items = dm.metrics_dataloader("test", max_samples=heldout).dataset if heldout else data
+    return module, data, items
 
 
 def _encode(module, data, idx: list[int]):
@@ -55,12 +65,11 @@ def _encode(module, data, idx: list[int]):
 
 
 def reconstruction_figure(run: Path, out: Path, *, resolution: int, num_shapes: int) -> None:
-    module, data = _load(run)
-    idx = list(range(min(num_shapes, len(data))))
-    batch, z = _encode(module, data, idx)
+    module, data, items = _load(run, heldout=num_shapes)
+    idx = list(range(len(items)))
+    batch, z = _encode(module, items, idx)
     meshes = reconstruct_meshes(module.decoder, z, resolution=resolution, bound=1.1)
-    with torch.no_grad():
-        iou = module.sample_metrics(module.decoder(batch["coords"], z), batch["signal"], batch)["iou"]
+    iou = heldout_iou(module.decoder, z, batch)
     fig = plot_shapes([data.mesh(i) for i in idx], meshes, poses=z.poses,
                       scores=[f"IoU {float(v):.3f}" for v in iou],
                       title=f"{run.parent.name}: test shapes, marching cubes at {resolution}^3")  # fmt: skip
@@ -73,7 +82,7 @@ def _moved_mesh(mesh: Mesh, g: GroupElement) -> Mesh:
 
 
 def equivariance(run: Path, out: Path, *, resolution: int) -> dict[str, float]:
-    module, data = _load(run)
+    module, data, _ = _load(run)
     geom = module.geometry
     g = rigid_motion(rotate=120.0, axis=(1.0, 2.0, 0.5), translate=(0.05, -0.05, 0.05))
     batch, z = _encode(module, data, [0])
@@ -139,12 +148,15 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def unrefined_iou(run: Path) -> float:
+def unrefined_iou(run: Path) -> dict[str, float]:
     """Test IoU of the final model (``last.ckpt``, what ``metrics.json`` describes) without the fitter's
-    test-time refinement: the side-by-side baseline of the refined ``iou_test``."""
+    test-time refinement, on the held-out and on the fitted points: the side-by-side baseline of the refined
+    ``iou_test`` (keys ``iou_<test or fit>_unrefined[_fitpoints]``)."""
     module = load_fit_checkpoint(run / "checkpoints" / "last.ckpt").module
-    loader = load_datamodule_from_run(run / "config.yaml").eval_dataloader("test")
-    return module.evaluate("test", loader=loader, equivariance=False, refine=False)["iou"]
+    loader = load_datamodule_from_run(run / "config.yaml").metrics_dataloader("test")
+    res = module.evaluate("test", loader=loader, equivariance=False, refine=False)
+    split = module.metric_key("iou", "test").removeprefix("iou_")  # "test", or "fit" for a fit set
+    return {f"iou_{split}_unrefined": res["iou"], f"iou_{split}_unrefined_fitpoints": res["iou_fitpoints"]}
 
 
 def main() -> None:
@@ -162,8 +174,10 @@ def main() -> None:
     for run in args.runs:
         name = run.parent.name
         metrics = json.loads((run / "metrics.json").read_text())
-        results[name] = {key: metrics[key] for key, _ in ROWS if key in metrics}
-        results[name]["iou_test_unrefined"] = unrefined_iou(run)
+        split = "fit" if "iou_fit" in metrics else "test"
+        results[name] = {key.format(t=split): metrics[key.format(t=split)] for key, _ in ROWS
+                         if key.format(t=split) in metrics}  # fmt: skip
+        results[name].update(unrefined_iou(run))
         reconstruction_figure(run, args.figures / f"{name}.png", resolution=args.resolution,
                               num_shapes=args.num_shapes)  # fmt: skip
     se3 = next((r for r in args.runs if load_fit_checkpoint(
@@ -171,10 +185,12 @@ def main() -> None:
     if se3 is not None:
         results["equivariance"] = equivariance(se3, args.figures / "shapes_equivariance.png",
                                                resolution=args.resolution)  # fmt: skip
-    print("| run | " + " | ".join(label for _, label in ROWS) + " |")
+    print("| run | " + " | ".join(label.format(t="test or fit") for _, label in ROWS) + " |")
     for name, row in results.items():
         if name != "equivariance":
-            print(f"| {name} | " + " | ".join(f"{row.get(k, float('nan')):.4g}" for k, _ in ROWS) + " |")
+            t = "fit" if "iou_fit" in row else "test"
+            cells = [f"{row.get(k.format(t=t), float('nan')):.4g}" for k, _ in ROWS]
+            print(f"| {name} | " + " | ".join(cells) + " |")
     for key, value in results.get("equivariance", {}).items():
         print(f"{key}: {value:.3g}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

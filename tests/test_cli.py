@@ -395,13 +395,14 @@ def test_interrupted_fit_leaves_a_checkpoint_to_resume_from(
 
 # ------------------------------------------------------------------------------------ PDE fields
 def test_pde_fit_end_to_end_with_the_same_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``configs/fit/diffusion_plane.yaml`` on a tiny generated file: PDE metrics, MSE monitor, figures."""
+    """``configs/fit/diffusion_plane.yaml`` on a tiny generated file: PDE metrics, MSE monitor, figures (3 train
+    trajectories: the last is the validation split)."""
     monkeypatch.chdir(tmp_path)
     main([
         "fit", "--config", str(REPO / "configs" / "fit" / "diffusion_plane.yaml"),
         "--trainer.enable_progress_bar", "false", "--trainer.max_steps", "4", "--trainer.limit_val_batches", "1",
         "--trainer.num_sanity_val_steps", "0", "--trainer.val_check_interval", "2",
-        "--data.init_args.generate_options", '{"num_train": 2, "num_test": 1, "resolution": 16, "num_frames": 4}',
+        "--data.init_args.generate_options", '{"num_train": 3, "num_test": 1, "resolution": 16, "num_frames": 4}',
         "--data.init_args.batch_size", "4", "--model.decoder.init_args.hidden_dim", "16",
         "--artifacts.num_train_eval", "4",
     ])  # fmt: skip

@@ -6,9 +6,13 @@ on one interface (never ``hasattr``):
 
 * ``train_dataloader()``: the ``"train"`` split, shuffled with a generator seeded by ``seed``, dropping the
   last incomplete batch when the split is larger than one batch;
-* ``val_dataloader()`` / ``test_dataloader()``: the ``"test"`` split, in order (``eval_batch_size``);
+* ``val_dataloader()`` / ``test_dataloader()``: the ``"test"`` split, in order (``eval_batch_size``); data
+  modules with a validation split of their own override ``val_dataloader`` (PDE data: the end of the train
+  file, so model selection never sees the test file);
 * ``eval_splits``: the splits final metrics are computed on (default ``("train", "test")``);
-* ``eval_dataloader(split, max_samples=...)``: one of them in order, optionally only its first items.
+* ``eval_dataloader(split, max_samples=...)``: one of them in order, optionally only its first items;
+* ``metrics_dataloader(split, max_samples=...)``: what the final metrics read (default: ``eval_dataloader``;
+  signed distances add held-out evaluation points).
 
 Batches are :func:`enf.data.base.collate` d dicts: ``coords [B, N, coord_dim]``, ``signal [B, N, C]``,
 ``index [B]`` plus the dataset's optional keys.
@@ -124,3 +128,8 @@ class FieldDataModule(L.LightningDataModule, abc.ABC):
             if max_samples < len(dataset):
                 dataset = Subset(dataset, range(max_samples))
         return self._loader(dataset, batch_size=self.eval_batch_size, shuffle=False)
+
+    def metrics_dataloader(self, split: str, *, max_samples: int | None = None) -> DataLoader:
+        """The loader the final metrics of ``split`` are computed on (``evaluate``): :meth:`eval_dataloader`
+        here; a subclass may add evaluation-only keys (e.g. held-out points no fitting step sees)."""
+        return self.eval_dataloader(split, max_samples=max_samples)

@@ -15,7 +15,9 @@ latents, :class:`enf.data.LatentCloudDataModule`) carry ``POSITIONS``, ``POSES``
 ``CONTEXT`` (``[L, F]``), ``WINDOW`` (``[L, 1]``), the encoded ``COORDS``/``SIGNAL``, ``INDEX`` and ``LABEL``.
 Signed-distance items (:class:`enf.data.SDFDataModule`) add ``UNIFORM`` (bool ``[N]``, the samples uniform in
 the volume, on which occupancy IoU is measured) and ``SURFACE`` (float32 ``[Q, 3]``, points on the true
-surface, for the Chamfer distance).
+surface, for the Chamfer distance). Their metric loaders (:meth:`enf.data.SDFDataModule.metrics_dataloader`) add
+``HELDOUT_COORDS`` (float32 ``[E, 3]``, fresh uniform points of the volume that no fitting step sees) and
+``HELDOUT_SIGNAL`` (float32 ``[E, 1]``, their true signed distances): the held-out occupancy IoU.
 Collated batches add a leading batch dimension ``B`` to every entry.
 """
 
@@ -25,6 +27,8 @@ __all__ = [
     "CONTEXT",
     "COORDS",
     "FRAME",
+    "HELDOUT_COORDS",
+    "HELDOUT_SIGNAL",
     "INDEX",
     "LABEL",
     "MASK",
@@ -56,6 +60,19 @@ CONTEXT = "context"
 WINDOW = "window"
 UNIFORM = "uniform"
 SURFACE = "surface"
+HELDOUT_COORDS = "heldout_coords"
+HELDOUT_SIGNAL = "heldout_signal"
 
 REQUIRED_KEYS = (COORDS, SIGNAL, INDEX)
-OPTIONAL_KEYS = (LABEL, MASK, TIME, TRAJECTORY, FRAME, TIMES, UNIFORM, SURFACE)
+OPTIONAL_KEYS = (
+    LABEL,
+    MASK,
+    TIME,
+    TRAJECTORY,
+    FRAME,
+    TIMES,
+    UNIFORM,
+    SURFACE,
+    HELDOUT_COORDS,
+    HELDOUT_SIGNAL,
+)

@@ -14,9 +14,11 @@ A :class:`Mesh` is plain arrays: ``vertices [V, 3]`` float64 and ``faces [F, 3]`
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,7 @@ __all__ = [
     "Mesh",
     "bundled_mesh",
     "check_watertight",
+    "iter_procedural_shapes",
     "load_mesh",
     "mesh_from_grid",
     "normalize_mesh",
@@ -208,24 +211,34 @@ def procedural_shapes(
 ) -> list[Mesh]:
     """``num_shapes`` seeded unions of 1..``max_parts`` random primitives (spheres, boxes, tori, capsules) with
     random sizes, rotations and offsets, meshed by marching cubes of the union's signed distance on a
-    ``resolution^3`` grid (watertight by construction) and normalised like every mesh."""
-    if num_shapes < 1 or max_parts < 1 or resolution < 16:
-        raise ValueError(
-            f"need num_shapes >= 1, max_parts >= 1, resolution >= 16; got {num_shapes}, {max_parts}, {resolution}"
-        )
+    ``resolution^3`` grid (watertight by construction) and normalised like every mesh: the first
+    ``num_shapes`` of :func:`iter_procedural_shapes`."""
+    if num_shapes < 1:
+        raise ValueError(f"need num_shapes >= 1, got {num_shapes}")
+    shapes = iter_procedural_shapes(seed=seed, resolution=resolution, max_parts=max_parts)
+    return [next(shapes) for _ in range(num_shapes)]
+
+
+def iter_procedural_shapes(*, seed: int = 0, resolution: int = 64, max_parts: int = 3) -> Iterator[Mesh]:
+    """The endless seeded stream of :func:`procedural_shapes`; shape ``i`` is named ``procedural_<seed>_<i>``
+    (a test split that skips some, :func:`enf.data.shape_dedup.unique_shapes`, shows which by the names)."""
+    if max_parts < 1 or resolution < 16:
+        raise ValueError(f"need max_parts >= 1, resolution >= 16; got {max_parts}, {resolution}")
+    return _procedural_stream(seed, resolution, max_parts)
+
+
+def _procedural_stream(seed: int, resolution: int, max_parts: int) -> Iterator[Mesh]:
     rng = np.random.default_rng(seed)
     axis = np.linspace(-1.25, 1.25, resolution)  # every part fits inside: the level set is closed
     grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1)  # [R, R, R, 3]
-    meshes = []
-    for i in range(num_shapes):
+    for i in itertools.count():
         parts = _random_parts(rng, int(rng.integers(1, max_parts + 1)))
         sdf = np.full(grid.shape[:-1], np.inf)
         for kind, size, rot, shift in parts:
             local = (grid - shift) @ rot  # the primitive's frame: x = rot p + shift
             sdf = np.minimum(sdf, _primitive_sdf(kind, local, size))
         mesh = mesh_from_grid(sdf, bound=1.25, name=f"procedural_{seed}_{i}")
-        meshes.append(normalize_mesh(check_watertight(mesh)))
-    return meshes
+        yield normalize_mesh(check_watertight(mesh))
 
 
 def mesh_from_grid(values: np.ndarray, *, bound: float, level: float = 0.0, name: str = "") -> Mesh | None:

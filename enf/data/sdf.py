@@ -12,12 +12,16 @@ Samples: ``num_near`` points on the surface (area-weighted) moved by Gaussian no
 cube ``[-bound, bound]^3`` around the unit sphere. The files also hold ``surface [S, Q, 3]`` points on each
 surface (for the Chamfer distance; the uniform samples give occupancy IoU) and the meshes themselves
 (concatenated: ``mesh_vertices [V, 3]``, ``mesh_faces [F, 3]`` with per-mesh offsets), for figures.
+
+Held-out evaluation samples (:func:`build_heldout_file`): ``num_points`` further points uniform in the same cube
+per shape with their signed distances, from a seed stream of their own (:func:`heldout_rng`), cached in a
+second file and never part of the fitted samples: the occupancy IoU of ``metrics.json`` is measured on them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +31,12 @@ from enf.data.hdf5 import read_h5, write_h5
 from enf.data.meshes import Mesh
 
 __all__ = [
+    "HELDOUT_ENTROPY",
     "SDF_FORMAT_VERSION",
+    "build_heldout_file",
     "build_sdf_file",
+    "heldout_rng",
+    "inside",
     "is_cached",
     "pack_meshes",
     "sample_sdf",
@@ -40,6 +48,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SDF_FORMAT_VERSION = 2
+#: first word of the held-out samples' seed sequence ("HELD"): fitting samples are seeded by single integers
+HELDOUT_ENTROPY = 0x48454C44
 
 
 def _igl():
@@ -58,6 +68,15 @@ def signed_distance(points: np.ndarray, mesh: Mesh) -> np.ndarray:
     igl = _igl()
     sdf = igl.signed_distance(points, mesh.vertices, mesh.faces)[0]
     return np.asarray(sdf, dtype=np.float64)
+
+
+def inside(points: np.ndarray, mesh: Mesh) -> np.ndarray:
+    """Occupancy ``[P]`` (bool) of ``points [P, 3]``: generalised winding number above 1/2 (libigl's fast
+    winding number; the sign rule of :func:`signed_distance`, without the distances)."""
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"points must be [P, 3], got {points.shape}")
+    return np.asarray(_igl().fast_winding_number(mesh.vertices, mesh.faces, points)) > 0.5
 
 
 def sample_surface(mesh: Mesh, num_points: int, *, rng: np.random.Generator) -> np.ndarray:
@@ -168,3 +187,49 @@ def build_sdf_file(
               "surface": np.stack(surface).astype(np.float32), "index": np.arange(len(meshes)),
               "uniform": np.arange(num_near + num_uniform) >= num_near, **pack_meshes(meshes)}  # fmt: skip
     return write_h5(path, arrays, {"settings": settings, "sign": "negative inside"})
+
+
+def heldout_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator of shape ``index``'s held-out samples, seeded by ``[HELDOUT_ENTROPY, seed, index]``: a seed
+    sequence of three words, which no fitting sample uses (:func:`build_sdf_file` seeds by one integer)."""
+    if seed < 0 or index < 0:
+        raise ValueError(f"held-out samples need seed >= 0 and index >= 0, got {seed}, {index}")
+    return np.random.default_rng([HELDOUT_ENTROPY, seed, index])
+
+
+def build_heldout_file(
+    mesh: Callable[[int], Mesh],
+    num_shapes: int,
+    path: str | Path,
+    *,
+    source: dict,
+    num_points: int = 100_000,
+    bound: float = 1.1,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Held-out samples of shapes ``0 .. num_shapes - 1`` (``mesh(i)`` gives shape ``i``): ``coords [S, E, 3]``
+    uniform in ``[-bound, bound]^3`` and their signed distances ``signal [S, E, 1]`` (float32), cached in
+    ``path`` (atomic). ``source`` identifies the meshes (the settings of their SDF file). A cached file with the
+    same settings is reused, and extended when it holds fewer shapes (shape ``i``'s samples depend only on
+    ``seed`` and ``i``, :func:`heldout_rng`, so a longer file begins with the shorter one)."""
+    if num_shapes < 1 or num_points < 1 or not bound > 0:
+        raise ValueError(
+            f"need num_shapes >= 1, num_points >= 1 and bound > 0, got {num_shapes}, {num_points}, {bound}"
+        )
+    path = Path(path)
+    settings = {"format_version": 1, "num_points": num_points, "bound": bound, "seed": seed, "source": source}
+    coords, signal = np.zeros((0, num_points, 3), np.float32), np.zeros((0, num_points, 1), np.float32)
+    if is_cached(path, settings):
+        arrays, _ = read_h5(path, required={"coords": 3, "signal": 3})
+        coords, signal = arrays["coords"], arrays["signal"]
+        if len(coords) >= num_shapes:
+            return {"coords": coords[:num_shapes], "signal": signal[:num_shapes]}
+    new_coords, new_signal = [coords], [signal]
+    for i in tqdm(range(len(coords), num_shapes), desc="held-out samples", disable=not progress):
+        x = heldout_rng(seed, i).uniform(-bound, bound, size=(num_points, 3)).astype(np.float32)
+        new_coords.append(x[None])  # the distances below are those of the stored (float32) points
+        new_signal.append(signed_distance(x, mesh(i)).astype(np.float32)[None, :, None])
+    arrays = {"coords": np.concatenate(new_coords), "signal": np.concatenate(new_signal)}
+    write_h5(path, arrays, {"settings": settings, "sign": "negative inside"})
+    return arrays

@@ -40,6 +40,7 @@ from enf.metrics import (
     relative_l2,
 )
 from enf.nn import EquivariantNeuralField, GlobalLatentField
+from enf.training.shapes3d import shape_metric_key, shape_metrics
 from enf.training.task import TaskModule, lr_factor, move_batch
 
 __all__ = ["LOSSES", "FieldFittingModule", "resolve_loss"]
@@ -237,15 +238,11 @@ class FieldFittingModule(TaskModule):
             out["iou"] = occupancy_iou(pred, signal, mask=uniform).to(pred.dtype)
         return out
 
-    def _chamfer(self, z: Latents, batch: Mapping[str, Tensor]) -> Tensor:
-        """Chamfer-L1 distance ``[B]`` of the marching-cubes meshes of ``z`` to the batch's surface points."""
-        from enf.training.shapes3d import reconstruct_meshes, surface_chamfer
-
-        if keys.SURFACE not in batch:
-            raise KeyError("the Chamfer distance needs the true surface points (batch key 'surface')")
-        bound = float(self.field_spec.extra.get("bound", 1.1))
-        meshes = reconstruct_meshes(self.decoder, z, resolution=self.hparams.mesh_resolution, bound=bound)
-        return surface_chamfer(meshes, batch[keys.SURFACE], bound=bound)
+    def metric_key(self, name: str, split: str) -> str:
+        """``<name>_<split>``; signed distances: :func:`enf.training.shapes3d.shape_metric_key`."""
+        if self.is_sdf:
+            return shape_metric_key(name, split, self.field_spec)
+        return super().metric_key(name, split)
 
     @torch.enable_grad()
     def evaluate(
@@ -260,16 +257,16 @@ class FieldFittingModule(TaskModule):
     ) -> dict[str, float]:
         """Encode and decode the signals of ``split``: mean metrics and the equivariance error.
 
-        ``loader`` defaults to ``trainer.datamodule.eval_dataloader(split, max_samples=...)``. The
+        ``loader`` defaults to ``trainer.datamodule.metrics_dataloader(split, max_samples=...)``. The
         equivariance error is ``max |f(g x; g z) - f(x; z)|`` over the fitted latents, one random group
-        element per signal, 256 random coordinates of the domain, float64. Signed distances add ``chamfer``
-        (marching cubes at ``mesh_resolution``). ``refine=False``: without the fitter's test-time refinement.
+        element per signal, 256 random coordinates of the domain, float64. Signed distances report ``iou`` on
+        held-out points, ``iou_fitpoints`` and ``chamfer`` (:func:`enf.training.shapes3d.shape_metrics`).
+        ``refine=False``: without the fitter's test-time refinement.
         """
         if loader is None:
             datamodule = self.attached_datamodule(f"evaluate({split!r}) without loader=...")
-            loader = datamodule.eval_dataloader(split, max_samples=max_samples)
-        names = self.metric_names + (("chamfer",) if self.is_sdf else ())
-        sums: dict[str, list[Tensor]] = {name: [] for name in names}
+            loader = datamodule.metrics_dataloader(split, max_samples=max_samples)
+        sums: dict[str, list[Tensor]] = {}
         eq_errors, seen = [], 0
         gen = torch.Generator().manual_seed(0)
         dec64 = copy.deepcopy(self.decoder).double() if equivariance else None
@@ -278,10 +275,12 @@ class FieldFittingModule(TaskModule):
             coords, signal = self.unpack(batch)
             z = self.encode(batch, train=False, num_steps=num_steps, refine=refine)
             with torch.no_grad():
-                for name, value in self.sample_metrics(self.decoder(coords, z), signal, batch).items():
-                    sums[name].append(value.cpu())
+                rows = self.sample_metrics(self.decoder(coords, z), signal, batch)
                 if self.is_sdf:
-                    sums["chamfer"].append(self._chamfer(z, batch).float())
+                    bound, res = float(self.field_spec.extra.get("bound", 1.1)), self.hparams.mesh_resolution
+                    rows = shape_metrics(self.decoder, z, batch, rows, resolution=res, bound=bound)
+                for name, value in rows.items():
+                    sums.setdefault(name, []).append(value.cpu())
                 if dec64 is not None:
                     x = self.geometry.sample_coords(coords.shape[0], 256, generator=gen, dtype=torch.float64)
                     eq_errors.append(

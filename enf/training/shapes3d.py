@@ -3,6 +3,8 @@
     grid = decode_grid(decoder, z, resolution=64, bound=1.1)                # [B, R, R, R]
     meshes = reconstruct_meshes(decoder, z, resolution=128, bound=1.1)     # marching cubes, Mesh or None
     chamfer = surface_chamfer(meshes, surface, bound=1.1)                   # [B], against true surface points
+    iou = heldout_iou(decoder, z, batch)                                    # [B], on the held-out points
+    rows = shape_metrics(decoder, z, batch, rows, resolution=64, bound=1.1)  # what evaluate() reports
 
 Grids follow :func:`enf.data.meshes.mesh_from_grid`: ``grid[b, i, j, k]`` is the field at
 ``(x_i, y_j, z_k)``, ``x = linspace(-bound, bound, R)``.
@@ -21,9 +23,18 @@ from enf.data import keys
 from enf.data.meshes import Mesh, mesh_from_grid
 from enf.data.sdf import sample_surface
 from enf.latents import Latents
-from enf.metrics import chamfer_distance
+from enf.metrics import chamfer_distance, occupancy_iou
 
-__all__ = ["decode_grid", "grid_coords", "reconstruct_meshes", "shape_figure", "surface_chamfer"]
+__all__ = [
+    "decode_grid",
+    "grid_coords",
+    "heldout_iou",
+    "reconstruct_meshes",
+    "shape_figure",
+    "shape_metric_key",
+    "shape_metrics",
+    "surface_chamfer",
+]
 
 
 def grid_coords(resolution: int, *, bound: float, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -71,18 +82,72 @@ def surface_chamfer(meshes: Sequence[Mesh | None], surface: Tensor, *, bound: fl
     return out
 
 
+@torch.no_grad()
+def heldout_iou(decoder, latents: Latents, batch, *, chunk_size: int = 32_768) -> Tensor:
+    """Occupancy IoU ``[B]`` of the decoded field on the batch's held-out points (``keys.HELDOUT_COORDS``
+    ``[B, E, 3]``, true signed distances ``keys.HELDOUT_SIGNAL`` ``[B, E, 1]``), decoded in chunks."""
+    if keys.HELDOUT_COORDS not in batch or keys.HELDOUT_SIGNAL not in batch:
+        raise KeyError(
+            "the held-out IoU needs the batch keys 'heldout_coords' and 'heldout_signal' "
+            "(SDFDataModule.metrics_dataloader)"
+        )
+    coords, truth = batch[keys.HELDOUT_COORDS], batch[keys.HELDOUT_SIGNAL]
+    if coords.dim() != 3 or coords.shape[-1] != 3 or truth.shape != (*coords.shape[:2], 1):
+        raise ValueError(
+            f"held-out coords must be [B, E, 3] with signal [B, E, 1], got {tuple(coords.shape)} and "
+            f"{tuple(truth.shape)}"
+        )
+    coords = coords.to(latents.poses)
+    pred = torch.cat([decoder(chunk, latents) for chunk in coords.split(chunk_size, 1)], 1)
+    return occupancy_iou(pred, truth.to(pred)).to(pred.dtype)
+
+
+def shape_metrics(
+    decoder, latents: Latents, batch, rows: dict[str, Tensor], *, resolution: int, bound: float
+) -> dict[str, Tensor]:
+    """The evaluation metrics ``[B]`` of signed distances from the per-signal ``rows`` of the fitted samples:
+    ``iou_fitpoints`` (their uniform samples, which the fit used: ``rows["iou"]``), ``iou`` on the held-out
+    points where the batch has them (:func:`heldout_iou`), ``chamfer`` (:func:`surface_chamfer` of the
+    marching-cubes meshes at ``resolution`` against ``keys.SURFACE``)."""
+    out = {k: v for k, v in rows.items() if k != "iou"}
+    out["iou_fitpoints"] = rows["iou"]
+    if keys.HELDOUT_COORDS in batch:
+        out["iou"] = heldout_iou(decoder, latents, batch).cpu()
+    if keys.SURFACE not in batch:
+        raise KeyError("the Chamfer distance needs the true surface points (batch key 'surface')")
+    meshes = reconstruct_meshes(decoder, latents, resolution=resolution, bound=bound)
+    out["chamfer"] = surface_chamfer(meshes, batch[keys.SURFACE], bound=bound).float()
+    return out
+
+
+def shape_metric_key(name: str, split: str, field_spec) -> str:
+    """The ``metrics.json`` key of metric ``name`` of ``split``: ``<name>_<split>``, with the qualifier after
+    the split (``iou_fitpoints`` -> ``iou_test_fitpoints``), and the test split called ``fit`` where it holds
+    the training shapes (``field_spec.extra["test_is_heldout"]`` false, e.g. the bundled meshes)."""
+    if split == "test" and field_spec is not None and not field_spec.extra.get("test_is_heldout", True):
+        split = "fit"
+    if name.endswith("_fitpoints"):
+        return f"{name.removesuffix('_fitpoints')}_{split}_fitpoints"
+    return f"{name}_{split}"
+
+
 def shape_figure(
     decoder, latents: Latents, batch, *, iou: Tensor, resolution: int, bound: float, title: str = ""
 ):
     """:func:`enf.plotting_mesh.plot_shapes` of a batch: its true surface points (``keys.SURFACE``), the
-    reconstructed meshes captioned with ``iou [B]``, and the latents."""
+    reconstructed meshes captioned with their IoU (on the held-out points where the batch has them, else
+    ``iou [B]``, said to be on the fitted points), and the latents."""
     from enf.plotting_mesh import plot_shapes
 
     meshes = reconstruct_meshes(decoder, latents, resolution=resolution, bound=bound)
+    if keys.HELDOUT_COORDS in batch:
+        scores = [f"IoU {float(v):.3f}" for v in heldout_iou(decoder, latents, batch)]
+    else:
+        scores = [f"IoU {float(v):.3f} (fitted points)" for v in iou]
     return plot_shapes(
         list(batch[keys.SURFACE].cpu()),
         meshes,
         poses=latents.poses.detach().cpu(),
-        scores=[f"IoU {float(v):.3f}" for v in iou],
+        scores=scores,
         title=title,
     )

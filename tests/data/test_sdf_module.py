@@ -20,7 +20,9 @@ from enf.data.sdf import signed_distance  # noqa: E402
 from enf.data.sdf_module import SDFDataModule  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = dict(num_train=3, num_test=2, num_near=200, num_uniform=50, num_surface=20, batch_size=2)
+TINY = dict(
+    num_train=3, num_test=2, num_near=200, num_uniform=50, num_surface=20, num_heldout=300, batch_size=2
+)
 
 
 def test_items_are_the_cached_samples_of_the_seeded_shapes(tmp_path: Path) -> None:
@@ -68,4 +70,28 @@ def test_enf_fit_fits_signed_distances(geometry: str, tmp_path: Path, monkeypatc
     metrics = json.loads((tmp_path / "runs" / "shapes" / "version_0" / "metrics.json").read_text())
     assert all(math.isfinite(v) for v in metrics.values())
     assert metrics["equivariance_error"] < 1e-9  # f(g x; g z) = f(x; z) on the fitted SDF latents, float64
+    # IoU on held-out points (the headline) and on the fitted uniform samples, each split; the held-out points
+    # are cached beside the samples
+    for key in ("iou_test", "iou_test_fitpoints", "iou_train", "iou_train_fitpoints", "chamfer_test"):
+        assert 0 <= metrics[key] <= 2.2, key
+    assert (tmp_path / "data" / "shapes" / "procedural_test_heldout.h5").is_file()
     assert (tmp_path / "runs" / "shapes" / "version_0" / "figures" / "final_reconstruction.png").is_file()
+
+
+def test_procedural_validation_shapes_are_neither_test_nor_training_shapes(tmp_path: Path) -> None:
+    """Model selection (``val_dataloader``) sees shapes of its own: the test stream's next ``num_val`` unique
+    shapes, sampled with their own seed; the test shapes stay the first ``num_test``."""
+    dm = SDFDataModule(cache_dir=str(tmp_path), num_val=2, **TINY)
+    val, test, train = dm.dataset("val"), dm.dataset("test"), dm.dataset("train")
+    assert len(val) == 2 and dm.val_dataloader().dataset is val
+    names = [set(d.names) for d in (train, val, test)]
+    assert not names[1] & names[2] and not names[1] & names[0]
+    # the test shapes are those of a module without a validation split request (the first num_test)
+    other = SDFDataModule(cache_dir=str(tmp_path / "other"), num_val=1, **TINY)
+    assert other.dataset("test").names == test.names
+    with pytest.raises(ValueError, match="num_val must be a positive int"):
+        SDFDataModule(num_val=0)
+    bundled = SDFDataModule(dataset="bundled", cache_dir=str(tmp_path / "b"), **TINY)
+    assert not bundled.has_val_split
+    with pytest.raises(ValueError, match=r"split must be one of \['train', 'test'\]"):
+        bundled.dataset("val")

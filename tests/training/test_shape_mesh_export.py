@@ -24,7 +24,9 @@ from enf.data.sdf_module import SDFDataModule  # noqa: E402
 from enf.training.checkpoints import load_fit_checkpoint  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-DATA = dict(num_train=2, num_test=1, num_near=300, num_uniform=100, num_surface=50, batch_size=2)
+DATA = dict(
+    num_train=2, num_test=1, num_near=300, num_uniform=100, num_surface=50, num_heldout=5000, batch_size=2
+)
 BOUND, RESOLUTION = 1.1, 32
 
 
