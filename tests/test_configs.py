@@ -28,11 +28,12 @@ PDE_CONFIGS = [
     "shallow_water_sphere",
     "heated_convection_ball",
 ]
-# Tiny versions of the small presets, so that instantiating a PDE config generates its data in seconds.
+# Tiny versions of the small presets, so that instantiating a PDE config generates its data in seconds (two
+# training trajectories: the last is the validation split).
 TINY_PDE = {
     "diffusion_plane": {"num_train": 2, "num_test": 1, "resolution": 16, "num_frames": 3},
     "navier_stokes_torus": {
-        "num_train": 1,
+        "num_train": 2,
         "num_test": 1,
         "resolution": 16,
         "warmup_time": 0.1,
@@ -40,14 +41,14 @@ TINY_PDE = {
     },
     "diffusion_sphere": {"num_train": 2, "num_test": 1, "nlat": 16, "nlon": 32, "lmax": 12, "num_frames": 2},
     "shallow_water_sphere": {
-        "num_train": 1,
+        "num_train": 2,
         "num_test": 1,
         "skip_frames": 0,
         "num_frames": 2,
         "steps_per_frame": 2,
     },
     "heated_convection_ball": {
-        "num_train": 1,
+        "num_train": 2,
         "num_test": 1,
         "nphi": 8,
         "ntheta": 4,
