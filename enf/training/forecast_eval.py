@@ -114,13 +114,13 @@ class ForecastEvaluation:
         resolution: str | None = None,
         equivariance: bool = True,
         curve: str | None = None,
-        references: bool = True,
+        references: bool | None = None,
     ) -> dict[str, float]:
         """Forecast the trajectories of ``split`` from their encoded initial states.
 
         Returns ``mse_in`` (frames before ``horizon``), ``mse_out`` (later frames, when the data has them),
-        the same for ``vrmse`` and (grids with quadrature weights) ``wmse``, and with ``references`` (needs
-        the attached data module) the same errors of persistence and of the training mean field
+        the same for ``vrmse`` and (grids with quadrature weights) ``wmse``, and with ``references`` (default:
+        with the attached data module, not with a given ``loader``) the same errors of persistence and of the training mean field
         (``persistence_in``, ``persistence_vrmse_in``, ``meanfield_in``, ...); ``equivariance_error`` and
         ``manifold_error`` (see :meth:`rollout_equivariance_error`) and ``num_samples``. With
         ``observed_fraction`` the initial state is encoded from that fraction of the points (the error is
@@ -128,6 +128,7 @@ class ForecastEvaluation:
         The per-frame MSE is kept under ``curve`` (default ``split``) for :meth:`artifacts`.
         """
         full_loader, weights, mean_field = None, None, None
+        references = loader is None if references is None else references
         if loader is None:
             dm = self._datamodule()
             loader = dm.trajectory_loader(split, max_samples=max_samples, observed_fraction=observed_fraction)

@@ -300,3 +300,24 @@ def test_missing_fit_checkpoint_says_to_run_stage_one(tmp_path: Path, capsys: py
         "missing.ckpt does not exist" in err
         and "run `enf fit --config configs/fit/<dataset>.yaml` first" in err
     )
+
+
+def test_evaluate_with_a_loader_of_ones_own(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``evaluate(loader=...)`` works without a data module (no references then) and gives the same model
+    errors as the attached evaluation; asking for references without the data module is refused."""
+    from enf.data import PDETrajectoryDataModule
+
+    monkeypatch.chdir(workdir)  # the run records its fit checkpoint relative to it
+    run = forecast_run(workdir)
+    module = load_forecast_checkpoint(run / "checkpoints" / "last.ckpt")
+    module = getattr(module, "module", module)
+    dm = PDETrajectoryDataModule(
+        dataset="diffusion_plane", root="data", time_window=(0, 6), eval_batch_size=2
+    )
+    module._curves = {}
+    out = module.evaluate("test", loader=dm.trajectory_loader("test"), equivariance=False)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert np.isclose(out["mse_in"], metrics["mse_test_in"], rtol=1e-4)
+    assert not any(k.startswith(("persistence", "meanfield")) for k in out)
+    with pytest.raises(ValueError, match="references=True needs the attached data module"):
+        module.evaluate("test", loader=dm.trajectory_loader("test"), references=True)
