@@ -119,9 +119,10 @@ class ForecastEvaluation:
         """Forecast the trajectories of ``split`` from their encoded initial states.
 
         Returns ``mse_in`` (frames before ``horizon``), ``mse_out`` (later frames, when the data has them),
-        the same for ``vrmse`` and (grids with quadrature weights) ``wmse``, and with ``references`` (default:
-        with the attached data module, not with a given ``loader``) the same errors of persistence and of the training mean field
-        (``persistence_in``, ``persistence_vrmse_in``, ``meanfield_in``, ...); ``equivariance_error`` and
+        the same for ``vrmse`` and (grids with quadrature weights) ``wmse``, and with ``references``
+        (default: with the attached data module, not with a given ``loader``) the same errors of
+        persistence and of the training mean field (``persistence_in``, ``persistence_vrmse_in``,
+        ``meanfield_in``, ...); ``equivariance_error`` and
         ``manifold_error`` (see :meth:`rollout_equivariance_error`) and ``num_samples``. With
         ``observed_fraction`` the initial state is encoded from that fraction of the points (the error is
         on the full field); with ``resolution="full"`` the rollout is decoded on the files' full grid.
