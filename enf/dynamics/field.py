@@ -10,7 +10,8 @@ features and an MLP. Node features start from the context vectors and are update
   ``i`` and ``j``, the position ``q_i`` itself where the group has no translations (sphere, ball), and, for
   groups without reflections, their chiral partners (a 90 degree rotation in 2-D, cross products with the
   node's own vectors in 3-D). The result is projected onto the pose manifold's tangent space
-  (``Geometry.tangent_velocity``: tangent to the sphere);
+  (``Geometry.tangent_velocity``: every pose block of the sphere and the ball; :func:`~enf.dynamics.rollout`
+  retracts the poses onto the manifold after every solver step);
 * ``d window / dt = 0``.
 
 Every ingredient is invariant or moves by the rotation part of the group, so ``F(g.z) = g_* F(z)`` for
