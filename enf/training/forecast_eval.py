@@ -272,7 +272,7 @@ class ForecastEvaluation:
 
     def metric_key(self, name: str, split: str) -> str:
         """``mse_in`` of ``split`` -> ``mse_<split>_in``, ``persistence_vrmse_in`` ->
-        ``persistence_vrmse_<split>_in`` (the keys of DESIGN.md section 3)."""
+        ``persistence_vrmse_<split>_in`` (the documented metrics.json keys)."""
         quantity, _, horizon = name.rpartition("_")
         return f"{quantity}_{split}_{horizon}" if quantity and horizon in ("in", "out") else f"{name}_{split}"
 
