@@ -20,7 +20,9 @@ Stage 1 fits the frames of the training horizon (the first 10, as the reference 
 ``--fit-time`` for stage 1 and ``--ode-time`` for stage 2 (Lightning ``max_time``), with
 ``--threads`` CPU threads; ``--parallel`` runs that many (model, seed) pairs at once. Results go to
 ``experiments/results/<dataset>.json`` (every run's metrics and the summary). ``--fit-args`` passes extra
-``enf fit`` words to every model's stage 1 (the model's own overrides come after and win).
+``enf fit`` words to every model's stage 1 (the model's own overrides come after and win); ``--data-args``
+passes data words to both stages (e.g. ``'--data.init_args.background none'``, the ablation of the
+shallow-water zonal background).
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ def one(args, model: str, seed: int) -> dict:
     ]  # fmt: skip
     if args.num_train is not None:
         data += ["--data.init_args.num_train", str(args.num_train)]
+    data += shlex.split(args.data_args)
     data += ["--data.init_args.num_val", str(args.num_val)]
     logger = ["--trainer.logger.init_args.save_dir", str(out), "--trainer.enable_progress_bar", "false"]
     t0 = time.perf_counter()
@@ -247,6 +250,11 @@ def main() -> None:
         "--fit-args",
         default="",
         help="extra `enf fit` words for every model, e.g. '--model.fitter.init_args.lr_context 1.0'",
+    )
+    parser.add_argument(
+        "--data-args",
+        default="",
+        help="extra data words for both stages, e.g. '--data.init_args.background none'",
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--parallel", type=int, default=2)

@@ -82,6 +82,9 @@ class EquivariantNeuralField(nn.Module):
             layers += [nn.Linear(hidden_dim, hidden_dim), nn.GELU()]
         layers.append(nn.Linear(hidden_dim, num_out))
         self.head = nn.Sequential(*layers)
+        #: an optional fixed field added to the output (:mod:`enf.nn.background`; set by the fitting module
+        #: from the data, e.g. a zonal mean): the latents then encode deviations from it
+        self.register_module("background", None)
 
     def forward(self, coords: Tensor, latents: Latents, *, chunk_size: int | None = None) -> Tensor:
         """Decode ``coords [B, N, coord_dim]`` with ``latents`` (batch ``B``) -> ``[B, N, num_out]``.
@@ -103,7 +106,8 @@ class EquivariantNeuralField(nn.Module):
         return self._decode(coords, latents)
 
     def _decode(self, coords: Tensor, latents: Latents) -> Tensor:
-        return self.head(self.attention(coords, latents))
+        out = self.head(self.attention(coords, latents))
+        return out if self.background is None else out + self.background(coords)
 
     def _check_inputs(self, coords: Tensor, latents: Latents) -> None:
         """Types, shapes, dtypes and values of the inputs; one host sync for all value checks."""

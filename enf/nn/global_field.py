@@ -92,6 +92,7 @@ class GlobalLatentField(nn.Module):
         for film in self.film:
             nn.init.zeros_(film.bias)  # scale 1 + alpha, shift beta: the identity modulation at code 0
         self.out = nn.Linear(hidden_dim, num_out)
+        self.register_module("background", None)  # as EquivariantNeuralField.background
 
     def forward(self, coords: Tensor, latents: Latents, *, chunk_size: int | None = None) -> Tensor:
         """Decode ``coords [B, N, coord_dim]`` with the code of ``latents [B, ...]`` -> ``[B, N, num_out]``.
@@ -118,7 +119,8 @@ class GlobalLatentField(nn.Module):
         h = self.embedding(coords)  # [B, N, 2F]
         for layer, (alpha, beta) in zip(self.layers, films, strict=True):
             h = F.gelu(layer(h) * (1.0 + alpha) + beta)  # [B, N, H]
-        return self.out(h)  # [B, N, num_out]
+        out = self.out(h)  # [B, N, num_out]
+        return out if self.background is None else out + self.background(coords)
 
     def _check_inputs(self, coords: Tensor, latents: Latents) -> None:
         if not isinstance(coords, Tensor):

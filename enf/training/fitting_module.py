@@ -40,6 +40,7 @@ from enf.metrics import (
     relative_l2,
 )
 from enf.nn import EquivariantNeuralField, GlobalLatentField
+from enf.nn.background import ZonalProfile, check_background
 from enf.training.shapes3d import shape_metric_key, shape_metrics
 from enf.training.task import TaskModule, lr_factor, move_batch
 
@@ -152,6 +153,11 @@ class FieldFittingModule(TaskModule):
                     f"{self.geometry.name!r} has coord_dim {self.geometry.coord_dim}; choose a geometry for "
                     f"{self.field_spec.kind} data"
                 )
+            background = self.field_spec.extra.get("background")
+            if background is not None:
+                profile = ZonalProfile.from_dict(background)
+                check_background(profile, geometry_name=self.geometry.name, num_out=decoder.num_out)
+                decoder.background = profile  # the latents encode deviations from the data's zonal mean
         self.num_sampled_coords = num_sampled_coords
         self.num_eval_coords = num_eval_coords
         self._eval_rows: dict[str, list[dict[str, Tensor]]] = {}

@@ -193,6 +193,13 @@ class ForecastingModule(ForecastEvaluation, TaskModule):
                 f"the data ({spec.name}: {spec.kind}, {spec.num_channels} channels) is not what the ENF was fitted "
                 f"on ({fit.name}: {fit.kind}, {fit.num_channels} channels); use the fit run's dataset"
             )
+        data_bg, fit_bg = spec.extra.get("background"), fit.extra.get("background")
+        if (data_bg is None) != (fit_bg is None):
+            raise ValueError(
+                f"the fit run's decoder {'adds' if fit_bg else 'adds no'} a background field but the data module "
+                f"has background {'zonal_mean' if data_bg else 'none'}; set data.init_args.background as in the "
+                "fit run's config"
+            )
         if spec.mean is not None and fit.mean is not None:
             if max(
                 abs(a - b) for a, b in zip(spec.mean + spec.std, fit.mean + fit.std, strict=True)

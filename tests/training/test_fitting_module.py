@@ -82,6 +82,37 @@ def test_field_spec_must_match_the_decoder() -> None:
         tiny(field=ball)
 
 
+def test_a_zonal_background_in_the_field_spec_reaches_the_decoder_and_its_checkpoint() -> None:
+    """The data's zonal mean becomes ``decoder.background`` (saved with the weights, rebuilt from the
+    hyperparameters on load); ``sphere`` latents refuse it (it is not invariant under their rotations)."""
+    from enf.nn import ZonalProfile
+
+    profile = ZonalProfile(latitudes=[-1.0, 0.0, 1.0], values=[[1.0, 0.0], [2.0, 1.0], [3.0, -1.0]])
+    spec = FieldSpec(
+        kind="sphere",
+        coord_dim=3,
+        num_channels=2,
+        grid_shape=(3, 4),
+        mean=(0.0, 0.0),
+        std=(1.0, 1.0),
+        extra={"background": profile.to_dict()},
+    )
+    module = tiny(num_out=2, geometry="sphere_axial", field=spec)
+    assert isinstance(module.decoder.background, ZonalProfile)
+    state = module.state_dict()
+    assert torch.equal(state["decoder.background.values"], profile.values)
+    again = tiny(num_out=2, geometry="sphere_axial", field=spec)
+    again.load_state_dict(state, strict=True)
+    constant_output(module, 0.0)
+    coords = torch.tensor([[[1.0, 0.0, 0.0], [0.0, math.cos(1.0), math.sin(1.0)]]])
+    decoded = module.decoder(coords, module.fitter.initial(1))  # the head outputs 0: the profile alone
+    torch.testing.assert_close(decoded, torch.tensor([[[2.0, 1.0], [3.0, -1.0]]]))
+    with pytest.raises(ValueError, match="not invariant under the rotations of geometry 'sphere'"):
+        tiny(num_out=2, geometry="sphere", field=spec)
+    plain = FieldSpec.from_dict({**spec.to_dict(), "extra": {}})
+    assert tiny(num_out=2, geometry="sphere", field=plain).decoder.background is None
+
+
 # ----------------------------------------------------------------------------------------- metrics
 def test_metrics_and_monitor_follow_the_data_kind() -> None:
     image, plane, bare = tiny(), tiny(num_out=2, field=PLANE), tiny(field=None)

@@ -19,7 +19,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from enf.data.field import FieldKind, FieldSpec
 from enf.data.field_module import FieldDataModule
 from enf.data.pde import get_spec, spec_names
-from enf.data.pde.dataset import PDEFrames, PDETrajectories, channel_statistics
+from enf.data.pde.dataset import PDEFrames, PDETrajectories, channel_statistics, zonal_statistics
 
 __all__ = ["GEOMETRY_KINDS", "PDEDataModule"]
 
@@ -55,6 +55,11 @@ class PDEDataModule(FieldDataModule):
         normalize: standardise every channel with the mean/std of the training trajectories actually used
             (the first ``num_train`` of the train file, all their times), for every split; recorded in
             ``field_spec.mean``/``std`` so metrics can undo it.
+        background: ``"none"``, or ``"zonal_mean"`` (latitude-longitude sphere data): the decoder adds the
+            training trajectories' zonal mean (:class:`enf.nn.ZonalProfile`, recorded in
+            ``field_spec.extra["background"]``) and its latents encode the deviations from it; ``normalize``
+            then divides by the spread around the zonal mean instead of the channel's standard deviation.
+            Needs ``normalize`` and a geometry under which the profile is invariant (``sphere_axial``).
         num_train: train on the first ``num_train`` trajectories of the train file (``None``: all but the
             validation ones).
         num_val: validation trajectories (model selection, ``best.ckpt``): the **last** ``num_val`` of the
@@ -78,6 +83,7 @@ class PDEDataModule(FieldDataModule):
         seed: int = 0,
         time_window: tuple[int, int | None] | None = None,
         normalize: bool = True,
+        background: Literal["none", "zonal_mean"] = "none",
         num_train: int | None = None,
         num_val: int | None = None,
         num_test: int | None = None,
@@ -100,6 +106,12 @@ class PDEDataModule(FieldDataModule):
             raise ValueError(f"resolution must be 'stored' or 'full', got {resolution!r}")
         if observed_fraction is not None and not 0.0 < observed_fraction <= 1.0:
             raise ValueError(f"observed_fraction must be in (0, 1], got {observed_fraction}")
+        if background not in ("none", "zonal_mean"):
+            raise ValueError(f"background must be 'none' or 'zonal_mean', got {background!r}")
+        if background != "none" and not normalize:
+            raise ValueError(
+                f"background {background!r} needs normalize=True (the profile is stored normalised)"
+            )
         for label, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{label} must be a positive int or None, got {value!r}")
@@ -111,6 +123,8 @@ class PDEDataModule(FieldDataModule):
         self._checked_present = False
         self.time_window = None if time_window is None else tuple(time_window)
         self.normalize = normalize
+        self.background = background
+        self._zonal: tuple[np.ndarray, np.ndarray] | None = None
         self.num_train = num_train
         self.num_val = num_val
         self.num_test = num_test
@@ -256,12 +270,22 @@ class PDEDataModule(FieldDataModule):
     # ------------------------------------------------------------------------------------------- data
     @property
     def statistics(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Per-channel ``(mean [C], std [C])`` of the train file when ``normalize``, else ``None``."""
+        """Per-channel ``(mean [C], std [C])`` of the training trajectories when ``normalize``, else ``None``
+        (with ``background="zonal_mean"``, ``std`` is the spread around the zonal mean)."""
         if not self.normalize:
             return None
         if self._statistics is None:
             self._ensure_files()
-            self._statistics = channel_statistics(self.path("train"), num_trajectories=self.split_sizes[0])
+            if self.background == "zonal_mean":
+                mean, std, latitudes, zonal = zonal_statistics(
+                    self.path("train"), num_trajectories=self.split_sizes[0]
+                )
+                self._statistics = (mean, std)
+                self._zonal = (latitudes, (zonal - mean) / std)
+            else:
+                self._statistics = channel_statistics(
+                    self.path("train"), num_trajectories=self.split_sizes[0]
+                )
             log.info("%s normalisation: mean %s, std %s", self.dataset_name, *self._statistics)
         return self._statistics
 
@@ -320,5 +344,19 @@ class PDEDataModule(FieldDataModule):
             mean=None if stats is None else tuple(float(v) for v in stats[0]),
             std=None if stats is None else tuple(float(v) for v in stats[1]),
             name=self.dataset_name,
-            extra={"geometry": train.geometry, "times": [float(t) for t in train.times]},
+            extra={
+                "geometry": train.geometry,
+                "times": [float(t) for t in train.times],
+                **self._background_extra(),
+            },
         )
+
+    def _background_extra(self) -> dict[str, Any]:
+        """``{"background": ZonalProfile.to_dict()}`` (normalised units) with ``background="zonal_mean"``."""
+        if self.background == "none":
+            return {}
+        from enf.nn.background import ZonalProfile
+
+        _ = self.statistics  # computes the zonal profile
+        latitudes, values = self._zonal
+        return {"background": ZonalProfile(latitudes=latitudes, values=values).to_dict()}

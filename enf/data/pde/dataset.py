@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from enf.data.keys import COORDS, FRAME, INDEX, MASK, SIGNAL, TIME, TRAJECTORY
 from enf.data.pde.io import open_trajectories
 
-__all__ = ["PDEFrames", "PDETrajectories", "channel_statistics"]
+__all__ = ["PDEFrames", "PDETrajectories", "channel_statistics", "zonal_statistics"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,56 @@ def channel_statistics(
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
     return mean.astype(np.float32), np.maximum(std, 1e-8).astype(np.float32)
+
+
+def zonal_statistics(
+    path: str | Path, *, num_trajectories: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The zonal mean of a latitude-longitude sphere file and the spread around it.
+
+    Over the first ``num_trajectories`` trajectories (all: ``None``), all their times and longitudes:
+    ``(mean [C], std [C], latitudes [R], zonal [R, C])`` with ``mean`` the channel mean, ``zonal`` the mean of
+    every grid row (latitude ``latitudes``, radians, increasing) and ``std`` the root-mean-square deviation
+    of the fields from their row's zonal mean (plain grid averages, as :func:`channel_statistics`).
+
+    Raises ``ValueError`` when the stored grid is not ``[R, L, 3]`` unit vectors with one latitude per row.
+    """
+    with open_trajectories(path) as f:
+        coords = np.asarray(f["coords"], dtype=np.float64)
+        fields = f["fields"]
+        if coords.ndim != 3 or coords.shape[-1] != 3:
+            raise ValueError(
+                f"{path}: a zonal mean needs a latitude-longitude grid of unit vectors [R, L, 3], got coords "
+                f"of shape {coords.shape}"
+            )
+        z = coords[..., 2]
+        if np.abs(z - z[:, :1]).max() > 1e-5:
+            raise ValueError(f"{path}: the grid rows are not circles of latitude; no zonal mean")
+        stop = fields.shape[0] if num_trajectories is None else min(num_trajectories, fields.shape[0])
+        count, row_total = 0, 0.0
+        for i in range(stop):
+            x = np.asarray(fields[i], dtype=np.float64)  # [T, R, L, C]
+            if not np.isfinite(x).all():
+                raise ValueError(
+                    f"{path}: trajectory {i} contains NaN or inf; regenerate the file (enf data generate ...)"
+                )
+            count += x.shape[0] * x.shape[2]
+            row_total = row_total + x.sum(axis=(0, 2))  # [R, C]
+        zonal = row_total / count
+        total_sq = 0.0
+        for i in range(stop):
+            x = np.asarray(fields[i], dtype=np.float64)
+            total_sq = total_sq + np.square(x - zonal[None, :, None]).sum(axis=(0, 1, 2))
+    mean = zonal.mean(axis=0)
+    std = np.sqrt(total_sq / (count * coords.shape[0]))
+    latitudes = np.arcsin(np.clip(z[:, 0], -1.0, 1.0))
+    order = np.argsort(latitudes)
+    return (
+        mean.astype(np.float32),
+        np.maximum(std, 1e-8).astype(np.float32),
+        latitudes[order],
+        zonal[order],
+    )
 
 
 class PDETrajectories(Dataset):

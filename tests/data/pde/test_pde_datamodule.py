@@ -217,3 +217,47 @@ def test_validation_split_must_fit_in_the_train_file(tmp_path, tiny_options) -> 
     # the default keeps one eighth (at least one) for validation and trains on the rest
     default = PDEDataModule(dataset="diffusion_plane", root=str(tmp_path))
     assert default.split_sizes == (2, 1, 2)
+
+
+def test_zonal_background_matches_an_independent_zonal_mean(tiny_root) -> None:
+    """``background="zonal_mean"``: the profile is the training trajectories' row means, the normalised
+    signals minus the profile have zero row means and unit spread, and the decoder of a fit gets it."""
+    from enf.data.pde.dataset import zonal_statistics
+    from enf.nn import ZonalProfile
+
+    path = tiny_root / "diffusion_sphere" / "train.h5"
+    with open_trajectories(path) as f:
+        fields = np.asarray(f["fields"][:2], dtype=np.float64)  # [2, T, 16, 32, 1]
+        coords = np.asarray(f["coords"], dtype=np.float64)
+    zonal = fields.mean(axis=(0, 1, 3))  # [16, 1]
+    spread = np.sqrt(((fields - zonal[None, None, :, None]) ** 2).mean(axis=(0, 1, 2, 3)))
+    mean, std, latitudes, profile = zonal_statistics(path, num_trajectories=2)
+    order = np.argsort(coords[:, 0, 2])
+    np.testing.assert_allclose(profile, zonal[order], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(std, spread, rtol=1e-6)
+    np.testing.assert_allclose(mean, fields.mean(axis=(0, 1, 2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(np.sin(latitudes), coords[order, 0, 2], atol=1e-12)
+
+    dm = PDEDataModule(dataset="diffusion_sphere", root=str(tiny_root), num_train=2, background="zonal_mean")
+    spec = dm.field_spec
+    bg = ZonalProfile.from_dict(spec.extra["background"])
+    batch = next(iter(dm.eval_dataloader("train", max_samples=6)))  # 2 trajectories x 3 frames
+    residual = (batch["signal"] - bg(batch["coords"])).double().reshape(6, 16, 32, 1)
+    assert residual.mean(dim=(0, 2)).abs().max() < 1e-5  # zero zonal mean on every row
+    torch.testing.assert_close(residual.pow(2).mean().sqrt().item(), 1.0, rtol=1e-4, atol=0)
+    torch.testing.assert_close(
+        spec.denormalize(batch["signal"]).double().reshape(2, 3, 16, 32, 1),
+        torch.from_numpy(fields),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+    with pytest.raises(ValueError, match="needs normalize=True"):
+        PDEDataModule(
+            dataset="diffusion_sphere", root=str(tiny_root), background="zonal_mean", normalize=False
+        )
+    with pytest.raises(ValueError, match="background must be"):
+        PDEDataModule(dataset="diffusion_sphere", root=str(tiny_root), background="mean_field")
+    plane = PDEDataModule(dataset="diffusion_plane", root=str(tiny_root), background="zonal_mean")
+    with pytest.raises(ValueError, match="latitude-longitude grid"):
+        _ = plane.field_spec
