@@ -1,4 +1,4 @@
-"""Small file helpers: atomic writes."""
+"""Small file helpers: atomic writes with the permissions of a plain ``open`` (the process umask)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,21 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_json_atomic"]
+__all__ = ["replace_with_umask", "umask_mode", "write_json_atomic"]
+
+
+def umask_mode() -> int:
+    """``0o666`` less the process umask: the mode ``open(path, "w")`` would create a file with."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def replace_with_umask(tmp: str | Path, path: str | Path) -> None:
+    """``os.replace(tmp, path)`` after giving ``tmp`` the umask's mode (``tempfile.mkstemp`` makes files
+    owner-only, which would make every output of an atomic write unreadable to the user's group)."""
+    os.chmod(tmp, umask_mode())
+    os.replace(tmp, path)
 
 
 def write_json_atomic(path: str | Path, data: dict) -> None:
@@ -19,7 +33,7 @@ def write_json_atomic(path: str | Path, data: dict) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, sort_keys=True)
             f.write("\n")
-        os.replace(tmp, path)
+        replace_with_umask(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -19,6 +19,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from enf.io import replace_with_umask
+
 __all__ = ["read_h5", "write_h5"]
 
 log = logging.getLogger(__name__)
@@ -88,7 +90,7 @@ def write_h5(
                     f.attrs[key] = _attr_value(key, value)
             if json_keys:
                 f.attrs[_JSON_ATTRS] = json.dumps(json_keys)
-        os.replace(tmp, path)
+        replace_with_umask(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from enf.io import replace_with_umask
+
 __all__ = [
     "BUNDLED_MESHES",
     "MESH_SUFFIXES",
@@ -277,7 +279,7 @@ def save_mesh(mesh: Mesh, path: str | Path) -> Path:
     os.close(fd)
     try:
         mesh.to_trimesh().export(tmp, file_type=path.suffix.lower().lstrip("."))
-        os.replace(tmp, path)
+        replace_with_umask(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

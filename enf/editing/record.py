@@ -38,6 +38,7 @@ import torch
 from enf.editing import ops
 from enf.editing.interpolate import interpolate
 from enf.geometry import Geometry, GroupElement
+from enf.io import replace_with_umask
 from enf.latents import Latents
 
 __all__ = [
@@ -293,7 +294,7 @@ def save_edits(path: str | Path, edits: Sequence[Edit], *, meta: Mapping[str, An
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.replace(tmp, path)
+        replace_with_umask(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
