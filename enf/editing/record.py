@@ -45,7 +45,9 @@ __all__ = [
     "OPS",
     "Edit",
     "EditHistory",
+    "ROTATION_TOLERANCE",
     "apply_edit",
+    "check_edit_for",
     "dumps_edits",
     "load_edit_record",
     "load_edits",
@@ -161,11 +163,48 @@ def _offset_motion(offset: list[float] | None, z: Latents) -> GroupElement | Non
     return GroupElement(rotation=None, translation=t)
 
 
+#: how far ``R R^T`` may be from the identity (max entry) for a ``transform`` rotation to count as proper
+ROTATION_TOLERANCE = 1e-6
+
+
+def check_edit_for(geometry: Geometry, edit: Edit) -> None:
+    """Raise ``ValueError`` unless ``edit`` fits ``geometry``: vectors with ``space_dim`` numbers, a
+    ``transform`` rotation that is a proper ``space_dim`` rotation (orthonormal and det +1 within
+    :data:`ROTATION_TOLERANCE`). Selections are checked by the edits themselves (``IndexError``)."""
+    n = geometry.space_dim
+    for name, (kind, _) in OPS[edit.op].items():
+        value = edit.params.get(name)
+        if value is None:
+            continue
+        where = f"edit {edit.op!r}: {name}"
+        if kind == "vector" and len(value) != n:
+            raise ValueError(
+                f"{where} has {len(value)} numbers but geometry {geometry.name!r} is {n}-D; give {n} numbers"
+            )
+        if kind == "matrix":
+            r = torch.tensor(value, dtype=torch.float64)
+            if r.shape != (n, n):
+                raise ValueError(
+                    f"{where} is {r.shape[0]}x{r.shape[1]} but geometry {geometry.name!r} needs {n}x{n}"
+                )
+            off = (r @ r.T - torch.eye(n, dtype=torch.float64)).abs().max().item()
+            if off > ROTATION_TOLERANCE or torch.linalg.det(r).item() <= 0:
+                raise ValueError(
+                    f"{where} must be a proper rotation (R R^T = I to {ROTATION_TOLERANCE:g}, det +1); got "
+                    f"max |R R^T - I| = {off:.3g}, det {torch.linalg.det(r).item():.3g}. Use the 'rotate' edit "
+                    "with an angle for planar rotations"
+                )
+
+
 def apply_edit(
     z: Latents, geometry: Geometry, edit: Edit, *, sources: Mapping[str, Latents] | None = None
 ) -> Latents:
-    """The latents after ``edit`` (``z`` is not changed). ``sources``: the clouds that ``source`` keys name."""
+    """The latents after ``edit`` (``z`` is not changed). ``sources``: the clouds that ``source`` keys name.
+
+    Raises ``ValueError`` (:func:`check_edit_for`) when a parameter does not fit the geometry or the cloud.
+    """
     p, op = edit.params, edit.op
+    check_edit_for(geometry, edit)
     sel = p.get("select")
     if op == "transform":
         n = geometry.space_dim

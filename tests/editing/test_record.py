@@ -167,3 +167,46 @@ def test_interpolation_and_swap_refuse_mismatched_clouds() -> None:
         interpolate(cloud("se2"), cloud("se2"), geom, 1.5)
     with pytest.raises(ValueError, match="batch sizes"):
         swap(cloud("se2", batch=1), cloud("se2", batch=2), select_a=[0], select_b=[0])
+
+
+WRONG_WIDTH = [
+    {"op": "transform", "translation": [0.1, 0.2, 0.3]},
+    {"op": "translate", "offset": [0.1, 0.2, 0.3]},
+    {"op": "rotate", "angle": 0.3, "center": [0.0, 0.0, 0.0]},
+    {"op": "scale", "factor": 1.2, "center": [0.0, 0.0, 0.0]},
+    {"op": "duplicate", "select": [0], "offset": [0.1, 0.0, 0.0]},
+    {"op": "paste", "source": "b", "select": [0], "offset": [0.1, 0.0, 0.0]},
+]
+
+
+@pytest.mark.parametrize("record", WRONG_WIDTH, ids=lambda r: r["op"])
+def test_vectors_of_the_wrong_width_are_refused_by_name(record: dict) -> None:
+    z = cloud("se2")
+    with pytest.raises(ValueError, match=r"has 3 numbers but geometry 'se2' is 2-D; give 2 numbers"):
+        replay(z, enf.geometry.get("se2"), [record], sources={"b": cloud("se2", seed=1)})
+
+
+@pytest.mark.parametrize(
+    "matrix, message",
+    [
+        ([[0.0, 0.0], [0.0, 0.0]], "proper rotation"),  # collapses every latent onto one point
+        ([[1.0, 0.0], [0.0, -1.0]], "det -1"),  # a reflection
+        ([[2.0, 0.0], [0.0, 2.0]], "proper rotation"),  # a scaling
+        ([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], "3x3 but geometry 'se2' needs 2x2"),
+    ],
+)
+def test_transform_takes_only_proper_rotations(matrix: list, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        replay(cloud("se2"), enf.geometry.get("se2"), [{"op": "transform", "rotation": matrix}])
+
+
+def test_a_proper_rotation_passes() -> None:
+    z, geom = cloud("se2"), enf.geometry.get("se2")
+    c, s = math.cos(0.4), math.sin(0.4)
+    moved = replay(z, geom, [{"op": "transform", "rotation": [[c, -s], [s, c]], "translation": [0.1, 0.0]}])
+    assert moved.num_latents == z.num_latents
+    torch.testing.assert_close(
+        moved.poses[..., :2],
+        z.poses[..., :2] @ torch.tensor([[c, s], [-s, c]], dtype=z.dtype)
+        + torch.tensor([0.1, 0.0], dtype=z.dtype),
+    )
