@@ -48,6 +48,16 @@ def _lightning(argv: Sequence[str], *, task: str = "fit") -> None:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
                 run_lightning_cli(list(argv), task=task)
+    except SystemExit as exc:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exc, SIGTERMException):  # Lightning's exit on SIGTERM carries no code (0): say 143
+            sys.stderr.write(
+                f"enf {' '.join(prefix + [argv[0]])}: terminated (SIGTERM); checkpoints/interrupted.ckpt holds "
+                "the progress (resume with --ckpt_path)\n"
+            )
+            raise SystemExit(143) from None
+        raise
     except (ValueError, FileNotFoundError, FloatingPointError) as exc:
         if os.environ.get("ENF_DEBUG"):
             raise

@@ -393,6 +393,46 @@ def test_interrupted_fit_leaves_a_checkpoint_to_resume_from(
     assert read_metrics(tmp_path / "runs" / "mnist" / "version_1")["global_step"] == 4
 
 
+def test_sigterm_is_treated_like_ctrl_c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """A real SIGTERM (what SLURM sends) mid-epoch: ``interrupted.ckpt`` at that step, exit code 143 (not 0),
+    and the run resumes from it."""
+    import os
+    import signal
+
+    import lightning as L
+
+    class Term(L.Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            if trainer.global_step == 2 and not trainer.received_sigterm:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.chdir(tmp_path)
+    from enf.training import cli as cli_module
+
+    original = cli_module.ENFLightningCLI.instantiate_trainer
+
+    def with_term(self, **kwargs):
+        trainer = original(self, **kwargs)
+        trainer.callbacks.append(Term())
+        return trainer
+
+    monkeypatch.setattr(cli_module.ENFLightningCLI, "instantiate_trainer", with_term)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as exc:
+            fit("--trainer.max_steps", "6")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert exc.value.code == 143 and "terminated (SIGTERM)" in capsys.readouterr().err
+    ckpts = tmp_path / "runs" / "mnist" / "version_0" / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["interrupted.ckpt"]
+    step = torch.load(ckpts / "interrupted.ckpt", map_location="cpu", weights_only=True)["global_step"]
+    assert step in (2, 3)  # the signal is acted on at the next batch boundary
+    monkeypatch.setattr(cli_module.ENFLightningCLI, "instantiate_trainer", original)
+    fit("--trainer.max_steps", "5", "--ckpt_path", str(ckpts / "interrupted.ckpt"))
+    assert read_metrics(tmp_path / "runs" / "mnist" / "version_1")["global_step"] == 5
+
+
 # ------------------------------------------------------------------------------------ PDE fields
 def test_pde_fit_end_to_end_with_the_same_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``configs/fit/diffusion_plane.yaml`` on a tiny generated file: PDE metrics, MSE monitor, figures (3 train

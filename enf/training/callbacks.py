@@ -99,7 +99,7 @@ class RunArtifacts(L.Callback):
     :class:`~enf.training.ForecastingModule`), plus ``fit_time_s``, ``global_step``, ``epoch``,
     ``num_parameters``. The task's ``artifacts`` (JSON files, figures) are written next to it.
 
-    An interrupted fit (Ctrl-C) leaves ``checkpoints/interrupted.ckpt`` to resume from.
+    An interrupted fit (Ctrl-C or SIGTERM) leaves ``checkpoints/interrupted.ckpt`` to resume from.
 
     Args:
         num_train_eval: training signals to evaluate.
@@ -177,8 +177,11 @@ class RunArtifacts(L.Callback):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        """Ctrl-C during fitting: save ``checkpoints/interrupted.ckpt`` (not labelled best) to resume from."""
-        if not isinstance(exception, KeyboardInterrupt) or trainer.state.fn != "fit":
+        """Ctrl-C or SIGTERM (what SLURM and most schedulers send) during fitting: save
+        ``checkpoints/interrupted.ckpt`` (not labelled best) to resume from."""
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or trainer.state.fn != "fit":
             return
         ckpt_cb = trainer.checkpoint_callback
         folder = Path(ckpt_cb.dirpath) if ckpt_cb is not None and ckpt_cb.dirpath else self.run_dir(trainer)
@@ -186,7 +189,8 @@ class RunArtifacts(L.Callback):
         trainer.save_checkpoint(str(path))
         if trainer.is_global_zero:
             log.warning(
-                "interrupted at step %d: saved %s (resume with --ckpt_path %s)",
+                "%s at step %d: saved %s (resume with --ckpt_path %s)",
+                "terminated (SIGTERM)" if isinstance(exception, SIGTERMException) else "interrupted",
                 trainer.global_step,
                 path,
                 path,
