@@ -433,6 +433,77 @@ def test_sigterm_is_treated_like_ctrl_c(tmp_path: Path, monkeypatch: pytest.Monk
     assert read_metrics(tmp_path / "runs" / "mnist" / "version_1")["global_step"] == 5
 
 
+def test_scheduled_checkpoints_before_validation_and_resume_from_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """``--checkpoint.every_n_train_steps 5`` writes ``last.ckpt`` although no validation ran yet; after a
+    crash, ``--ckpt_path last`` resumes from it (not from step 0), and with no run to resume it refuses."""
+    import lightning as L
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        fit("--trainer.max_steps", "4", "--ckpt_path", "last")
+    assert (
+        exc.value.code == 2
+        and "no checkpoint under runs/mnist/version_*/checkpoints/" in capsys.readouterr().err
+    )
+
+    class Crash(L.Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            if trainer.global_step == 12:
+                raise RuntimeError("simulated crash")
+
+    from enf.training import cli as cli_module
+
+    original = cli_module.ENFLightningCLI.instantiate_trainer
+
+    def with_crash(self, **kwargs):
+        trainer = original(self, **kwargs)
+        trainer.callbacks.append(Crash())
+        return trainer
+
+    monkeypatch.setattr(cli_module.ENFLightningCLI, "instantiate_trainer", with_crash)
+    schedule = ["--checkpoint.every_n_train_steps", "5", "--trainer.check_val_every_n_epoch", "100"]
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit("--trainer.max_steps", "20", *schedule)
+    ckpts = tmp_path / "runs" / "mnist" / "version_0" / "checkpoints"  # the refused run made no folder
+    assert sorted(p.name for p in ckpts.iterdir()) == ["last.ckpt"]
+    assert torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 10
+    started: list[int] = []
+
+    class Start(L.Callback):
+        def on_train_start(self, trainer, *args) -> None:
+            started.append(trainer.global_step)
+
+    def with_start(self, **kwargs):
+        trainer = original(self, **kwargs)
+        trainer.callbacks.append(Start())
+        return trainer
+
+    monkeypatch.setattr(cli_module.ENFLightningCLI, "instantiate_trainer", with_start)
+    fit("--trainer.max_steps", "14", "--ckpt_path", "last", *schedule)
+    assert started == [10]  # resumed, not restarted at step 0
+    assert read_metrics(tmp_path / "runs" / "mnist" / "version_1")["global_step"] == 14
+
+
+def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A save that dies mid-write leaves the previous checkpoint whole and no temporary file."""
+    from enf.training.checkpoints import AtomicCheckpointIO
+
+    io, path = AtomicCheckpointIO(), tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"global_step": 1, "w": torch.ones(3)}, path)
+    before = path.read_bytes()
+
+    def dies_mid_write(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dies_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"global_step": 2, "w": torch.zeros(3)}, path)
+    assert path.read_bytes() == before and sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
+
+
 # ------------------------------------------------------------------------------------ PDE fields
 def test_pde_fit_end_to_end_with_the_same_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``configs/fit/diffusion_plane.yaml`` on a tiny generated file: PDE metrics, MSE monitor, figures (3 train

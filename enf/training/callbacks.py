@@ -75,7 +75,12 @@ def _check_datamodule(trainer: L.Trainer):
 
 
 class TaskCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` whose ``monitor="auto"`` is the metric the task declares (``pl_module.monitor``)."""
+    """``ModelCheckpoint`` whose ``monitor="auto"`` is the metric the task declares (``pl_module.monitor``).
+
+    With ``every_n_train_steps``, ``last.ckpt`` is written on schedule even before the monitored metric
+    exists (Lightning holds every save back until the first validation, so a run killed before it lost
+    everything); ``best.ckpt`` still waits for the metric.
+    """
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.monitor == "auto":
@@ -83,6 +88,17 @@ class TaskCheckpoint(ModelCheckpoint):
             self.monitor = metric
             self._ModelCheckpoint__init_monitor_mode(mode)
         super().setup(trainer, pl_module, stage)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any, **kwargs: Any
+    ) -> None:
+        super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+        every = self._every_n_train_steps
+        if not self.save_last or every < 1 or trainer.global_step % every != 0:
+            return
+        if self._should_skip_saving_checkpoint(trainer):
+            return  # saved at this step already (the metric existed), or not fitting
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class RunArtifacts(L.Callback):

@@ -1,4 +1,5 @@
-"""Reading fit checkpoints: clear errors for missing or corrupt files, and the trained decoder + fitter.
+"""Reading fit checkpoints: clear errors for missing or corrupt files, and the trained decoder + fitter;
+writing checkpoints atomically (:class:`AtomicCheckpointIO`).
 
 ``load_fit_checkpoint`` is how a later stage (forecasting, editing, the shape VAE) gets the ENF it builds
 on::
@@ -9,18 +10,57 @@ on::
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 
 from enf.data.field import FieldSpec
 from enf.fitting import Fitter
 from enf.geometry import Geometry
+from enf.io import replace_with_umask
 from enf.nn import EquivariantNeuralField, GlobalLatentField
 
-__all__ = ["FitCheckpoint", "load_fit_checkpoint", "load_forecast_checkpoint", "read_checkpoint"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "FitCheckpoint",
+    "load_fit_checkpoint",
+    "load_forecast_checkpoint",
+    "read_checkpoint",
+]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic on the destination's filesystem.
+
+    Each checkpoint goes to a hidden temporary file beside its destination, is flushed to disk (``fsync``) and
+    renamed into place, so a process killed while saving leaves the previous checkpoint whole (Lightning's
+    writer opens the destination itself, and a kill mid-write left a truncated ``last.ckpt``). Remote paths
+    (``s3://...``) go to Lightning's writer unchanged. ``enf fit`` installs it in every trainer.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        if storage_options is not None or "://" in str(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            replace_with_umask(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -10,19 +10,23 @@ config file, or the dataset without one, no inference mode, log every 10 steps),
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.cli import LightningCLI
 
 from enf.training.callbacks import RunArtifacts, TaskCheckpoint
-from enf.training.checkpoints import read_checkpoint
+from enf.training.checkpoints import AtomicCheckpointIO, read_checkpoint
 from enf.training.fitting_module import FieldFittingModule
 from enf.training.forecasting_module import ForecastingModule
 from enf.training.shape_module import ShapeModule
 
 __all__ = ["TRAINER_DEFAULTS", "ENFLightningCLI", "run_lightning_cli"]
+
+log = logging.getLogger(__name__)
 
 TRAINER_DEFAULTS = {
     "logger": {
@@ -85,6 +89,12 @@ class ENFLightningCLI(LightningCLI):
         parser.link_arguments("data.num_train_signals", "model.num_train_signals", apply_on="instantiate")
         parser.link_arguments("data.field_spec_dict", "model.field", apply_on="instantiate")
 
+    def instantiate_trainer(self, **kwargs):
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a user's own plugin
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         logger = config.trainer.get("logger")
@@ -105,6 +115,32 @@ class ENFLightningCLI(LightningCLI):
         data_args = getattr(config.data, "init_args", None)
         return str(getattr(data_args, "dataset", None) or "default")
 
+    def _resolve_last(self, config) -> None:
+        """``--ckpt_path last``: the newest ``last.ckpt`` / ``interrupted.ckpt`` of this run name's folders
+        (``runs/<name>/version_*/checkpoints/``), or an error. Lightning would look in the new run's empty
+        folder and silently start again at step 0."""
+        logger = config.trainer.get("logger")
+        init_args = getattr(logger, "init_args", None)
+        save_dir = Path(str(getattr(init_args, "save_dir", None) or "runs"))
+        name = getattr(init_args, "name", None) or "default"
+        if name == "auto":
+            name = f"{getattr(self.model_class, 'run_prefix', '')}{self._run_name(config)}"
+        found = [
+            p
+            for pattern in ("version_*/checkpoints/last.ckpt", "version_*/checkpoints/interrupted.ckpt")
+            for p in (save_dir / name).glob(pattern)
+            if p.is_file() and p.stat().st_size > 0
+        ]
+        if not found:
+            sys.stderr.write(
+                f"enf: --ckpt_path last: no checkpoint under {save_dir / name}/version_*/checkpoints/ to resume "
+                "from; give a checkpoint file (--ckpt_path runs/.../last.ckpt) or start without --ckpt_path.\n"
+            )
+            raise SystemExit(2)
+        newest = max(found, key=lambda p: p.stat().st_mtime)
+        log.info("--ckpt_path last: resuming from %s", newest)
+        config.ckpt_path = str(newest)
+
     def _parse_ckpt_path(self) -> None:
         """Resuming (``--ckpt_path``) uses the checkpoint's model settings; refuse a config that differs.
 
@@ -114,6 +150,8 @@ class ENFLightningCLI(LightningCLI):
         if not self.config.get("subcommand"):
             return
         config = self.config[self.config.subcommand]
+        if config.get("ckpt_path") == "last" and self.config.subcommand == "fit":
+            self._resolve_last(config)
         ckpt_path = config.get("ckpt_path")
         if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):
             return
