@@ -53,7 +53,8 @@ def write_h5(
     """Write ``arrays`` and ``attrs`` to ``path`` atomically (temporary file + ``os.replace``).
 
     Arrays of rank >= 2 are chunked per first-axis entry (one trajectory/image per chunk), so readers can
-    stream them; ``compression_level`` (0-9) turns on gzip. The parent directory is created if needed.
+    stream them; ``compression_level`` (0-9) turns on gzip. Every non-empty array carries HDF5's Fletcher-32
+    checksum per chunk, so :func:`read_h5` refuses a corrupted file. The parent directory is created if needed.
     A failure leaves any existing ``path`` untouched and no temporary file behind. Returns the path.
     """
     path = Path(path)
@@ -72,12 +73,14 @@ def write_h5(
                 chunked = array.ndim >= 2 and array.shape[0] > 0 and array.size > 0
                 chunks = (1, *array.shape[1:]) if chunked else None
                 compress = compression_level is not None and array.ndim >= 1 and array.size > 0
+                checksum = array.ndim >= 1 and array.size > 0  # Fletcher-32 per chunk, checked on read
                 f.create_dataset(
                     key,
                     data=array,
-                    chunks=chunks if chunks else (True if compress else None),
+                    chunks=chunks if chunks else (True if compress or checksum else None),
                     compression="gzip" if compress else None,
                     compression_opts=compression_level if compress else None,
+                    fletcher32=checksum,
                 )
             json_keys = []
             for key, value in (attrs or {}).items():
@@ -158,7 +161,9 @@ def read_h5(
                     raise ValueError(f"HDF5 file {path} has no dataset {key!r}; it holds {sorted(f.keys())}")
                 arrays[key] = f[key][()]
     except OSError as err:
-        raise ValueError(f"HDF5 file {path} is corrupt, truncated or not an HDF5 file ({err})") from err
+        raise ValueError(
+            f"HDF5 file {path} is corrupt (a chunk failed its checksum), truncated or not an HDF5 file ({err})"
+        ) from err
     json_keys = json.loads(attrs.pop(_JSON_ATTRS, "[]"))
     for key in json_keys:
         attrs[key] = json.loads(attrs[key])

@@ -86,3 +86,15 @@ def test_missing_key_wrong_ndim_and_missing_attr(tmp_path: Path) -> None:
         read_h5(path, required_attrs=["geometry", "created"])
     with pytest.raises(ValueError, match="reserved"):
         write_h5(tmp_path / "x.h5", {}, {"_json_attrs": "[]"})
+
+
+def test_a_flipped_byte_is_refused_not_read(tmp_path: Path) -> None:
+    """Fletcher-32 on every array: one flipped byte in the stored data is an error naming the file."""
+    path = write_h5(tmp_path / "latents.h5", {"poses": np.arange(64, dtype=np.float32).reshape(8, 8)})
+    with h5py.File(path, "r") as f:
+        info = f["poses"].id.get_chunk_info(3)
+    data = bytearray(path.read_bytes())
+    data[info.byte_offset + 5] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"latents.h5 is corrupt \(a chunk failed its checksum\)"):
+        read_h5(path)

@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from enf.data.keys import COORDS, FRAME, INDEX, MASK, SIGNAL, TIME, TRAJECTORY
-from enf.data.pde.io import open_trajectories
+from enf.data.pde.io import open_trajectories, read_array
 
 __all__ = ["PDEFrames", "PDETrajectories", "channel_statistics", "zonal_statistics"]
 
@@ -38,7 +38,7 @@ def channel_statistics(
         count, total, total_sq = 0, 0.0, 0.0
         stop = fields.shape[0] if num_trajectories is None else min(num_trajectories, fields.shape[0])
         for i in range(stop):
-            x = fields[i].astype(np.float64).reshape(-1, fields.shape[-1])
+            x = read_array(fields, i, path=path).astype(np.float64).reshape(-1, fields.shape[-1])
             if not np.isfinite(x).all():
                 raise ValueError(
                     f"{path}: trajectory {i} contains NaN or inf; regenerate the file (enf data generate ...)"
@@ -64,7 +64,7 @@ def zonal_statistics(
     Raises ``ValueError`` when the stored grid is not ``[R, L, 3]`` unit vectors with one latitude per row.
     """
     with open_trajectories(path) as f:
-        coords = np.asarray(f["coords"], dtype=np.float64)
+        coords = read_array(f["coords"], path=path).astype(np.float64)
         fields = f["fields"]
         if coords.ndim != 3 or coords.shape[-1] != 3:
             raise ValueError(
@@ -77,7 +77,7 @@ def zonal_statistics(
         stop = fields.shape[0] if num_trajectories is None else min(num_trajectories, fields.shape[0])
         count, row_total = 0, 0.0
         for i in range(stop):
-            x = np.asarray(fields[i], dtype=np.float64)  # [T, R, L, C]
+            x = read_array(fields, i, path=path).astype(np.float64)  # [T, R, L, C]
             if not np.isfinite(x).all():
                 raise ValueError(
                     f"{path}: trajectory {i} contains NaN or inf; regenerate the file (enf data generate ...)"
@@ -87,7 +87,7 @@ def zonal_statistics(
         zonal = row_total / count
         total_sq = 0.0
         for i in range(stop):
-            x = np.asarray(fields[i], dtype=np.float64)
+            x = read_array(fields, i, path=path).astype(np.float64)
             total_sq = total_sq + np.square(x - zonal[None, :, None]).sum(axis=(0, 1, 2))
     mean = zonal.mean(axis=0)
     std = np.sqrt(total_sq / (count * coords.shape[0]))
@@ -159,13 +159,17 @@ class PDETrajectories(Dataset):
             self.num_channels = f[self.fields_key].shape[-1]
             self.geometry = str(f.attrs["geometry"])
             self.channel_names = [str(c) for c in f.attrs["channel_names"]]
-            coords = np.asarray(f[coords_key], dtype=np.float32)
-            times = np.asarray(f["times"], dtype=np.float32)
+            coords = read_array(f[coords_key], path=self.path).astype(np.float32)
+            times = read_array(f["times"], path=self.path).astype(np.float32)
             weights_key = "weights" + suffix
-            weights = np.asarray(f[weights_key], dtype=np.float32).reshape(-1) if weights_key in f else None
+            weights = (
+                read_array(f[weights_key], path=self.path).astype(np.float32).reshape(-1)
+                if weights_key in f
+                else None
+            )
             ic_params, ic_param_names = None, None
             if "ic_params" in f:
-                ic_params = np.asarray(f["ic_params"], dtype=np.float32)
+                ic_params = read_array(f["ic_params"], path=self.path).astype(np.float32)
                 ic_param_names = [str(n) for n in f["ic_params"].attrs["ic_param_names"]]
         if isinstance(first_trajectory, bool) or not isinstance(first_trajectory, int):
             raise ValueError(f"first_trajectory must be an int, got {first_trajectory!r}")
@@ -232,6 +236,12 @@ class PDETrajectories(Dataset):
             raise IndexError(f"trajectory {index} out of range for {len(self)} in {self.path}")
         return index % len(self)
 
+    def _check_finite(self, raw: np.ndarray, row: int) -> None:
+        if not np.isfinite(raw).all():
+            raise ValueError(
+                f"{self.path}: trajectory {row} contains NaN or inf; regenerate the file (enf data generate ...)"
+            )
+
     def _normalized(self, fields: Tensor) -> Tensor:
         if self.normalize is None:
             return fields
@@ -257,12 +267,17 @@ class PDETrajectories(Dataset):
         if not 0 <= frame < self.num_frames:
             raise IndexError(f"frame {frame} out of range for the {self.num_frames} frames of {self.path}")
         row = self.first_trajectory + index
-        raw = np.asarray(self._fields()[row, self.frame_slice.start + frame], dtype=np.float32)
+        raw = read_array(self._fields(), (row, self.frame_slice.start + frame), path=self.path).astype(
+            np.float32
+        )
+        self._check_finite(raw, row)
         return self._normalized(torch.from_numpy(raw.reshape(-1, self.num_channels)))
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         index = self._trajectory_index(index)
-        raw = np.asarray(self._fields()[self.first_trajectory + index, self.frame_slice], dtype=np.float32)
+        row = self.first_trajectory + index
+        raw = read_array(self._fields(), (row, self.frame_slice), path=self.path).astype(np.float32)
+        self._check_finite(raw, row)
         fields = self._normalized(torch.from_numpy(raw.reshape(raw.shape[0], -1, self.num_channels)))
         item = {"coords": self.coords, "fields": fields, "times": self.times, "index": index}
         if self.observed_fraction is not None:

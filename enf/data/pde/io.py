@@ -180,7 +180,11 @@ def generate_split(
                 value = np.asarray(value, dtype=np.float32)
                 if key not in f:
                     f.create_dataset(
-                        key, shape=(num, *value.shape[1:]), dtype="float32", chunks=(1, *value.shape[1:])
+                        key,
+                        shape=(num, *value.shape[1:]),
+                        dtype="float32",
+                        chunks=(1, *value.shape[1:]),
+                        **CHECKSUM,
                     )
                 f[key][lo:hi] = value
             f.attrs["num_done"] = hi
@@ -201,16 +205,20 @@ def _create_partial(
     tmp = path.with_name(path.name + ".tmp")
     with h5py.File(tmp, "w") as f:
         shape = (num, len(times), *coords.shape[:-1], len(spec.channel_names))
-        f.create_dataset("fields", shape=shape, dtype="float32", chunks=(1, *shape[1:]))
-        f.create_dataset("coords", data=coords)
-        f.create_dataset("times", data=times)
+        # every dataset is chunked with HDF5's Fletcher-32 checksum: a corrupt chunk fails to read
+        f.create_dataset("fields", shape=shape, dtype="float32", chunks=(1, *shape[1:]), **CHECKSUM)
+        f.create_dataset("coords", data=coords, chunks=True, **CHECKSUM)
+        f.create_dataset("times", data=times, chunks=True, **CHECKSUM)
         if spec.weights is not None:
-            f.create_dataset("weights", data=np.asarray(spec.weights(params), dtype=np.float32))
+            weights = np.asarray(spec.weights(params), dtype=np.float32)
+            f.create_dataset("weights", data=weights, chunks=True, **CHECKSUM)
         if spec.extra_arrays is not None:
             for key, value in spec.extra_arrays(params).items():
-                f.create_dataset(key, data=np.asarray(value))
+                f.create_dataset(key, data=np.asarray(value), chunks=True, **CHECKSUM)
         if spec.ic_params is not None:
-            ic = f.create_dataset("ic_params", shape=(num, len(spec.ic_param_names)), dtype="float32")
+            ic = f.create_dataset(
+                "ic_params", shape=(num, len(spec.ic_param_names)), dtype="float32", chunks=True, **CHECKSUM
+            )
             ic.attrs["ic_param_names"] = np.array(spec.ic_param_names, dtype=h5py.string_dtype())
         f.attrs.update(
             geometry=spec.geometry,
@@ -261,6 +269,23 @@ def read_ic_params(path: str | Path) -> tuple[list[str], np.ndarray]:
         return [str(n) for n in ic.attrs["ic_param_names"]], np.asarray(ic, dtype=np.float32)
 
 
+#: h5py options of every dataset the generators write: HDF5's Fletcher-32 checksum per chunk
+CHECKSUM = {"fletcher32": True}
+_UNCHECKED_WARNED: set[str] = set()
+
+
+def read_array(dataset: h5py.Dataset, selection: Any = (), *, path: str | Path) -> np.ndarray:
+    """``dataset[selection]`` as an array; a chunk that fails its checksum (or cannot be read) raises
+    ``ValueError`` naming the file and the dataset instead of h5py's ``OSError``."""
+    try:
+        return np.asarray(dataset[selection])
+    except OSError as err:
+        raise ValueError(
+            f"{path}: dataset {dataset.name!r} could not be read ({err}); the file is corrupt (a chunk failed "
+            "its checksum or is truncated): delete it and generate it again with `enf data generate ...`"
+        ) from None
+
+
 def open_trajectories(path: str | Path) -> h5py.File:
     """Open a trajectory file read-only after validating the schema of DESIGN.md section 9."""
     path = Path(path)
@@ -309,6 +334,13 @@ def open_trajectories(path: str | Path) -> h5py.File:
                     f"{path}: ic_params has {ic.shape[1]} columns but its attribute ic_param_names is "
                     f"{None if names is None else list(names)}"
                 )
+        if not fields.fletcher32 and str(path) not in _UNCHECKED_WARNED:
+            _UNCHECKED_WARNED.add(str(path))
+            log.warning(
+                "%s was written without checksums (an older enf): corruption in it cannot be detected; "
+                "regenerate it with `enf data generate ...`",
+                path,
+            )
     except Exception:
         f.close()
         raise

@@ -286,3 +286,41 @@ def test_ic_params_spec_checks(tmp_path):
     wrong = replace(make_spec(with_ic=True), ic_param_names=("a", "b"))  # 1 column drawn
     with pytest.raises(RuntimeError, match="ic_params returned"):
         generate_split(wrong, wrong.params("small"), split="train", out_dir=tmp_path, seed=0, progress=False)
+
+
+def _flip_byte_in_chunk(path, key: str, chunk: int = 0) -> None:
+    """Flip one byte in the middle of stored chunk ``chunk`` of dataset ``key`` (on disk, behind h5py)."""
+    with h5py.File(path, "r") as f:
+        info = f[key].id.get_chunk_info(chunk)
+    with open(path, "r+b") as raw:
+        raw.seek(info.byte_offset + info.size // 2)
+        byte = raw.read(1)
+        raw.seek(info.byte_offset + info.size // 2)
+        raw.write(bytes([byte[0] ^ 0x5A]))
+
+
+@pytest.mark.parametrize("key", ["fields", "times", "coords"])
+def test_corrupt_chunks_fail_their_checksum_with_the_file_named(tiny_root, tmp_path, key: str) -> None:
+    """Every dataset the generators write carries HDF5's Fletcher-32 checksum: a flipped byte in a field
+    chunk, a time entry or a coordinate is an error naming the file, not a silently different dataset."""
+    import shutil
+
+    from enf.data.pde import channel_statistics
+    from enf.data.pde.dataset import PDETrajectories
+
+    path = tmp_path / "train.h5"
+    shutil.copy(tiny_root / "diffusion_plane" / "train.h5", path)
+    with h5py.File(path, "r") as f:
+        assert all(f[k].fletcher32 for k in ("fields", "coords", "times"))
+        clean = np.asarray(f["fields"][1])
+    _flip_byte_in_chunk(path, key)
+    with pytest.raises(ValueError, match=rf"train.h5: dataset '/{key}' could not be read .*corrupt"):
+        if key == "fields":
+            channel_statistics(path)
+        else:
+            PDETrajectories(path)
+    if key == "fields":  # the other trajectories' chunks still read, and unchanged
+        data = PDETrajectories(path)
+        np.testing.assert_array_equal(data[1]["fields"].numpy().reshape(clean.shape), clean)
+        with pytest.raises(ValueError, match="could not be read"):
+            data[0]
