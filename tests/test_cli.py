@@ -386,7 +386,7 @@ def test_interrupted_fit_leaves_a_checkpoint_to_resume_from(
     with pytest.raises(SystemExit):
         fit("--trainer.max_steps", "6")
     ckpts = tmp_path / "runs" / "mnist" / "version_0" / "checkpoints"
-    assert sorted(p.name for p in ckpts.iterdir()) == ["interrupted.ckpt"]
+    assert sorted(p.name for p in ckpts.iterdir()) == ["interrupted.ckpt", "interrupted.ckpt.sha256"]
     assert torch.load(ckpts / "interrupted.ckpt", map_location="cpu", weights_only=True)["global_step"] == 2
     monkeypatch.setattr(cli_module.ENFLightningCLI, "instantiate_trainer", original)
     fit("--trainer.max_steps", "4", "--ckpt_path", str(ckpts / "interrupted.ckpt"))
@@ -425,7 +425,7 @@ def test_sigterm_is_treated_like_ctrl_c(tmp_path: Path, monkeypatch: pytest.Monk
         signal.signal(signal.SIGTERM, previous)
     assert exc.value.code == 143 and "terminated (SIGTERM)" in capsys.readouterr().err
     ckpts = tmp_path / "runs" / "mnist" / "version_0" / "checkpoints"
-    assert sorted(p.name for p in ckpts.iterdir()) == ["interrupted.ckpt"]
+    assert sorted(p.name for p in ckpts.iterdir()) == ["interrupted.ckpt", "interrupted.ckpt.sha256"]
     step = torch.load(ckpts / "interrupted.ckpt", map_location="cpu", weights_only=True)["global_step"]
     assert step in (2, 3)  # the signal is acted on at the next batch boundary
     monkeypatch.setattr(cli_module.ENFLightningCLI, "instantiate_trainer", original)
@@ -467,7 +467,7 @@ def test_scheduled_checkpoints_before_validation_and_resume_from_last(
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit("--trainer.max_steps", "20", *schedule)
     ckpts = tmp_path / "runs" / "mnist" / "version_0" / "checkpoints"  # the refused run made no folder
-    assert sorted(p.name for p in ckpts.iterdir()) == ["last.ckpt"]
+    assert sorted(p.name for p in ckpts.iterdir()) == ["last.ckpt", "last.ckpt.sha256"]
     assert torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 10
     started: list[int] = []
 
@@ -488,7 +488,7 @@ def test_scheduled_checkpoints_before_validation_and_resume_from_last(
 
 def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A save that dies mid-write leaves the previous checkpoint whole and no temporary file."""
-    from enf.training.checkpoints import AtomicCheckpointIO
+    from enf.training.checkpoints import AtomicCheckpointIO, verify_checkpoint
 
     io, path = AtomicCheckpointIO(), tmp_path / "checkpoints" / "last.ckpt"
     io.save_checkpoint({"global_step": 1, "w": torch.ones(3)}, path)
@@ -501,7 +501,30 @@ def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(torch, "save", dies_mid_write)
     with pytest.raises(KeyboardInterrupt):
         io.save_checkpoint({"global_step": 2, "w": torch.zeros(3)}, path)
-    assert path.read_bytes() == before and sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
+    names = sorted(p.name for p in path.parent.iterdir())
+    assert path.read_bytes() == before and names == ["last.ckpt", "last.ckpt.sha256"]
+    verify_checkpoint(path)  # the digest still matches the untouched file
+
+
+def test_a_flipped_bit_in_a_checkpoint_is_refused(tmp_path: Path) -> None:
+    """Every checkpoint enf writes has a SHA-256 beside it; a changed byte is refused on every load path
+    (read_checkpoint / load_fit_checkpoint, and Lightning's resume through the checkpoint writer)."""
+    from enf.training.checkpoints import AtomicCheckpointIO, read_checkpoint
+
+    io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
+    io.save_checkpoint({"global_step": 3, "state_dict": {"w": torch.arange(1000.0)}}, path)
+    assert read_checkpoint(path)["global_step"] == 3
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit, inside the tensor data: torch.load alone would not notice
+    path.write_bytes(bytes(data))
+    assert torch.load(path, weights_only=True)["global_step"] == 3
+    for load in (read_checkpoint, io.load_checkpoint):
+        with pytest.raises(
+            ValueError, match=r"last.ckpt does not match its SHA-256 digest in last.ckpt.sha256"
+        ):
+            load(path)
+    with pytest.raises(ValueError, match="does not match its SHA-256"):
+        load_fit_checkpoint(path)
 
 
 # ------------------------------------------------------------------------------------ PDE fields

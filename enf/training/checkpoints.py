@@ -10,6 +10,7 @@ on::
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -30,17 +31,56 @@ __all__ = [
     "FitCheckpoint",
     "load_fit_checkpoint",
     "load_forecast_checkpoint",
+    "digest_path",
+    "file_digest",
     "read_checkpoint",
+    "verify_checkpoint",
 ]
 
 
+def digest_path(path: str | Path) -> Path:
+    """The SHA-256 file written beside a checkpoint: ``last.ckpt`` -> ``last.ckpt.sha256``."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def file_digest(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (streamed)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_checkpoint(path: str | Path) -> None:
+    """Raise ``ValueError`` when the checkpoint's bytes match none of the digests stored beside it.
+
+    ``enf`` writes ``<checkpoint>.sha256`` with every checkpoint (:class:`AtomicCheckpointIO`); a checkpoint
+    without one (written elsewhere, or by an older enf) is not checked.
+    """
+    sidecar = digest_path(path)
+    if not sidecar.is_file():
+        return
+    stored = sidecar.read_text().split()
+    if file_digest(path) not in stored:
+        raise ValueError(
+            f"{path} does not match its SHA-256 digest in {sidecar.name}: the file changed after it was written "
+            "(disk or copy corruption). Use another checkpoint of the run (last.ckpt, best.ckpt, "
+            f"interrupted.ckpt); if you trust this file as it is, delete {sidecar}"
+        )
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer, made atomic on the destination's filesystem.
+    """Lightning's checkpoint writer, made atomic on the destination's filesystem and verifiable.
 
     Each checkpoint goes to a hidden temporary file beside its destination, is flushed to disk (``fsync``) and
     renamed into place, so a process killed while saving leaves the previous checkpoint whole (Lightning's
-    writer opens the destination itself, and a kill mid-write left a truncated ``last.ckpt``). Remote paths
-    (``s3://...``) go to Lightning's writer unchanged. ``enf fit`` installs it in every trainer.
+    writer opens the destination itself, and a kill mid-write left a truncated ``last.ckpt``). Its SHA-256
+    goes to ``<checkpoint>.sha256`` (before the rename, together with the previous file's digest, so either
+    side of the rename verifies), and loading through this writer (``--ckpt_path``) or
+    :func:`read_checkpoint` refuses a file that matches neither. Remote paths (``s3://...``) go to
+    Lightning's writer unchanged. ``enf fit`` installs it in every trainer.
     """
 
     def save_checkpoint(
@@ -57,20 +97,46 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
+            digests = [file_digest(tmp)] + ([file_digest(path)] if path.is_file() else [])
+            _write_text_atomic(digest_path(path), "\n".join(digests) + "\n")
             replace_with_umask(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        _write_text_atomic(digest_path(path), digests[0] + "\n")
+
+    def load_checkpoint(self, path: str | Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if "://" not in str(path) and Path(path).is_file():
+            verify_checkpoint(path)
+        return super().load_checkpoint(path, *args, **kwargs)
+
+    def remove_checkpoint(self, path: str | Path) -> None:
+        super().remove_checkpoint(path)
+        if "://" not in str(path):
+            digest_path(path).unlink(missing_ok=True)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        replace_with_umask(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load`` of a Lightning checkpoint (tensors and plain types only), with errors that name the file."""
+    """``torch.load`` of a Lightning checkpoint (tensors and plain types only), with errors that name the file;
+    verified against its stored digest first (:func:`verify_checkpoint`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"checkpoint {path} does not exist; runs keep theirs in runs/<name>/version_<n>/checkpoints/ "
             "(last.ckpt, best.ckpt, interrupted.ckpt)"
         )
+    verify_checkpoint(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types on garbage (struct.error, KeyError, ...)

@@ -71,6 +71,9 @@ class PDEDataModule(FieldDataModule):
         batch_size: frames per training batch.
         eval_batch_size: frames per validation/test/evaluation batch (default: ``batch_size``).
         num_workers: DataLoader worker processes (0: load in the main process).
+        allow_other_generation: use present files although they were generated with other parameters than
+            ``generate`` asks for, or train and test with different PDE parameters (a warning); by default
+            that is an error.
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class PDEDataModule(FieldDataModule):
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
+        allow_other_generation: bool = False,
     ) -> None:
         super().__init__(
             batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers, seed=seed
@@ -121,6 +125,7 @@ class PDEDataModule(FieldDataModule):
         self.generate = generate
         self.generate_options = dict(generate_options or {})
         self._checked_present = False
+        self.allow_other_generation = allow_other_generation
         self.time_window = None if time_window is None else tuple(time_window)
         self.normalize = normalize
         self.background = background
@@ -200,36 +205,61 @@ class PDEDataModule(FieldDataModule):
     def _missing(self) -> list[Path]:
         return [self.path(s) for s in SPLITS if not self.path(s).is_file()]
 
-    def _warn_if_not_as_requested(self) -> None:
-        """With ``generate``, say (once) when a present file was generated with other parameters: it is
-        used as it is, since ``generate`` only fills in missing files."""
-        if self.generate is None or self._checked_present:
+    def _check_present_files(self) -> None:
+        """Once per module: refuse present files that are not what the config asks for (with ``generate``:
+        other generation parameters or seed) or that disagree with each other (train and test generated with
+        other PDE parameters); with ``allow_other_generation`` only warn."""
+        if self._checked_present:
             return
-        from enf.data.pde.io import generation_mismatch
+        from enf.data.pde.io import generation_mismatch, read_metadata
 
+        present = [s for s in SPLITS if self.path(s).is_file()]
+        diffs: list[str] = []
+        try:
+            if self.generate is not None:
+                spec = get_spec(self.dataset_name)
+                params = spec.params(self.generate, **self.generate_options)
+                for split in present:
+                    diff = generation_mismatch(self.path(split), spec, params, seed=self.seed, split=split)
+                    if diff is not None:
+                        diffs.append(
+                            f"{self.path(split)} differs from what generate={self.generate!r} would write ({diff})"
+                        )
+            if len(present) == len(SPLITS):
+                meta = {s: read_metadata(self.path(s)) for s in SPLITS}
+                counts = ("num_train", "num_test")
+                a, b = ({k: v for k, v in meta[s]["parameters"].items() if k not in counts} for s in SPLITS)
+                differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+                for key in ("generator", "generator_version"):
+                    if str(meta["train"].get(key)) != str(meta["test"].get(key)):
+                        differ.append(key)
+                if differ:
+                    detail = ", ".join(
+                        f"{k}: train {a.get(k, meta['train'].get(k))}, test {b.get(k, meta['test'].get(k))}"
+                        for k in differ
+                    )
+                    diffs.append(
+                        f"{self.path('train')} and {self.path('test')} were generated differently ({detail})"
+                    )
+        except (OSError, ValueError):
+            self._checked_present = True
+            return  # unreadable: reading it later fails with its own message
         self._checked_present = True
-        spec = get_spec(self.dataset_name)
-        params = spec.params(self.generate, **self.generate_options)
-        for split in SPLITS:
-            path = self.path(split)
-            if not path.is_file():
-                continue
-            try:
-                diff = generation_mismatch(path, spec, params, seed=self.seed, split=split)
-            except OSError:
-                continue  # unreadable: reading it later fails with its own message
-            if diff is not None:
-                log.warning(
-                    "%s is used as it is, but it differs from what generate=%r would write (%s); delete it "
-                    "or choose another root to generate the requested data",
-                    path,
-                    self.generate,
-                    diff,
-                )
+        if not diffs:
+            return
+        if self.allow_other_generation:
+            for diff in diffs:
+                log.warning("%s; used as it is (allow_other_generation)", diff)
+            return
+        raise ValueError(
+            "; ".join(diffs)
+            + ". Delete the file(s) or choose another root to generate the requested data, or "
+            "set data.init_args.allow_other_generation true to use them as they are"
+        )
 
     def _ensure_files(self, *, may_generate: bool | None = None) -> None:
         """Generate missing files (with ``generate``; by default on rank 0), wait for them, or raise."""
-        self._warn_if_not_as_requested()
+        self._check_present_files()
         if not self._missing():
             return
         if self.generate is None:

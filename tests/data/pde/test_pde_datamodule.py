@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from enf.data import FieldDataModule, FieldSpec, PDEDataModule
-from enf.data.pde import channel_statistics
+from enf.data.pde import channel_statistics, get_spec
 from enf.data.pde.dataset import PDETrajectories
 from enf.data.pde.io import open_trajectories, read_metadata
 
@@ -170,9 +170,9 @@ def test_other_ranks_wait_for_rank_zero_instead_of_generating(tmp_path, monkeypa
     assert dm.num_train_signals == (3 - 1) * 4  # one of the 3 trajectories is held out for validation
 
 
-def test_present_files_of_other_parameters_are_used_with_a_warning(tmp_path, caplog, tiny_options) -> None:
-    """``generate`` only fills in missing files: a present file made with other parameters is kept, and the
-    module says so, naming the file and what differs; a matching file gets no warning."""
+def test_present_files_of_other_parameters_are_refused_unless_allowed(tmp_path, caplog, tiny_options) -> None:
+    """``generate`` only fills in missing files: a present file made with other parameters is refused, naming
+    the file and what differs (with ``allow_other_generation``: kept with a warning); a matching file passes."""
     options = tiny_options["diffusion_plane"]
     kwargs = dict(dataset="diffusion_plane", root=str(tmp_path), generate="small", seed=1)
     PDEDataModule(**kwargs, generate_options=options).prepare_data()
@@ -181,24 +181,48 @@ def test_present_files_of_other_parameters_are_used_with_a_warning(tmp_path, cap
 
     with caplog.at_level(logging.WARNING, logger="enf.data.pde.datamodule"):
         PDEDataModule(**kwargs, generate_options=options).setup("fit")
-    assert "differs" not in caplog.text
+    assert "differ" not in caplog.text
 
     more = {**options, "num_train": options["num_train"] + 2}
+    n = options["num_train"]
+    with pytest.raises(
+        ValueError,
+        match=rf"train.h5 differs .*num_train: stored {n}, requested {n + 2}.*allow_other_generation",
+    ):
+        PDEDataModule(**kwargs, generate_options=more).setup("fit")
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="enf.data.pde.datamodule"):
-        dm = PDEDataModule(**kwargs, generate_options=more)
+        dm = PDEDataModule(**kwargs, generate_options=more, allow_other_generation=True)
         dm.setup("fit")
         dm.setup("test")  # said once per module
     warnings = [r.getMessage() for r in caplog.records if "differs" in r.getMessage()]
     assert len(warnings) == 1 and str(folder / "train.h5") in warnings[0]
-    n = options["num_train"]
-    assert f"num_train: stored {n}, requested {n + 2}" in warnings[0]
     assert {s: (folder / f"{s}.h5").stat().st_mtime_ns for s in ("train", "test")} == created  # kept
-
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="enf.data.pde.datamodule"):
+    with pytest.raises(ValueError, match="seed: stored 1, requested 4"):
         PDEDataModule(**{**kwargs, "seed": 4}, generate_options=options).setup("fit")
-    assert "seed: stored 1, requested 4" in caplog.text
+
+
+def test_train_and_test_generated_with_other_pde_parameters_are_refused(tmp_path, tiny_options) -> None:
+    """A test file made with another diffusivity would score the model on another equation: refused even
+    without ``generate`` (nothing to compare the config with), unless allowed."""
+    from enf.data.pde.io import generate_split
+
+    options = tiny_options["diffusion_plane"]
+    spec = get_spec("diffusion_plane")
+    folder = tmp_path / "diffusion_plane"
+    key = next(
+        k
+        for k, v in spec.params("small").items()
+        if k not in ("num_train", "num_test") and isinstance(v, float)
+    )
+    generate_split(
+        spec, spec.params("small", **options), split="train", out_dir=folder, seed=0, progress=False
+    )
+    other = spec.params("small", **{**options, key: spec.params("small")[key] * 2})
+    generate_split(spec, other, split="test", out_dir=folder, seed=0, progress=False)
+    with pytest.raises(ValueError, match=rf"generated differently \({key}: train .*, test .*\)"):
+        PDEDataModule(dataset="diffusion_plane", root=str(tmp_path)).setup("fit")
+    PDEDataModule(dataset="diffusion_plane", root=str(tmp_path), allow_other_generation=True).setup("fit")
 
 
 def test_validation_split_must_fit_in_the_train_file(tmp_path, tiny_options) -> None:
