@@ -8,6 +8,7 @@ names listed in the reserved attribute ``_json_attrs``) and decoded back by :fun
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -43,6 +44,19 @@ def _attr_value(key: str, value: Any) -> Any:
     )
 
 
+_DIGEST_ATTR = "_content_sha256"
+
+
+def content_digest(arrays: Mapping[str, np.ndarray]) -> str:
+    """Hex SHA-256 of named arrays (names, dtypes, shapes and bytes, in name order)."""
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        array = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
+        h.update(array.tobytes())
+    return h.hexdigest()
+
+
 def write_h5(
     path: str | Path,
     arrays: Mapping[str, np.ndarray],
@@ -54,7 +68,8 @@ def write_h5(
 
     Arrays of rank >= 2 are chunked per first-axis entry (one trajectory/image per chunk), so readers can
     stream them; ``compression_level`` (0-9) turns on gzip. Every non-empty array carries HDF5's Fletcher-32
-    checksum per chunk, so :func:`read_h5` refuses a corrupted file. The parent directory is created if needed.
+    checksum per chunk, and the file a SHA-256 of all its arrays, so :func:`read_h5` refuses a corrupted or
+    edited file. The parent directory is created if needed.
     A failure leaves any existing ``path`` untouched and no temporary file behind. Returns the path.
     """
     path = Path(path)
@@ -82,9 +97,10 @@ def write_h5(
                     compression_opts=compression_level if compress else None,
                     fletcher32=checksum,
                 )
+            f.attrs[_DIGEST_ATTR] = content_digest({k: np.asarray(v) for k, v in arrays.items()})
             json_keys = []
             for key, value in (attrs or {}).items():
-                if key == _JSON_ATTRS:
+                if key in (_JSON_ATTRS, _DIGEST_ATTR):
                     raise ValueError(f"attribute name {_JSON_ATTRS!r} is reserved")
                 if isinstance(value, Mapping):
                     f.attrs[key] = json.dumps(value, sort_keys=True)
@@ -164,6 +180,12 @@ def read_h5(
         raise ValueError(
             f"HDF5 file {path} is corrupt (a chunk failed its checksum), truncated or not an HDF5 file ({err})"
         ) from err
+    stored = attrs.pop(_DIGEST_ATTR, None)
+    if keys is None and stored is not None and content_digest(arrays) != stored:
+        raise ValueError(
+            f"HDF5 file {path}: its contents do not match the SHA-256 stored when it was written (changed or "
+            "corrupted since); delete it and write it again"
+        )
     json_keys = json.loads(attrs.pop(_JSON_ATTRS, "[]"))
     for key in json_keys:
         attrs[key] = json.loads(attrs[key])

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from enf.data.hdf5 import read_h5, write_h5
+from enf.data.hdf5 import content_digest, read_h5, write_h5
 from enf.data.meshes import Mesh
 
 __all__ = [
@@ -142,9 +142,9 @@ def is_cached(path: str | Path, settings: dict) -> bool:
     if not path.is_file():
         return False
     try:
-        _, attrs = read_h5(path, keys=())
-    except ValueError:
-        log.info("%s is corrupt; sampling again", path)
+        _, attrs = read_h5(path)  # every array: verified against the digest stored when it was written
+    except ValueError as err:
+        log.warning("%s cannot be reused (%s); sampling again", path, err)
         return False
     if attrs.get("settings") == settings:
         log.info("reusing the cached SDF samples in %s", path)
@@ -168,12 +168,14 @@ def build_sdf_file(
     """Sample every mesh once and write ``coords [S, P, 3]``, ``signal [S, P, 1]`` (signed distance),
     ``surface [S, Q, 3]``, ``uniform [P]`` (bool: the uniform volume samples; the first ``num_near`` of each
     row are near-surface), the meshes (:func:`pack_meshes`) and their names to ``path`` (atomic). A file
-    already there with the same settings and meshes is reused."""
+    already there with the same settings and meshes (keyed by their content's SHA-256) is reused after its
+    arrays are verified against the digest stored with them."""
     path = Path(path)
     settings = {"format_version": SDF_FORMAT_VERSION, "num_near": num_near, "num_uniform": num_uniform,
                 "num_surface": num_surface, "near_std": near_std, "bound": bound, "seed": seed,
                 "names": [m.name for m in meshes],
-                "num_faces": [int(len(m.faces)) for m in meshes]}  # fmt: skip
+                "num_faces": [int(len(m.faces)) for m in meshes],
+                "mesh_sha256": content_digest(pack_meshes(meshes))}  # fmt: skip
     if is_cached(path, settings):
         return path
     coords, signal, surface = [], [], []
