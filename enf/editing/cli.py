@@ -210,8 +210,10 @@ def edit_main(argv: list[str]) -> None:
                 raise ValueError("--edits FILE replaces the edit flags; give one or the other")
         if args.threads is not None and args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        if args.max_upload_mb <= 0:
-            raise ValueError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
+        if not (math.isfinite(args.max_upload_mb) and args.max_upload_mb > 0):
+            raise ValueError(f"--max-upload-mb must be a finite number > 0, got {args.max_upload_mb}")
+        if not 1 <= args.port <= 65535:
+            raise ValueError(f"--port must be in 1..65535, got {args.port}")
         editor = ImageEditor.from_checkpoint(
             args.ckpt, config=args.config, root=args.root, num_steps=args.num_steps
         )

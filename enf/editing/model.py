@@ -24,7 +24,10 @@ from enf.data import keys
 from enf.data.grid import image_to_signal, pixel_coords, signal_to_image
 from enf.latents import Latents
 
-__all__ = ["MAX_IMAGE_PIXELS", "ImageEditor", "image_from_bytes", "image_to_png"]
+__all__ = ["IMAGE_FORMATS", "MAX_IMAGE_PIXELS", "ImageEditor", "image_from_bytes", "image_to_png"]
+
+#: the image formats PIL may decode here (an allowlist: PostScript/EPS would run Ghostscript)
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
 
 MAX_IMAGE_PIXELS = 36_000_000  # decoded size limit of image files (a small compressed file can be huge)
 
@@ -39,7 +42,7 @@ def image_from_bytes(data: bytes, *, height: int, width: int, num_channels: int)
     than :data:`MAX_IMAGE_PIXELS` pixels (checked before decoding), is a ``ValueError``.
     """
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
             w, h = im.size
             if w * h > MAX_IMAGE_PIXELS:
                 raise ValueError(
@@ -49,7 +52,7 @@ def image_from_bytes(data: bytes, *, height: int, width: int, num_channels: int)
             im = im.convert("L" if num_channels == 1 else "RGB")
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         reason = type(exc).__name__ if isinstance(exc, UnidentifiedImageError) else str(exc)
-        raise ValueError(f"not a readable image file (PNG, JPEG, ...): {reason}") from None
+        raise ValueError(f"not a readable image file ({', '.join(IMAGE_FORMATS)}): {reason}") from None
     w, h = im.size
     side = min(w, h)
     im = im.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))

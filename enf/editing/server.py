@@ -14,6 +14,7 @@ index or as uploaded bytes, and downloads are built in memory. Every decoded ima
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -30,7 +31,35 @@ from enf.editing.model import ImageEditor, image_to_png
 from enf.editing.record import OPS, dumps_edits
 from enf.editing.sessions import MAX_LATENTS, EditRequest, EditSessions, OpenRequest, RequestError
 
-__all__ = ["create_app", "serve"]
+__all__ = ["check_serve_options", "create_app", "host_name", "serve"]
+
+
+def host_name(host_header: str) -> str:
+    """The host of a ``Host`` header without its port, IPv6 brackets removed: ``"[::1]:8000"`` -> ``"::1"``."""
+    h = host_header.strip().lower()
+    if h.startswith("["):
+        return h[1 : h.find("]")] if "]" in h else h
+    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+
+
+def check_serve_options(*, port: int, num_threads: int | None, max_upload_bytes: float) -> None:
+    """``ValueError`` naming the value for a port outside 1-65535, fewer than 1 thread or a non-finite or
+    non-positive upload limit."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError(f"--port must be in 1..65535, got {port!r}")
+    if num_threads is not None and (
+        isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
+    ):
+        raise ValueError(f"--threads must be >= 1, got {num_threads!r}")
+    if not (
+        isinstance(max_upload_bytes, (int, float))
+        and math.isfinite(max_upload_bytes)
+        and max_upload_bytes >= 1
+    ):
+        raise ValueError(
+            f"--max-upload-mb must be a finite size of at least 1 byte, got {max_upload_bytes!r} bytes"
+        )
+
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +107,25 @@ def create_app(
         "max_body_size": max_upload_bytes + _MULTIPART_SLACK,
         "form_limits": {"max_fields": 0, "max_files": 1},
     }
-    if allowed_hosts is not None:
-        from starlette.middleware.trustedhost import TrustedHostMiddleware
+    hosts = None if allowed_hosts is None else {h.strip("[]").lower() for h in allowed_hosts}
 
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    @app.middleware("http")
+    async def same_site_only(request: Request, call_next):
+        """The ``Host`` must be one of ``allowed_hosts`` (DNS rebinding), and a state-changing request that
+        names an ``Origin`` (every browser does on a cross-site POST) must come from this page's own origin:
+        another site cannot upload, edit or evict sessions through the user's browser."""
+        host = request.headers.get("host", "")
+        if hosts is not None and host_name(host) not in hosts:
+            return JSONResponse({"detail": f"Host {host!r} is not served here"}, status_code=400)
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            origin = request.headers.get("origin")
+            site = request.headers.get("sec-fetch-site")
+            if (origin is not None and origin != f"{request.url.scheme}://{host}") or site == "cross-site":
+                return JSONResponse(
+                    {"detail": f"cross-origin request from {origin or site!r} refused; use the page itself"},
+                    status_code=403,
+                )
+        return await call_next(request)
 
     def too_large_message(path: str, limit: int | None = None) -> str:
         if path.endswith("/upload"):
@@ -171,7 +215,7 @@ def create_app(
 
     @app.post("/api/sessions/upload", **upload_route)
     async def open_upload(file: Annotated[UploadFile, File()]) -> JSONResponse:
-        image, origin = ed.uploaded_image(await read_upload(file))
+        image, origin = await run_in_threadpool(ed.uploaded_image, await read_upload(file))
         return with_timing(await run_in_threadpool(ed.open, image, origin))
 
     @app.get("/api/sessions/{sid}")
@@ -187,7 +231,7 @@ def create_app(
     @app.post("/api/sessions/{sid}/source/upload", **upload_route)
     async def source_upload(sid: uuid.UUID, file: Annotated[UploadFile, File()]) -> JSONResponse:
         ed.session(sid, touch=False)  # before the upload is read
-        image, origin = ed.uploaded_image(await read_upload(file))
+        image, origin = await run_in_threadpool(ed.uploaded_image, await read_upload(file))
         return with_timing(await run_in_threadpool(ed.load_source, sid, image, origin))
 
     @app.post("/api/sessions/{sid}/preview", **json_route)
@@ -249,6 +293,9 @@ def serve(
     import torch
     import uvicorn
 
+    check_serve_options(
+        port=port, num_threads=num_threads, max_upload_bytes=kwargs.get("max_upload_bytes", 1)
+    )
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     loopback = host in ("127.0.0.1", "localhost", "::1")
@@ -256,9 +303,10 @@ def serve(
         log.warning(
             "serving the edit page on %s: anyone who can reach this address can use it (no login)", host
         )
-    if loopback and host != "::1":  # Starlette's host check does not parse IPv6 literals
-        kwargs.setdefault("allowed_hosts", ["127.0.0.1", "localhost"])
+    if loopback:
+        kwargs.setdefault("allowed_hosts", ["127.0.0.1", "localhost", "::1"])
     app = create_app(editor, **kwargs)
     shown = f"[{host}]" if ":" in host else host
     log.info("enf edit page: http://%s:%d/ (Ctrl+C to stop)", shown, port)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # idle keep-alive connections close after 5 s; at most 64 connections at once (others get 503)
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=5, limit_concurrency=64)

@@ -28,7 +28,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from enf.data.hdf5 import write_h5
-from enf.editing.model import MAX_IMAGE_PIXELS, ImageEditor, image_to_png
+from enf.editing.model import IMAGE_FORMATS, MAX_IMAGE_PIXELS, ImageEditor, image_to_png
 from enf.editing.record import OPS, Edit, EditHistory, apply_edit
 from enf.latents import Latents
 
@@ -140,7 +140,7 @@ class EditSessions:
 
     def uploaded_image(self, data: bytes) -> tuple[np.ndarray, dict[str, Any]]:
         try:
-            with Image.open(io.BytesIO(data)) as im:
+            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:  # the header only
                 w, h = im.size
         except Exception:  # unreadable: image_from_bytes says so below
             w = h = 0

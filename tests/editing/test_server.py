@@ -376,3 +376,69 @@ def test_serve_binds_loopback_and_logs_the_url(small, monkeypatch, caplog):
     assert app.state.editing.max_sessions == 2
     with TestClient(app) as client:
         assert client.get("/api/info").status_code == 400  # only the loopback names are accepted
+
+
+def test_cross_site_requests_are_refused_same_site_ones_pass(small):
+    """A page on another origin cannot upload, open, edit or evict sessions through the user's browser
+    (browsers name the Origin on cross-site POSTs, multipart included); the page's own origin and clients
+    that send no Origin (curl, scripts) pass; reads stay open."""
+    editor, app, client = small
+    png = image_to_png(np.zeros((32, 32, 1)))
+    for origin in ("http://evil.example", "null", "http://127.0.0.1:9999"):
+        r = client.post(
+            "/api/sessions/upload", files={"file": ("a.png", png, "image/png")}, headers={"Origin": origin}
+        )
+        assert r.status_code == 403 and "cross-origin" in r.json()["detail"], r.text
+        assert (
+            client.post(
+                "/api/sessions", json={"split": "test", "index": 0}, headers={"Origin": origin}
+            ).status_code
+            == 403
+        )
+    r = client.post(
+        "/api/sessions", json={"split": "test", "index": 0}, headers={"Sec-Fetch-Site": "cross-site"}
+    )
+    assert r.status_code == 403
+    sid = open_session(client)["session"]
+    r = client.post(f"/api/sessions/{sid}/undo", headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403
+    same = client.post(
+        "/api/sessions", json={"split": "test", "index": 0}, headers={"Origin": "http://testserver"}
+    )
+    assert same.status_code == 200
+    assert client.get("/api/info", headers={"Origin": "http://evil.example"}).status_code == 200
+
+
+def test_uploads_take_only_allowlisted_image_formats(small):
+    """An EPS upload would reach PIL's Ghostscript path: refused before any decoding."""
+    _, _, client = small
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 32 32\nshowpage\n"
+    r = client.post("/api/sessions/upload", files={"file": ("a.eps", eps, "application/postscript")})
+    assert r.status_code == 422 and "not a readable image file" in r.json()["detail"]
+    bmp = io.BytesIO()
+    Image.fromarray(np.zeros((32, 32), dtype=np.uint8)).save(bmp, format="BMP")
+    r = client.post("/api/sessions/upload", files={"file": ("a.bmp", bmp.getvalue(), "image/bmp")})
+    assert r.status_code == 200, r.text
+
+
+def test_ipv6_loopback_keeps_the_host_check_and_bad_serve_options_are_named(small, monkeypatch):
+    import uvicorn
+
+    from enf.editing import server
+
+    assert server.host_name("[::1]:8000") == "::1" and server.host_name("127.0.0.1:80") == "127.0.0.1"
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    server.serve(small[0], host="::1", port=8123)
+    ((app, kw),) = calls
+    assert kw["timeout_keep_alive"] == 5 and kw["limit_concurrency"] == 64
+    with TestClient(app, base_url="http://[::1]:8123") as client:
+        assert client.get("/api/info").status_code == 200
+        assert client.get("/api/info", headers={"Host": "evil.example:8123"}).status_code == 400
+    for kwargs, message in (
+        ({"port": 99999}, "--port must be in 1..65535, got 99999"),
+        ({"port": 8000, "num_threads": 0}, "--threads must be >= 1, got 0"),
+        ({"port": 8000, "max_upload_bytes": float("inf")}, "--max-upload-mb must be a finite size"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            server.serve(small[0], **kwargs)
