@@ -285,6 +285,11 @@ class EditHistory:
         return list(self._edits[: self._position])
 
     @property
+    def redoable_edits(self) -> list[Edit]:
+        """The undone edits that :meth:`redo` would apply again, in order."""
+        return list(self._edits[self._position :])
+
+    @property
     def can_undo(self) -> bool:
         return self._position > 0
 

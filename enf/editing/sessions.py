@@ -203,8 +203,9 @@ class EditSessions:
             z = self.editor.encode(image)
             key = f"s{s.next_source}"
             s.next_source += 1
-            used = {e.params.get("source") for e in s.history.edits}
-            for old in [k for k in s.history.sources if k not in used]:  # keep what the record refers to
+            # keep every source the record refers to, the undone (redoable) edits included
+            used = {e.params.get("source") for e in s.history.edits + s.history.redoable_edits}
+            for old in [k for k in s.history.sources if k not in used]:
                 del s.history.sources[old], s.source_origins[old]
             s.history.sources[key] = z
             s.source_origins[key] = origin

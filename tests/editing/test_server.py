@@ -442,3 +442,19 @@ def test_ipv6_loopback_keeps_the_host_check_and_bad_serve_options_are_named(smal
     ):
         with pytest.raises(ValueError, match=message):
             server.serve(small[0], **kwargs)
+
+
+def test_undo_load_another_source_redo_keeps_the_record_whole(small):
+    """Undo a paste, load a second source, redo: the redone paste's source is still recorded in edits.json
+    (it was dropped as unused while undone)."""
+    _, _, client = small
+    sid = open_session(client, index=1)["session"]
+    key = client.post(f"/api/sessions/{sid}/source", json={"split": "train", "index": 4}).json()["source"]
+    r = client.post(f"/api/sessions/{sid}/edits", json={"op": "paste", "source": key, "select": [1]})
+    assert r.status_code == 200, r.text
+    assert client.post(f"/api/sessions/{sid}/undo").status_code == 200
+    other = client.post(f"/api/sessions/{sid}/source", json={"split": "train", "index": 5}).json()["source"]
+    assert client.post(f"/api/sessions/{sid}/redo").status_code == 200
+    record = client.get(f"/api/sessions/{sid}/edits.json").json()
+    assert [e["source"] for e in record["edits"]] == [key]
+    assert key in record["meta"]["sources"] and other in record["meta"]["sources"]
