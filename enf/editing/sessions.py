@@ -32,11 +32,12 @@ from enf.editing.model import IMAGE_FORMATS, MAX_IMAGE_PIXELS, ImageEditor, imag
 from enf.editing.record import OPS, Edit, EditHistory, apply_edit
 from enf.latents import Latents
 
-__all__ = ["MAX_LATENTS", "EditRequest", "EditSessions", "OpenRequest", "RequestError"]
+__all__ = ["MAX_EDITS", "MAX_LATENTS", "EditRequest", "EditSessions", "OpenRequest", "RequestError"]
 
 log = logging.getLogger(__name__)
 
 MAX_LATENTS = 1024  # the most latents a cloud may grow to (duplicate/paste), and the longest selection
+MAX_EDITS = 500  # edits (and kept states) per session: the history, and so the memory, is bounded
 MAX_UPLOAD_PIXELS = MAX_IMAGE_PIXELS  # 6000 x 6000
 
 
@@ -252,6 +253,12 @@ class EditSessions:
     def commit(self, sid: uuid.UUID, req: EditRequest) -> dict[str, Any]:
         with self.lock:
             s = self.session(sid)
+            if s.history.can_undo and len(s.history.edits) >= MAX_EDITS:
+                raise RequestError(
+                    422,
+                    f"this session holds {MAX_EDITS} edits, the most it keeps; download edits.json and the latents, "
+                    "then open the image again to go on",
+                )
             edit, z = self._apply(s, req)
             s.history.push(edit, state=z)
             return self.state(sid, s)

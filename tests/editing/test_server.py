@@ -458,3 +458,17 @@ def test_undo_load_another_source_redo_keeps_the_record_whole(small):
     record = client.get(f"/api/sessions/{sid}/edits.json").json()
     assert [e["source"] for e in record["edits"]] == [key]
     assert key in record["meta"]["sources"] and other in record["meta"]["sources"]
+
+
+def test_the_edit_history_is_bounded(small, monkeypatch):
+    from enf.editing import sessions
+
+    monkeypatch.setattr(sessions, "MAX_EDITS", 3)
+    _, _, client = small
+    sid = open_session(client, index=2)["session"]
+    edit = {"op": "translate", "offset": [0.01, 0.0], "select": [0]}
+    assert all(client.post(f"/api/sessions/{sid}/edits", json=edit).status_code == 200 for _ in range(3))
+    r = client.post(f"/api/sessions/{sid}/edits", json=edit)
+    assert r.status_code == 422 and "holds 3 edits" in r.json()["detail"]
+    assert client.post(f"/api/sessions/{sid}/undo").status_code == 200  # undo, then an edit fits again
+    assert client.post(f"/api/sessions/{sid}/edits", json=edit).status_code == 200
