@@ -32,6 +32,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from enf.data.hdf5 import content_digest
 from enf.data.pde.base import PDESpec, trajectory_seed
 
 __all__ = [
@@ -220,6 +221,8 @@ def _create_partial(
                 "ic_params", shape=(num, len(spec.ic_param_names)), dtype="float32", chunks=True, **CHECKSUM
             )
             ic.attrs["ic_param_names"] = np.array(spec.ic_param_names, dtype=h5py.string_dtype())
+        small = {k: np.asarray(f[k]) for k in GRID_KEYS if k in f}
+        f.attrs["grid_sha256"] = content_digest(small)  # checked on read: an edit through h5py is caught too
         f.attrs.update(
             geometry=spec.geometry,
             equation=spec.equation,
@@ -271,6 +274,24 @@ def read_ic_params(path: str | Path) -> tuple[list[str], np.ndarray]:
 
 #: h5py options of every dataset the generators write: HDF5's Fletcher-32 checksum per chunk
 CHECKSUM = {"fletcher32": True}
+#: the small datasets whose joint SHA-256 the file stores (``grid_sha256``) and readers verify
+GRID_KEYS = ("coords", "times", "weights", "coords_full", "weights_full")
+
+
+def verify_grid(f: h5py.File, path: str | Path) -> None:
+    """Raise ``ValueError`` when the grid datasets (:data:`GRID_KEYS`) no longer match the file's
+    ``grid_sha256`` (files without one, from an older enf, are not checked)."""
+    stored = f.attrs.get("grid_sha256")
+    if stored is None:
+        return
+    small = {k: read_array(f[k], path=path) for k in GRID_KEYS if k in f}
+    if content_digest(small) != str(stored):
+        raise ValueError(
+            f"{path}: its coordinates, times or weights changed after it was written (they no longer match "
+            "the file's grid_sha256); delete it and generate it again with `enf data generate ...`"
+        )
+
+
 _UNCHECKED_WARNED: set[str] = set()
 
 
@@ -334,6 +355,7 @@ def open_trajectories(path: str | Path) -> h5py.File:
                     f"{path}: ic_params has {ic.shape[1]} columns but its attribute ic_param_names is "
                     f"{None if names is None else list(names)}"
                 )
+        verify_grid(f, path)
         if not fields.fletcher32 and str(path) not in _UNCHECKED_WARNED:
             _UNCHECKED_WARNED.add(str(path))
             log.warning(

@@ -324,3 +324,16 @@ def test_corrupt_chunks_fail_their_checksum_with_the_file_named(tiny_root, tmp_p
         np.testing.assert_array_equal(data[1]["fields"].numpy().reshape(clean.shape), clean)
         with pytest.raises(ValueError, match="could not be read"):
             data[0]
+
+
+def test_a_time_entry_edited_through_h5py_is_refused(tiny_root, tmp_path) -> None:
+    """Rewritten through h5py the chunk checksum is valid again; the file's grid_sha256 still catches it."""
+    import shutil
+
+    path = tmp_path / "train.h5"
+    shutil.copy(tiny_root / "diffusion_plane" / "train.h5", path)
+    PDETrajectories(path)
+    with h5py.File(path, "r+") as f:
+        f["times"][1] = 24.0
+    with pytest.raises(ValueError, match="train.h5: its coordinates, times or weights changed after it was written"):
+        PDETrajectories(path)
