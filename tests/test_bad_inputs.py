@@ -512,3 +512,228 @@ def test_the_no_training_guard_trips_on_a_good_command_line(
     with pytest.raises(AssertionError, match="got past instantiation"):
         main(fit()(env))
     assert not list(env.tmp.glob("runs/**/*.ckpt"))
+
+
+# ------------------------------------------------------------------- untrusted inputs and faults
+# Run folders (a config.yaml beside a checkpoint is data, not code), edit records of any origin, the edit
+# server's options, and files corrupted or edited after they were written: each is refused with a message
+# naming the value or the file, before any work on it.
+
+
+def run_config(data: Any) -> Callable[[Env], Any]:
+    from enf.training.encode import load_datamodule_from_run
+
+    def fn(env: Env) -> Any:
+        import yaml
+
+        path = env.file(
+            "run/config.yaml", yaml.safe_dump({"data": data} if data is not None else {}).encode()
+        )
+        return load_datamodule_from_run(path)
+
+    return fn
+
+
+def edit(geometry: str, record: dict) -> Callable[[Env], Any]:
+    from enf.editing import replay
+
+    def fn(env: Env) -> Any:
+        geom = get(geometry)
+        z = latents(b=1, l=6, pose_dim=geom.pose_dim, ctx=8, dtype=torch.float64)
+        return replay(z, geom, [record], sources={"b": z})
+
+    return fn
+
+
+def serve_options(**kwargs) -> Callable[[Env], Any]:
+    from enf.editing.server import check_serve_options
+
+    options = {"port": 8000, "num_threads": None, "max_upload_bytes": 2e6} | kwargs
+    return lambda env: check_serve_options(**options)
+
+
+def flip_chunk_byte(key: str, chunk: int = 0) -> Callable[[Path], None]:
+    def edit_file(path: Path) -> None:
+        with h5py.File(path, "r") as f:
+            info = f[key].id.get_chunk_info(chunk)
+        data = bytearray(path.read_bytes())
+        data[info.byte_offset + info.size // 2] ^= 0x5A
+        path.write_bytes(bytes(data))
+
+    return edit_file
+
+
+def h5py_edit(key: str, index: tuple, value: float) -> Callable[[Path], None]:
+    def edit_file(path: Path) -> None:
+        with h5py.File(path, "r+") as f:
+            f[key][index] = value
+
+    return edit_file
+
+
+def read_pde(edit_file: Callable[[Path], None], *, trajectory: int | None = None) -> Callable[[Env], Any]:
+    def fn(env: Env) -> Any:
+        path = env.pde_copy(edit_file) / "diffusion_plane" / "train.h5"
+        data = trajectories(path)
+        return data[trajectory] if trajectory is not None else data
+
+    return fn
+
+
+def generated_as(**options) -> Callable[[Env], Any]:
+    return lambda env: pde_setup(
+        env.pde_copy(), generate="small", generate_options={"num_train": 2, "num_test": 2} | options
+    )
+
+
+def flipped_checkpoint(fraction: float) -> Callable[[Env], Any]:
+    from enf.training.checkpoints import AtomicCheckpointIO, read_checkpoint
+
+    def fn(env: Env) -> Any:
+        path = env.tmp / "run" / "last.ckpt"
+        AtomicCheckpointIO().save_checkpoint(
+            {"state_dict": {"w": torch.arange(4096.0)}, "global_step": 7}, path
+        )
+        data = bytearray(path.read_bytes())
+        data[int(len(data) * fraction)] ^= 0x04
+        path.write_bytes(bytes(data))
+        return read_checkpoint(path)
+
+    return fn
+
+
+def edited_h5(change: Callable[[h5py.File], None]) -> Callable[[Env], Any]:
+    from enf.data.hdf5 import read_h5, write_h5
+
+    def fn(env: Env) -> Any:
+        path = write_h5(
+            env.tmp / "latents.h5", {"poses": np.linspace(-1, 1, 64, dtype=np.float32).reshape(8, 8)}
+        )
+        with h5py.File(path, "r+") as f:
+            change(f)
+        return read_h5(path)
+
+    return fn
+
+
+def edit_script(text: str) -> Callable[[Env], Any]:
+    from enf.editing import load_edits
+
+    return lambda env: load_edits(env.file("edits.json", text.encode()))
+
+
+VECTOR_PARAMS = [
+    ("transform", "translation", {}),
+    ("translate", "offset", {}),
+    ("rotate", "center", {"angle": 0.1}),
+    ("scale", "center", {"factor": 1.1}),
+    ("duplicate", "offset", {"select": [0]}),
+    ("paste", "offset", {"source": "b", "select": [0]}),
+]
+HOSTILE_CLASS_PATHS = [
+    "subprocess.Popen", "subprocess.run", "os.system", "os.remove", "builtins.eval", "builtins.exec",
+    "shutil.rmtree", "pickle.loads", "enf.training.encode.check_writable", "enf.nn.EquivariantNeuralField",
+    "lightning.pytorch.LightningDataModule", "enf..data.PDEDataModule", "enf.data.NoSuchModule",
+    "enf.no_such_package.Thing", " enf.data.PDEDataModule",
+]  # fmt: skip
+BAD_ROTATIONS = [
+    ("zeros", [[0.0, 0.0], [0.0, 0.0]], "proper rotation"),
+    ("reflection", [[1.0, 0.0], [0.0, -1.0]], "det -1"),
+    ("scaling", [[2.0, 0.0], [0.0, 2.0]], "proper rotation"),
+    ("shear", [[1.0, 1.0], [0.0, 1.0]], "proper rotation"),
+    ("almost", [[1.0, 1e-3], [0.0, 1.0]], "proper rotation"),
+    ("3x3", [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], "needs 2x2"),
+    ("ragged", [[1.0, 0.0], [0.0]], "2x2 or 3x3"),
+    ("nan", [[float("nan"), 0.0], [0.0, 1.0]], "finite numbers"),
+    ("strings", [["1", "0"], ["0", "1"]], "finite numbers"),
+]
+
+# fmt: off
+UNTRUSTED_CASES = [
+    *[case(f"run-folder-class-{i}", run_config({"class_path": p, "init_args": {}}), ValueError,
+           "data.class_path", repr(p)) for i, p in enumerate(HOSTILE_CLASS_PATHS)],
+    case("run-folder-class-not-string", run_config({"class_path": ["os", "system"]}), ValueError, "data.class_path"),
+    case("run-folder-init-args-list",
+         run_config({"class_path": "enf.data.PDEDataModule", "init_args": [1, 2]}), ValueError,
+         "init_args must be a mapping"),
+    case("run-folder-init-args-string",
+         run_config({"class_path": "enf.data.PDEDataModule", "init_args": "rm -rf /"}), ValueError,
+         "init_args must be a mapping"),
+    case("run-folder-no-data", run_config(None), ValueError, "expected a 'data' section"),
+    case("run-folder-data-string", run_config("subprocess.Popen"), ValueError, "expected a 'data' section"),
+    *[case(f"edit-{op}-{name}-{width}d-{geom}", edit(geom, {"op": op, name: [0.1] * width, **extra}),
+           ValueError, name, "give 2 numbers" if width == 3 else "2 or 3 numbers")
+      for geom in ("se2", "translation2d") for op, name, extra in VECTOR_PARAMS for width in (1, 3, 4)],
+    *[case(f"edit-{op}-{name}-{bad}-{geom}", edit(geom, {"op": op, name: [float(bad), 0.0], **extra}),
+           ValueError, name, "finite numbers")
+      for geom in ("se2", "translation2d") for op, name, extra in VECTOR_PARAMS for bad in ("nan", "inf", "-inf")],
+    *[case(f"edit-rotation-{label}-{geom}", edit(geom, {"op": "transform", "rotation": m}), ValueError, "rotation", msg)
+      for geom in ("se2", "translation2d") for label, m, msg in BAD_ROTATIONS],
+    case("edit-select-string", edit("se2", {"op": "delete", "select": "all"}), ValueError, "list of latent indices"),
+    case("edit-select-float", edit("se2", {"op": "delete", "select": [1.5]}), ValueError, "list of latent indices"),
+    case("edit-select-bool", edit("se2", {"op": "delete", "select": [True]}), ValueError, "list of latent indices"),
+    case("edit-select-out-of-range", edit("se2", {"op": "delete", "select": [99]}), IndexError, "99"),
+    case("edit-unknown-op", edit("se2", {"op": "explode"}), ValueError, "unknown edit op 'explode'"),
+    case("edit-unknown-param", edit("se2", {"op": "translate", "offset": [0.1, 0.0], "path": "/etc"}), ValueError,
+         "unknown parameter(s) ['path']"),
+    case("edit-missing-param", edit("se2", {"op": "rotate"}), ValueError, "needs the parameter 'angle'"),
+    case("edit-missing-source", edit("se2", {"op": "paste", "source": "zz", "select": [0]}), ValueError,
+         "'zz', which is not loaded"),
+    case("edit-script-not-json", edit_script("{oops"), ValueError, "edits.json is not valid JSON"),
+    case("edit-script-number", edit_script("42"), ValueError, "must hold a list of edits"),
+    case("edit-script-meta-list", edit_script('{"edits": [], "meta": []}'), ValueError, "'meta' must be an object"),
+    case("edit-script-op-missing", edit_script('[{"offset": [0, 0]}]'), ValueError, "edit 0", "'op' key"),
+    case("edit-script-bad-vector", edit_script('[{"op": "translate", "offset": "far"}]'), ValueError, "edit 0",
+         "offset"),
+    *[case(f"serve-port-{p}", serve_options(port=p), ValueError, "--port must be in 1..65535")
+      for p in (0, -1, 65536, 99999, 1.5, True)],
+    *[case(f"serve-threads-{t}", serve_options(num_threads=t), ValueError, "--threads must be >= 1")
+      for t in (0, -2, True)],
+    *[case(f"serve-upload-{u}", serve_options(max_upload_bytes=u), ValueError, "--max-upload-mb must be a finite")
+      for u in (0, -1.0, float("inf"), float("nan"), "2")],
+    case("pde-flipped-byte-trajectory-0", read_pde(flip_chunk_byte("fields", 0), trajectory=0), ValueError,
+         "train.h5", "'/fields' could not be read", "corrupt"),
+    case("pde-flipped-byte-trajectory-1", read_pde(flip_chunk_byte("fields", 1), trajectory=1), ValueError,
+         "train.h5", "'/fields' could not be read"),
+    case("pde-flipped-byte-coords", read_pde(flip_chunk_byte("coords")), ValueError, "train.h5", "'/coords'"),
+    case("pde-flipped-byte-times", read_pde(flip_chunk_byte("times")), ValueError, "train.h5", "'/times'"),
+    case("pde-flipped-byte-ic-params", read_pde(flip_chunk_byte("ic_params")), ValueError, "train.h5",
+         "'/ic_params'"),
+    *[case(f"pde-h5py-edit-time-{i}", read_pde(h5py_edit("times", (i,), 24.0)), ValueError, "train.h5",
+           "changed after it was written") for i in range(4)],
+    case("pde-h5py-edit-coords", read_pde(h5py_edit("coords", (0, 0, 0), 0.5)), ValueError, "train.h5",
+         "changed after it was written"),
+    case("pde-generated-with-more-trajectories", generated_as(num_train=3), ValueError, "train.h5 differs",
+         "num_train: stored 2, requested 3", "allow_other_generation"),
+    case("pde-generated-with-other-diffusivity", generated_as(diffusivity=0.5), ValueError, "differs", "diffusivity"),
+    case("pde-generated-with-other-frames", generated_as(num_frames=7), ValueError, "differs", "num_frames"),
+    *[case(f"checkpoint-flipped-bit-{int(f * 100)}pct", flipped_checkpoint(f), ValueError, "last.ckpt",
+           "does not match its SHA-256") for f in (0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95)],
+    case("h5-edited-negated", edited_h5(lambda f: f["poses"].__setitem__(Ellipsis, -f["poses"][...])), ValueError,
+         "latents.h5", "do not match the SHA-256"),
+    case("h5-edited-one-value", edited_h5(lambda f: f["poses"].__setitem__((3, 3), 9.0)), ValueError,
+         "do not match the SHA-256"),
+    case("h5-edited-tiny", edited_h5(lambda f: f["poses"].__setitem__((0, 0), np.float32(-1.0 + 1e-6))), ValueError,
+         "do not match the SHA-256"),
+    case("h5-dataset-added", edited_h5(lambda f: f.create_dataset("extra", data=np.zeros(3))), ValueError,
+         "do not match the SHA-256"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("fn", "exc", "needles"), UNTRUSTED_CASES)
+def test_untrusted_input_or_fault_is_refused_by_name(fn, exc, needles, env: Env) -> None:
+    with pytest.raises(exc) as info:
+        fn(env)
+    message = str(info.value)
+    missing = [n for n in needles if n not in message]
+    assert not missing, f"{type(info.value).__name__} message {message!r} lacks {missing}"
+
+
+def test_the_untrusted_table_is_large_and_its_controls_pass(env: Env) -> None:
+    """At least 150 cases; the same helpers with good inputs do not raise (the cases fail for their reason)."""
+    assert len(UNTRUSTED_CASES) >= 150, len(UNTRUSTED_CASES)
+    run_config({"class_path": "enf.data.PDEDataModule", "init_args": {"dataset": "diffusion_plane"}})(env)
+    edit("se2", {"op": "transform", "rotation": [[0.0, -1.0], [1.0, 0.0]], "translation": [0.1, 0.2]})(env)
+    serve_options(port=65535, num_threads=1, max_upload_bytes=1)(env)
+    read_pde(lambda path: None, trajectory=1)(env)

@@ -335,5 +335,7 @@ def test_a_time_entry_edited_through_h5py_is_refused(tiny_root, tmp_path) -> Non
     PDETrajectories(path)
     with h5py.File(path, "r+") as f:
         f["times"][1] = 24.0
-    with pytest.raises(ValueError, match="train.h5: its coordinates, times or weights changed after it was written"):
+    with pytest.raises(
+        ValueError, match="train.h5: its coordinates, times or weights changed after it was written"
+    ):
         PDETrajectories(path)
