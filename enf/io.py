@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["replace_with_umask", "umask_mode", "write_json_atomic"]
+__all__ = ["replace_with_umask", "umask_mode", "write_json_atomic", "write_text_atomic"]
 
 
 def umask_mode() -> int:
@@ -24,16 +24,22 @@ def replace_with_umask(tmp: str | Path, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-def write_json_atomic(path: str | Path, data: dict) -> None:
-    """Write ``data`` as JSON to ``path`` via a temporary file in the same folder and ``os.replace``."""
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace`` (the umask's
+    mode); a failure leaves any existing ``path`` untouched and no temporary file. Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
+            f.write(text)
         replace_with_umask(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def write_json_atomic(path: str | Path, data: dict) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (:func:`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +36,7 @@ import torch
 from enf.editing import ops
 from enf.editing.interpolate import interpolate
 from enf.geometry import Geometry, GroupElement
-from enf.io import replace_with_umask
+from enf.io import write_text_atomic
 from enf.latents import Latents
 
 __all__ = [
@@ -331,18 +329,7 @@ def dumps_edits(edits: Sequence[Edit], *, meta: Mapping[str, Any] | None = None)
 
 def save_edits(path: str | Path, edits: Sequence[Edit], *, meta: Mapping[str, Any] | None = None) -> Path:
     """Write :func:`dumps_edits` to ``path`` atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = dumps_edits(edits, meta=meta)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        replace_with_umask(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, dumps_edits(edits, meta=meta))
 
 
 def load_edits(path: str | Path) -> list[Edit]:

@@ -23,7 +23,7 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from enf.data.field import FieldSpec
 from enf.fitting import Fitter
 from enf.geometry import Geometry
-from enf.io import replace_with_umask
+from enf.io import replace_with_umask, write_text_atomic
 from enf.nn import EquivariantNeuralField, GlobalLatentField
 
 __all__ = [
@@ -98,12 +98,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             digests = [file_digest(tmp)] + ([file_digest(path)] if path.is_file() else [])
-            _write_text_atomic(digest_path(path), "\n".join(digests) + "\n")
+            write_text_atomic(digest_path(path), "\n".join(digests) + "\n")
             replace_with_umask(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        _write_text_atomic(digest_path(path), digests[0] + "\n")
+        write_text_atomic(digest_path(path), digests[0] + "\n")
 
     def load_checkpoint(self, path: str | Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
         if "://" not in str(path) and Path(path).is_file():
@@ -114,17 +114,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         super().remove_checkpoint(path)
         if "://" not in str(path):
             digest_path(path).unlink(missing_ok=True)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        replace_with_umask(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
