@@ -361,6 +361,27 @@ def test_encode_to_an_unwritable_path_fails_before_encoding(mnist_run: Path, tmp
     assert time.perf_counter() - t0 < 5.0  # nothing was loaded or encoded
 
 
+def _instantiate_trainer():
+    from enf.training.cli import ENFLightningCLI
+
+    return ENFLightningCLI.instantiate_trainer
+
+
+INSTANTIATE_TRAINER = _instantiate_trainer()  # the unpatched method
+
+
+def add_callbacks(monkeypatch: pytest.MonkeyPatch, *callbacks) -> None:
+    """Every trainer the CLI builds from now on gets ``callbacks`` (replacing earlier ones added here)."""
+    from enf.training import cli as cli_module
+
+    def with_callbacks(self, **kwargs):
+        trainer = INSTANTIATE_TRAINER(self, **kwargs)
+        trainer.callbacks.extend(callbacks)
+        return trainer
+
+    monkeypatch.setattr(cli_module.ENFLightningCLI, "instantiate_trainer", with_callbacks)
+
+
 def test_interrupted_fit_leaves_a_checkpoint_to_resume_from(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -373,22 +394,13 @@ def test_interrupted_fit_leaves_a_checkpoint_to_resume_from(
                 raise KeyboardInterrupt
 
     monkeypatch.chdir(tmp_path)
-    from enf.training import cli as cli_module
-
-    original = cli_module.ENFLightningCLI.instantiate_trainer
-
-    def with_ctrl_c(self, **kwargs):
-        trainer = original(self, **kwargs)
-        trainer.callbacks.append(CtrlC())
-        return trainer
-
-    monkeypatch.setattr(cli_module.ENFLightningCLI, "instantiate_trainer", with_ctrl_c)
+    add_callbacks(monkeypatch, CtrlC())
     with pytest.raises(SystemExit):
         fit("--trainer.max_steps", "6")
     ckpts = tmp_path / "runs" / "mnist" / "version_0" / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == ["interrupted.ckpt", "interrupted.ckpt.sha256"]
     assert torch.load(ckpts / "interrupted.ckpt", map_location="cpu", weights_only=True)["global_step"] == 2
-    monkeypatch.setattr(cli_module.ENFLightningCLI, "instantiate_trainer", original)
+    add_callbacks(monkeypatch)
     fit("--trainer.max_steps", "4", "--ckpt_path", str(ckpts / "interrupted.ckpt"))
     assert read_metrics(tmp_path / "runs" / "mnist" / "version_1")["global_step"] == 4
 
@@ -407,16 +419,7 @@ def test_sigterm_is_treated_like_ctrl_c(tmp_path: Path, monkeypatch: pytest.Monk
                 os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.chdir(tmp_path)
-    from enf.training import cli as cli_module
-
-    original = cli_module.ENFLightningCLI.instantiate_trainer
-
-    def with_term(self, **kwargs):
-        trainer = original(self, **kwargs)
-        trainer.callbacks.append(Term())
-        return trainer
-
-    monkeypatch.setattr(cli_module.ENFLightningCLI, "instantiate_trainer", with_term)
+    add_callbacks(monkeypatch, Term())
     previous = signal.getsignal(signal.SIGTERM)
     try:
         with pytest.raises(SystemExit) as exc:
@@ -428,7 +431,7 @@ def test_sigterm_is_treated_like_ctrl_c(tmp_path: Path, monkeypatch: pytest.Monk
     assert sorted(p.name for p in ckpts.iterdir()) == ["interrupted.ckpt", "interrupted.ckpt.sha256"]
     step = torch.load(ckpts / "interrupted.ckpt", map_location="cpu", weights_only=True)["global_step"]
     assert step in (2, 3)  # the signal is acted on at the next batch boundary
-    monkeypatch.setattr(cli_module.ENFLightningCLI, "instantiate_trainer", original)
+    add_callbacks(monkeypatch)
     fit("--trainer.max_steps", "5", "--ckpt_path", str(ckpts / "interrupted.ckpt"))
     assert read_metrics(tmp_path / "runs" / "mnist" / "version_1")["global_step"] == 5
 
@@ -453,16 +456,7 @@ def test_scheduled_checkpoints_before_validation_and_resume_from_last(
             if trainer.global_step == 12:
                 raise RuntimeError("simulated crash")
 
-    from enf.training import cli as cli_module
-
-    original = cli_module.ENFLightningCLI.instantiate_trainer
-
-    def with_crash(self, **kwargs):
-        trainer = original(self, **kwargs)
-        trainer.callbacks.append(Crash())
-        return trainer
-
-    monkeypatch.setattr(cli_module.ENFLightningCLI, "instantiate_trainer", with_crash)
+    add_callbacks(monkeypatch, Crash())
     schedule = ["--checkpoint.every_n_train_steps", "5", "--trainer.check_val_every_n_epoch", "100"]
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit("--trainer.max_steps", "20", *schedule)
@@ -475,12 +469,7 @@ def test_scheduled_checkpoints_before_validation_and_resume_from_last(
         def on_train_start(self, trainer, *args) -> None:
             started.append(trainer.global_step)
 
-    def with_start(self, **kwargs):
-        trainer = original(self, **kwargs)
-        trainer.callbacks.append(Start())
-        return trainer
-
-    monkeypatch.setattr(cli_module.ENFLightningCLI, "instantiate_trainer", with_start)
+    add_callbacks(monkeypatch, Start())
     fit("--trainer.max_steps", "14", "--ckpt_path", "last", *schedule)
     assert started == [10]  # resumed, not restarted at step 0
     assert read_metrics(tmp_path / "runs" / "mnist" / "version_1")["global_step"] == 14
