@@ -22,7 +22,7 @@ Stage 1 fits the frames of the training horizon (the first 10, as the reference 
 ``experiments/results/<dataset>.json`` (every run's metrics and the summary). ``--fit-args`` passes extra
 ``enf fit`` words to every model's stage 1 (the model's own overrides come after and win); ``--data-args``
 passes data words to both stages (e.g. ``'--data.init_args.background none'``, the ablation of the
-shallow-water zonal background).
+shallow-water zonal background). ``--reuse`` keeps the finished runs of an interrupted sweep and runs the rest.
 """
 
 from __future__ import annotations
@@ -114,9 +114,26 @@ def run(cmd: list[str], log: Path, threads: int) -> None:
         raise RuntimeError(f"{' '.join(cmd[:4])} ... failed (exit {proc.returncode}); see {log}")
 
 
+def finished(out: Path) -> dict | None:
+    """The record of a finished (model, seed) run folder, or None: both stages wrote their metrics."""
+    paths = [out / stage / "version_0" / "metrics.json" for stage in ("fit", "forecast")]
+    if not all(p.is_file() for p in paths):
+        return None
+    fit_metrics, metrics = (json.loads(p.read_text()) for p in paths)
+    metrics.update(
+        stage1_time_s=fit_metrics["fit_time_s"],
+        stage2_time_s=metrics["fit_time_s"],
+        stage1_mse_test=fit_metrics.get("mse_test"),
+    )
+    return metrics
+
+
 def one(args, model: str, seed: int) -> dict:
     name = f"{args.dataset}_{model}_s{seed}"
     out = REPO / args.out / name
+    if args.reuse and (metrics := finished(out)) is not None:
+        print(f"{name}: reusing the finished run in {out}", flush=True)
+        return {"model": model, "seed": seed, "metrics": metrics, "run": os.path.relpath(out, REPO)}
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -259,6 +276,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--tag", default="", help="suffix of the results file")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep (model, seed) runs under --out whose two stages finished (their training times are then "
+        "the runs' fit_time_s) and run only the missing ones; without it every run starts afresh",
+    )
     parser.add_argument(
         "--plot-only",
         action="store_true",

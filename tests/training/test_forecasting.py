@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -257,15 +258,50 @@ def test_vector_latent_dynamics_keep_the_decoder_equivariant(
     assert metrics["equivariance_error"] < 1e-9
 
 
+def forecast_experiment():
+    """experiments/forecast.py as a module."""
+    spec = importlib.util.spec_from_file_location("forecast_experiment", REPO / "experiments" / "forecast.py")
+    experiment = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(experiment)
+    return experiment
+
+
+def test_reuse_keeps_finished_runs_and_reruns_the_rest(tmp_path: Path, monkeypatch) -> None:
+    """``--reuse``: a run folder whose two stages wrote metrics is kept (no training), one with stage 1 only is
+    run again; without ``--reuse`` every run starts afresh."""
+    experiment = forecast_experiment()
+    monkeypatch.setattr(experiment, "REPO", tmp_path)
+    calls = []
+    monkeypatch.setattr(experiment, "run", lambda cmd, log, threads: calls.append(cmd[3]) or 1 / 0)
+    args = SimpleNamespace(dataset="diffusion_plane", out="runs", reuse=True)
+    done = tmp_path / "runs" / "diffusion_plane_equivariant_s0"
+    for stage, m in [("fit", {"fit_time_s": 480.0, "mse_test": 0.5}), ("forecast", {"fit_time_s": 360.0})]:
+        (done / stage / "version_0").mkdir(parents=True)
+        (done / stage / "version_0" / "metrics.json").write_text(json.dumps({**m, "mse_test_in": 0.25}))
+    record = experiment.one(args, "equivariant", 0)
+    assert calls == [] and record["run"] == os.path.relpath(done, tmp_path)
+    assert record["metrics"]["mse_test_in"] == 0.25 and record["metrics"]["stage1_mse_test"] == 0.5
+    assert (record["metrics"]["stage1_time_s"], record["metrics"]["stage2_time_s"]) == (480.0, 360.0)
+    half = tmp_path / "runs" / "diffusion_plane_equivariant_s1"
+    (half / "fit" / "version_0").mkdir(parents=True)
+    (half / "fit" / "version_0" / "metrics.json").write_text("{}")
+    for target, reuse in [(1, True), (0, False)]:  # unfinished, or not asked to reuse: run again
+        args.reuse = reuse
+        monkeypatch.setattr(experiment, "overrides", lambda model, dataset: ([], []))
+        full = SimpleNamespace(**vars(args), fit_args="", root="data", generate_options={}, num_train=None,
+                               data_args="", num_val=8, fit_time="1", threads=1)  # fmt: skip
+        with pytest.raises(ZeroDivisionError):
+            experiment.one(full, "equivariant", target)
+        assert calls[-1] == "fit"
+    assert not (done / "forecast").exists()  # without --reuse the finished folder was cleared
+
+
 def test_vector_baseline_of_the_experiments_runs_both_stages(
     workdir: Path, tmp_path: Path, monkeypatch
 ) -> None:
     """The ``vector`` model of experiments/forecast.py as it overrides the configs: stage 1 with the global-latent
     decoder (one latent, no pose steps), stage 2 with the MLP ODE on its code; not equivariant."""
-    spec = importlib.util.spec_from_file_location("forecast_experiment", REPO / "experiments" / "forecast.py")
-    experiment = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(experiment)
-    fit_extra, ode_extra = experiment.overrides("vector", "diffusion_plane")
+    fit_extra, ode_extra = forecast_experiment().overrides("vector", "diffusion_plane")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").symlink_to(workdir / "data")
     main([*FIT, *fit_extra])
