@@ -101,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--max-upload-mb", type=float, default=2.0)
+    srv.add_argument("--max-sessions", type=int, default=32, help="sessions held in memory at once")
+    srv.add_argument("--max-sessions-per-client", type=int, default=8,
+                     help="sessions of one peer address; its oldest goes first, never another client's")  # fmt: skip
+    srv.add_argument("--idle-minutes", type=float, default=30.0,
+                     help="a full server drops only sessions unused this long (else it refuses new ones)")  # fmt: skip
     srv.add_argument("--threads", type=int, default=None,
                      help="torch threads of the server (default: all cores; 1 on a busy machine)")  # fmt: skip
     return p
@@ -214,6 +219,12 @@ def edit_main(argv: list[str]) -> None:
             raise ValueError(f"--max-upload-mb must be a finite number > 0, got {args.max_upload_mb}")
         if not 1 <= args.port <= 65535:
             raise ValueError(f"--port must be in 1..65535, got {args.port}")
+        for flag, value in (("--max-sessions", args.max_sessions), ("--max-sessions-per-client",
+                                                                    args.max_sessions_per_client)):  # fmt: skip
+            if value < 1:
+                raise ValueError(f"{flag} must be >= 1, got {value}")
+        if not (math.isfinite(args.idle_minutes) and args.idle_minutes > 0):
+            raise ValueError(f"--idle-minutes must be a finite number > 0, got {args.idle_minutes}")
         editor = ImageEditor.from_checkpoint(
             args.ckpt, config=args.config, root=args.root, num_steps=args.num_steps
         )
@@ -225,7 +236,9 @@ def edit_main(argv: list[str]) -> None:
                                  'pip install -e ".[edit]"') from None  # fmt: skip
 
             serve(editor, host=args.host, port=args.port, max_upload_bytes=int(args.max_upload_mb * 1e6),
-                  num_threads=args.threads)  # fmt: skip
+                  num_threads=args.threads, max_sessions=args.max_sessions,
+                  max_sessions_per_client=args.max_sessions_per_client,
+                  idle_timeout_s=60.0 * args.idle_minutes)  # fmt: skip
             return
         t0 = time.perf_counter()
         original = _load_image(editor, args.index, args.image, args.split, "--image")

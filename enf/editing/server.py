@@ -4,7 +4,9 @@ FastAPI (with pydantic request models, so that types, sizes and ranges are check
 and with per-route body limits for uploads) on uvicorn; the page is plain HTML and JavaScript served from
 this package (``static/``), with no build step and nothing fetched from elsewhere.
 
-Sessions live in memory (uuid keys, the least recently used dropped beyond ``max_sessions``). Each holds an
+Sessions live in memory (uuid keys; each client, by peer address, holds at most ``max_sessions_per_client``
+and loses only its own least recently used one; a full server drops only sessions idle for ``idle_timeout_s``
+and otherwise refuses new ones with 503). Each holds an
 :class:`~enf.editing.EditHistory` of the opened image's latents and, optionally, "source" clouds of second
 images to paste points from. No request ever names a file on the server: images come from the dataset by
 index or as uploaded bytes, and downloads are built in memory. Every decoded image in a response comes with
@@ -89,16 +91,34 @@ def create_app(
     *,
     max_upload_bytes: int = 2_000_000,
     max_sessions: int = 32,
+    max_sessions_per_client: int = 8,
+    idle_timeout_s: float = 1800.0,
     allowed_hosts: Sequence[str] | None = None,
 ) -> FastAPI:
     """The edit page's app for ``editor``. ``allowed_hosts``: accepted ``Host`` headers (``None``: any; :func:`serve`
-    passes the loopback names so that other sites cannot reach the page through DNS rebinding)."""
-    for label, value in (("max_upload_bytes", max_upload_bytes), ("max_sessions", max_sessions)):
+    passes the loopback names so that other sites cannot reach the page through DNS rebinding).
+    ``max_sessions`` / ``max_sessions_per_client`` / ``idle_timeout_s``: see :class:`EditSessions`."""
+    for label, value in (
+        ("max_upload_bytes", max_upload_bytes),
+        ("max_sessions", max_sessions),
+        ("max_sessions_per_client", max_sessions_per_client),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{label} must be a positive int, got {value!r}")
+    if isinstance(idle_timeout_s, bool) or not (
+        isinstance(idle_timeout_s, (int, float)) and 0 < idle_timeout_s < math.inf
+    ):
+        raise ValueError(
+            f"idle_timeout_s must be a positive finite number of seconds, got {idle_timeout_s!r}"
+        )
     if editor.geometry.position_dim != 2:
         raise ValueError(f"the edit page draws planar latents; {editor.geometry.name} positions are not 2-D")
-    ed = EditSessions(editor, max_sessions=max_sessions)
+    ed = EditSessions(
+        editor,
+        max_sessions=max_sessions,
+        max_sessions_per_client=max_sessions_per_client,
+        idle_timeout_s=float(idle_timeout_s),
+    )
     pages = {name: _page_file(name) for name in _PAGE_FILES}
     app = FastAPI(title="enf edit", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.editing = ed
@@ -209,14 +229,17 @@ def create_app(
             "ops": {op: sorted(params) for op, params in OPS.items()},
         }
 
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client is not None else "unknown"
+
     @app.post("/api/sessions", **json_route)
-    def open_dataset(req: OpenRequest) -> JSONResponse:
-        return with_timing(ed.open(*ed.dataset_image(req)))
+    def open_dataset(req: OpenRequest, request: Request) -> JSONResponse:
+        return with_timing(ed.open(*ed.dataset_image(req), client=client_of(request)))
 
     @app.post("/api/sessions/upload", **upload_route)
-    async def open_upload(file: Annotated[UploadFile, File()]) -> JSONResponse:
+    async def open_upload(request: Request, file: Annotated[UploadFile, File()]) -> JSONResponse:
         image, origin = await run_in_threadpool(ed.uploaded_image, await read_upload(file))
-        return with_timing(await run_in_threadpool(ed.open, image, origin))
+        return with_timing(await run_in_threadpool(ed.open, image, origin, client=client_of(request)))
 
     @app.get("/api/sessions/{sid}")
     def get_state(sid: uuid.UUID) -> JSONResponse:

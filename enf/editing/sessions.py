@@ -1,7 +1,8 @@
 """The edit page's state: request models (pydantic) and in-memory editing sessions, without the web layer.
 
-:class:`EditSessions` holds the model and the sessions (uuid keys, least recently used dropped beyond
-``max_sessions``); each session keeps an :class:`~enf.editing.EditHistory` of the opened image's latents and
+:class:`EditSessions` holds the model and the sessions (uuid keys; a client past ``max_sessions_per_client``
+loses its own least recently used session, never another client's, and a full server only drops sessions idle
+for ``idle_timeout_s``, else refuses the new one); each session keeps an :class:`~enf.editing.EditHistory` of the opened image's latents and
 the "source" clouds of second images that ``paste``/``swap``/``interpolate`` edits name (keys ``s1``, ``s2``...).
 Bad requests raise :class:`RequestError` (an HTTP status and a message), which :mod:`enf.editing.server`
 turns into JSON errors.
@@ -93,6 +94,8 @@ class _Session:
     origin: dict[str, Any]
     original_png: bytes
     reconstruction_png: bytes
+    client: str = "local"
+    last_used: float = field(default_factory=time.monotonic)
     source_origins: dict[str, dict[str, Any]] = field(default_factory=dict)
     next_source: int = 1
 
@@ -112,10 +115,19 @@ def _message(exc: BaseException) -> str:
 class EditSessions:
     """The model, the sessions and the operations the routes call (one compute lock: 2 cores, one model)."""
 
-    def __init__(self, editor: ImageEditor, *, max_sessions: int) -> None:
+    def __init__(
+        self,
+        editor: ImageEditor,
+        *,
+        max_sessions: int,
+        max_sessions_per_client: int = 8,
+        idle_timeout_s: float = 1800.0,
+    ) -> None:
         self.editor = editor
         self.dim = editor.geometry.position_dim
         self.max_sessions = max_sessions
+        self.max_sessions_per_client = min(max_sessions_per_client, max_sessions)
+        self.idle_timeout_s = idle_timeout_s
         self.sessions: OrderedDict[uuid.UUID, _Session] = OrderedDict()
         self.lock = threading.Lock()
 
@@ -128,7 +140,31 @@ class EditSessions:
             )
         if touch:
             self.sessions.move_to_end(sid)
+            s.last_used = time.monotonic()
         return s
+
+    def _make_room(self, client: str) -> None:
+        """Before ``client`` opens a session (under the lock): past its own quota it loses its least recently
+        used session; on a full server the least recently used session idle for ``idle_timeout_s`` goes, and
+        without one the request is refused. No client can push out another's session in use."""
+        own = [sid for sid, s in self.sessions.items() if s.client == client]  # least recently used first
+        if len(own) >= self.max_sessions_per_client:
+            victim = own[0]
+        elif len(self.sessions) >= self.max_sessions:
+            now = time.monotonic()
+            idle = [sid for sid, s in self.sessions.items() if now - s.last_used >= self.idle_timeout_s]
+            if not idle:
+                raise RequestError(
+                    503,
+                    f"the server holds {len(self.sessions)} sessions (max_sessions={self.max_sessions}), "
+                    f"each used in the last {self.idle_timeout_s:.0f} s; try again later, or restart the page "
+                    "with a larger max_sessions",
+                )
+            victim = idle[0]
+        else:
+            return
+        del self.sessions[victim]
+        log.info("dropped session %s to open one for client %s", victim, client)
 
     def dataset_image(self, req: OpenRequest) -> tuple[np.ndarray, dict[str, Any]]:
         if self.editor.dataset_size(req.split) == 0:
@@ -162,21 +198,18 @@ class EditSessions:
         image = self.editor.decode(z)[0]
         return image_to_png(image), (time.perf_counter() - t0) * 1e3
 
-    def open(self, image: np.ndarray, origin: dict[str, Any]) -> dict[str, Any]:
+    def open(self, image: np.ndarray, origin: dict[str, Any], *, client: str = "local") -> dict[str, Any]:
+        """A new session for ``image`` opened by ``client`` (the peer address): see :meth:`_make_room`."""
         with self.lock:
+            self._make_room(client)
             t0 = time.perf_counter()
             z = self.editor.encode(image)
             encode_ms = (time.perf_counter() - t0) * 1e3
             png, decode_ms = self.decode_png(z)
             history = EditHistory(z, self.editor.geometry)
-            s = _Session(history, origin, image_to_png(image), png)
+            s = _Session(history, origin, image_to_png(image), png, client=client)
             sid = uuid.uuid4()
             self.sessions[sid] = s
-            while len(self.sessions) > self.max_sessions:
-                old, _ = self.sessions.popitem(last=False)
-                log.info(
-                    "dropped the least recently used session %s (max_sessions=%d)", old, self.max_sessions
-                )
             log.info("session %s: %s, encoded in %.0f ms", sid, origin, encode_ms)
             out = self.state(sid, s, png, decode_ms)
             out.update(original=_data_url(s.original_png), reconstruction=_data_url(png), encode_ms=encode_ms)

@@ -122,6 +122,9 @@ def test_an_image_file_is_encoded_like_the_dataset_image(run: Path, tmp_path: Pa
         (["--index", "0", "--paste", "0,0"], "need a second image"),
         (["--index", "0", "--scale", "-2"], "scale factor must be"),
         (["--image", "missing.png", "--rotate", "3"], "missing.png does not exist"),
+        (["--serve", "--max-sessions", "0"], "--max-sessions must be >= 1, got 0"),
+        (["--serve", "--max-sessions-per-client", "-1"], "--max-sessions-per-client must be >= 1, got -1"),
+        (["--serve", "--idle-minutes", "inf"], "--idle-minutes must be a finite number > 0, got inf"),
     ],
 )
 def test_bad_edits_exit_with_one_clear_line(

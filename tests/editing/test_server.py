@@ -196,6 +196,34 @@ def test_sessions_are_capped_least_recently_used_first(small):
     assert len(app.state.editing.sessions) == 4
 
 
+def test_one_client_cannot_evict_another_clients_sessions(small):
+    """Per peer address: a client past max_sessions_per_client loses its own least recently used session; on a
+    full server a new client gets 503 while every session is in use, and takes only an idle one's place."""
+    editor, _, _ = small
+    app = create_app(editor, max_sessions=4, max_sessions_per_client=2, idle_timeout_s=60.0)
+    alice, mallory, bob = (TestClient(app, client=(f"10.0.0.{i}", 5000)) for i in (1, 2, 3))
+    with alice, mallory, bob:
+        kept = open_session(alice)["session"]
+        spam = [open_session(mallory, index=i)["session"] for i in range(6)]  # 6 against a quota of 2
+        assert alice.get(f"/api/sessions/{kept}").status_code == 200  # untouched
+        assert [mallory.get(f"/api/sessions/{s}").status_code for s in spam] == [404] * 4 + [200] * 2
+        second = open_session(bob)["session"]  # 4 sessions: alice 1, mallory 2, bob 1; the server is full
+        r = bob.post("/api/sessions", json={"split": "test", "index": 0})
+        assert r.status_code == 503 and "max_sessions=4" in r.json()["detail"], r.text
+        sessions = app.state.editing.sessions
+        assert len(sessions) == 4
+        for sid in (spam[-2], spam[-1]):  # mallory's two go idle; bob may now take one place
+            sessions[uuid.UUID(sid)].last_used -= 61.0
+        third = open_session(bob)["session"]
+        assert bob.get(f"/api/sessions/{spam[-2]}").status_code == 404
+        for sid in (kept, second, third, spam[-1]):
+            assert alice.get(f"/api/sessions/{sid}").status_code == 200
+    with pytest.raises(ValueError, match="idle_timeout_s must be a positive finite"):
+        create_app(editor, idle_timeout_s=float("inf"))
+    with pytest.raises(ValueError, match="max_sessions_per_client must be a positive int"):
+        create_app(editor, max_sessions_per_client=0)
+
+
 def _raw(client, url: str, text: str):
     return client.post(url, content=text.encode(), headers={"content-type": "application/json"})
 
