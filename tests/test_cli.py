@@ -264,6 +264,28 @@ def test_se2_end_to_end_with_validation_figure(tmp_path: Path, monkeypatch: pyte
 
 
 @pytest.mark.slow
+def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
+    """The multi-node recipe of docs/scaling.md on one node: ``torchrun --standalone --nproc_per_node 2 -m
+    enf.cli fit ...`` (Lightning sees torchrun's environment and launches nothing itself): one run folder,
+    written by rank 0, and the metrics of the full evaluation."""
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
+        "-m", "enf.cli", "fit", "--config", MNIST, *TINY,
+        "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.num_nodes", "1",
+        "--trainer.accelerator", "cpu",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "world_size: 2" in proc.stderr or "GLOBAL_RANK: 1" in proc.stderr, proc.stderr[-2000:]
+    runs = sorted((tmp_path / "runs" / "mnist").iterdir())
+    assert [p.name for p in runs] == ["version_0"], runs
+    metrics = read_metrics(runs[0])
+    assert metrics["global_step"] == 3 and metrics["num_test"] == 8
+    assert metrics["equivariance_error"] < 1e-6 and 0 < metrics["mse_test"] < 1
+
+
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     """``enf fit ... --trainer.strategy ddp --trainer.devices 2`` on CPU (gloo), in a subprocess (DDP re-runs
     argv, so this also checks that the CLI keeps ``sys.argv[0]``)."""
