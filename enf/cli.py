@@ -13,6 +13,7 @@ enf shape fit|validate|test --config configs/shape/trilobite.yaml               
 enf shape fit --config configs/shape/mnist.yaml           (shape VAE on ENF latent clouds, loss on the image)
 enf shape export --ckpt runs/shape_trilobite/version_0/checkpoints/last.ckpt --split test --out codes.h5
 enf bench [--geometry se2] [--device cuda]
+enf --version
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ __all__ = ["main"]
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 USAGE = __doc__
+SHAPE_USAGE = (
+    "usage: enf shape fit|validate|test --config configs/shape/<dataset>.yaml [...]   (the shape VAE)\n"
+    "       enf shape export --ckpt <ckpt> --out codes.h5 [...]                (see enf shape export --help)"
+)
 
 
 def _lightning(argv: Sequence[str], *, task: str = "fit") -> None:
@@ -101,15 +106,17 @@ def _shape(argv: Sequence[str]) -> None:
     if argv and argv[0] in LIGHTNING_COMMANDS:
         _lightning(argv, task="shape")
         return
-    if argv and argv[0] == "export":
+    if argv and argv[0] in ("-h", "--help"):
+        print(SHAPE_USAGE)
+        return
+    if not argv:
+        raise SystemExit(f"enf shape: give a subcommand\n{SHAPE_USAGE}")
+    if argv[0] == "export":
         from enf.training.shape_export import shape_main
 
         shape_main(list(argv[1:]))
         return
-    raise SystemExit(
-        "enf shape: use enf shape fit|validate|test --config configs/shape/<dataset>.yaml or enf shape export "
-        "--ckpt ... --out codes.h5"
-    )
+    raise SystemExit(f"enf shape: unknown subcommand {argv[0]!r}\n{SHAPE_USAGE}")
 
 
 def _edit(argv: Sequence[str]) -> None:
@@ -176,6 +183,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
+        return
+    if argv[0] in ("-V", "--version"):
+        from importlib.metadata import version
+
+        print(f"enf {version('enf')}")
         return
     command, rest = argv[0], argv[1:]
     if command in LIGHTNING_COMMANDS:

@@ -26,18 +26,14 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from torch import Tensor
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from enf.data.field import FieldSpec  # noqa: E402
-from enf.data.grid import image_to_signal, imshow_extent, pixel_coords, plane_grid_to_image  # noqa: E402
+from enf.data.field import FieldSpec
+from enf.data.grid import image_to_signal, imshow_extent, pixel_coords, plane_grid_to_image
 
 __all__ = ["BALL_SLICE_HALF_WIDTH", "plot_fields", "plot_latents", "plot_reconstructions", "save_figure"]
 
@@ -101,7 +97,7 @@ def plot_latents(
             f"poses for kind {spec.kind!r} must have shape [L, pose_dim >= {need}], got shape {p.shape}"
         )
     if ax is None:
-        fig = plt.figure(figsize=(4.0, 2.4 if spec.kind == "sphere" else 3.2))
+        fig = Figure(figsize=(4.0, 2.4 if spec.kind == "sphere" else 3.2))
         ax = fig.add_subplot(projection="mollweide" if spec.kind == "sphere" else None)
     xlim, ylim = ax.get_xlim(), ax.get_ylim()
     if spec.kind == "sphere":
@@ -285,7 +281,7 @@ def plot_fields(
     num_items = min(max_items, target.shape[0])
     rgb = spec.kind == "image" and spec.num_channels == 3
     name = "RGB" if rgb else spec.channel_names[channel]
-    fig = plt.figure(figsize=_figure_size(spec, coords[0], num_items), layout="constrained")
+    fig = Figure(figsize=_figure_size(spec, coords[0], num_items), layout="constrained")
     projection = "mollweide" if spec.kind == "sphere" else None
     axes = [
         [
@@ -365,6 +361,6 @@ def plot_reconstructions(
 
 
 def save_figure(fig: Figure, path) -> None:
-    """Save a figure (PNG) and close it."""
+    """Save a figure (PNG). The library's figures are plain ``Figure`` objects, outside pyplot's state, so
+    nothing needs closing."""
     fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -17,16 +17,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from mpl_toolkits.mplot3d.art3d import Poly3DCollection  # noqa: E402
-
-from enf.data.meshes import Mesh  # noqa: E402
-from enf.geometry.frames import gram_schmidt  # noqa: E402
+from enf.data.meshes import Mesh
+from enf.geometry.frames import gram_schmidt
 
 __all__ = ["draw_latents", "draw_mesh", "draw_points", "plot_shapes"]
 
@@ -115,7 +112,7 @@ def plot_shapes(
             f"need as many true as reconstructed meshes (>= 1), got {len(truth)} and {len(reconstruction)}"
         )
     rows, cols = len(truth), 2 if poses is None else 3
-    fig = plt.figure(figsize=(2.6 * cols, 2.6 * rows))
+    fig = Figure(figsize=(2.6 * cols, 2.6 * rows))
     for r in range(rows):
         caption = f" ({scores[r]})" if scores else ""
         first = truth_titles[r] if truth_titles else "truth"

@@ -30,21 +30,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.animation import FuncAnimation, PillowWriter
+from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from torch import Tensor
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.cm import ScalarMappable  # noqa: E402
-from matplotlib.colors import Normalize  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from enf.data.field import FieldSpec  # noqa: E402
-from enf.plotting import (  # noqa: E402
+from enf.data.field import FieldSpec
+from enf.plotting import (
     _PLANAR,
     BALL_SLICE_HALF_WIDTH,
     _check_inputs,
@@ -275,7 +271,7 @@ def plot_rollout(
     num_cols = len(frames)
     width, height = _figure_size(spec, coords, num_cols)
     # _figure_size leaves room for a colour bar beside every panel; here there are two in all
-    fig = plt.figure(figsize=(width - 0.7 * num_cols + 1.0, height), layout="constrained")
+    fig = Figure(figsize=(width - 0.7 * num_cols + 1.0, height), layout="constrained")
     projection = "mollweide" if spec.kind == "sphere" else None
     axes = [
         [fig.add_subplot(3, num_cols, r * num_cols + c + 1, projection=projection) for c in range(num_cols)]
@@ -342,7 +338,7 @@ def save_rollout_gif(
     positions = None if poses is None else _panel_positions(spec, poses)
 
     width, height = _figure_size(spec, coords, 3)
-    fig = plt.figure(figsize=(width, height / 3 + 0.4), layout="constrained")
+    fig = Figure(figsize=(width, height / 3 + 0.4), layout="constrained")
     projection = "mollweide" if spec.kind == "sphere" else None
     axes = [fig.add_subplot(1, 3, c + 1, projection=projection) for c in range(3)]
     name = spec.channel_names[channel]
@@ -372,7 +368,6 @@ def save_rollout_gif(
         animation.save(tmp, writer=PillowWriter(fps=fps), dpi=dpi)
         os.replace(tmp, path)
     finally:
-        plt.close(fig)
         if os.path.exists(tmp):
             os.unlink(tmp)
     _log.debug("wrote %d-frame rollout GIF to %s", truth.shape[0], path)
@@ -416,7 +411,8 @@ def plot_error_curves(
         raise ValueError(f"curves must be a non-empty dict name -> [T] values, got {curves!r}")
     num_times = times.shape[0]
     _check_horizon(horizon, num_times)
-    fig, ax = plt.subplots(figsize=(5.0, 3.2), layout="constrained")
+    fig = Figure(figsize=(5.0, 3.2), layout="constrained")
+    ax = fig.subplots()
     for name, curve in curves.items():
         mean, std = (curve, None) if not isinstance(curve, tuple | list) else curve
         mean = _numpy(mean)

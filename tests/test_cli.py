@@ -588,3 +588,20 @@ def test_pde_fit_end_to_end_with_the_same_module(tmp_path: Path, monkeypatch: py
     np.testing.assert_array_equal(arrays["frame"], np.arange(4))
     assert arrays["poses"].shape == (4, 4, 4) and "psnr" not in arrays  # se2 poses, no PSNR for PDE fields
     assert float(arrays["mse"].mean()) == pytest.approx(metrics["mse_test"], rel=1e-4)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", 1), ("3", 3), ("0.5", 0.5), ("1.0", 1.0)])
+def test_limit_batches_read_an_integer_as_a_number_of_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, expected: float
+) -> None:
+    """``limit_val_batches: 1`` is one batch (Lightning's ``Union[float, int]`` made it the fraction 1.0, every
+    batch); a float stays a fraction."""
+    from enf.training.cli import run_lightning_cli
+
+    monkeypatch.chdir(tmp_path)
+    cli = run_lightning_cli(
+        ["--config", MNIST, *TINY, "--trainer.logger", "false", "--trainer.limit_val_batches", value],
+        run=False,
+    )
+    assert cli.trainer.limit_val_batches == expected
+    assert type(cli.trainer.limit_val_batches) is type(expected)

@@ -283,7 +283,7 @@ def test_plot_reconstructions_and_save_figure(tmp_path) -> None:
     assert len(fig.axes) == 3 * 2 + 2  # RGB: colour bars on the error row only
     path = tmp_path / "f.png"
     save_figure(fig, path)
-    assert path.stat().st_size > 0 and not plt.fignum_exists(fig.number)
+    assert path.stat().st_size > 0 and plt.get_fignums() == []  # never registered with pyplot
 
 
 def test_bad_inputs_name_the_problem() -> None:
@@ -300,3 +300,22 @@ def test_bad_inputs_name_the_problem() -> None:
         plot_fields(spec, coords, target, prediction, max_items=0)
     with pytest.raises(ValueError, match="coords must have shape"):
         plot_fields(spec, coords[..., :1], target, prediction)
+
+
+def test_importing_the_library_keeps_the_users_matplotlib_backend() -> None:
+    """No module of enf switches the backend at import (a notebook keeps its inline backend): the figures are
+    plain ``Figure`` objects. Control: a module that calls ``matplotlib.use`` is seen switching it."""
+    import subprocess
+    import sys
+
+    modules = ["enf", "enf.plotting", "enf.plotting_rollout", "enf.plotting_mesh", "enf.data.pde.show",
+               "enf.editing.plotting", "enf.shape.plotting", "enf.training", "enf.cli"]  # fmt: skip
+    probe = (
+        "import matplotlib, importlib, sys; matplotlib.use('svg'); "
+        "[importlib.import_module(m) for m in sys.argv[1:]]; print(matplotlib.get_backend())"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, *modules], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "svg", out.stdout + out.stderr
+    control = probe.replace("print(", "matplotlib.use('agg'); print(")
+    out = subprocess.run([sys.executable, "-c", control, "enf"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "agg"

@@ -150,8 +150,6 @@ class RunArtifacts(L.Callback):
             self._plot_batch = next(iter(loader), None)
         if self._plot_batch is None:
             return
-        import matplotlib.pyplot as plt
-
         from enf.plotting import save_figure
 
         folder = self.run_dir(trainer) / "figures"
@@ -164,7 +162,6 @@ class RunArtifacts(L.Callback):
                         f"{prefix}/{name}", fig, global_step=trainer.global_step, close=False
                     )
             save_figure(fig, folder / f"{prefix}_{name}.png")
-            plt.close(fig)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == "fit":
@@ -217,7 +214,6 @@ class RunArtifacts(L.Callback):
         """JSON files into the run directory, figures into ``figures/`` (and TensorBoard)."""
         if not artifacts:
             return
-        import matplotlib.pyplot as plt
         from matplotlib.figure import Figure
 
         from enf.plotting import save_figure
@@ -233,7 +229,6 @@ class RunArtifacts(L.Callback):
                 folder = self.run_dir(trainer) / "figures"
                 folder.mkdir(parents=True, exist_ok=True)
                 save_figure(value, folder / name)
-                plt.close(value)
             else:
                 write_json_atomic(self.run_dir(trainer) / name, value)
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as L
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.cli import LightningCLI
 
@@ -65,6 +66,31 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return a == b
+
+
+class Trainer(L.Trainer):
+    """``lightning.Trainer`` whose ``limit_*_batches`` read an integer as a number of batches.
+
+    Lightning annotates them ``Union[float, int, None]``, so the config parser turned ``limit_val_batches: 1``
+    into the fraction ``1.0``: every batch instead of one. Here ``int`` comes first; ``0.25`` is still a
+    fraction. Everything else is Lightning's."""
+
+    def __init__(
+        self,
+        *,
+        limit_train_batches: int | float | None = None,
+        limit_val_batches: int | float | None = None,
+        limit_test_batches: int | float | None = None,
+        limit_predict_batches: int | float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            limit_train_batches=limit_train_batches,
+            limit_val_batches=limit_val_batches,
+            limit_test_batches=limit_test_batches,
+            limit_predict_batches=limit_predict_batches,
+            **kwargs,
+        )
 
 
 class ENFLightningCLI(LightningCLI):
@@ -187,6 +213,7 @@ def run_lightning_cli(args: list[str] | None, *, run: bool = True, task: str = "
         raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
     return ENFLightningCLI(
         TASKS[task],
+        trainer_class=Trainer,
         subclass_mode_data=True,
         trainer_defaults=TRAINER_DEFAULTS,
         args=args,

@@ -180,8 +180,6 @@ def forecast_main(argv: list[str]) -> None:
 
 def _figures(module, result, data, folder: Path, *, grid: str, time_window) -> None:
     """Rollout PNG + GIF of the first trajectory and the MSE per frame of all of them."""
-    import matplotlib.pyplot as plt
-
     from enf.data.pde.dataset import PDETrajectories
     from enf.plotting import save_figure
     from enf.plotting_rollout import plot_error_curves, plot_rollout, save_rollout_gif
@@ -202,11 +200,9 @@ def _figures(module, result, data, folder: Path, *, grid: str, time_window) -> N
     horizon = module.hparams.horizon
     fig = plot_rollout(spec, coords, truth[:t], pred[:t], times=times, poses=poses, horizon=horizon)
     save_figure(fig, folder / "rollout.png")
-    plt.close(fig)
     save_rollout_gif(
         folder / "rollout.gif", spec, coords, truth[:t], pred[:t], times=times, poses=poses, horizon=horizon
     )
     mse = result["mse_per_frame"]
     fig = plot_error_curves({"forecast": mse.mean(0)}, times=result["times"][: mse.shape[1]], horizon=horizon)
     save_figure(fig, folder / "mse_per_frame.png")
-    plt.close(fig)

@@ -120,6 +120,14 @@ def test_a_model_that_does_not_fit_the_data_is_one_clear_line(tmp_path: Path, mo
     assert "num_out_points" in err and "[B, 10, 2]" in err
 
 
-def test_shape_without_a_subcommand_says_how() -> None:
-    with pytest.raises(SystemExit, match=r"enf shape fit\|validate\|test"):
-        main(["shape"])
+def test_shape_without_a_subcommand_says_how(capsys: pytest.CaptureFixture) -> None:
+    for argv, message in (
+        (["shape"], "give a subcommand"),
+        (["shape", "bogus"], "unknown subcommand 'bogus'"),
+    ):
+        with pytest.raises(SystemExit, match=rf"{message}(.|\n)*enf shape fit\|validate\|test"):
+            main(argv)
+    main(["shape", "--help"])  # help is an answer, not an error: exit 0
+    assert "enf shape export --ckpt" in capsys.readouterr().out
+    main(["--version"])
+    assert capsys.readouterr().out.startswith("enf 0.")

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from enf.data.grid import plane_grid_to_image  # noqa: E402
-from enf.data.pde.io import open_trajectories  # noqa: E402
+from enf.data.grid import plane_grid_to_image
+from enf.data.pde.io import open_trajectories
 
 __all__ = ["render_trajectory"]
 
@@ -58,7 +55,8 @@ def render_trajectory(
         from matplotlib.animation import FuncAnimation, PillowWriter
 
         panels = _panels(geometry, traj[0], channel)
-        fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3), squeeze=False)
+        fig = Figure(figsize=(3.2 * len(panels), 3))
+        axes = fig.subplots(1, len(panels), squeeze=False)
         images = [
             ax.imshow(p, vmin=vmin, vmax=vmax, cmap="RdBu_r")
             for ax, (_, p) in zip(axes[0], panels, strict=False)
@@ -72,11 +70,11 @@ def render_trajectory(
 
         anim = FuncAnimation(fig, update, frames=len(times))
         anim.save(out, writer=PillowWriter(fps=4))
-        plt.close(fig)
         return out
     steps = np.linspace(0, len(times) - 1, min(max_frames, len(times))).round().astype(int)
     rows = len(_panels(geometry, traj[0], channel))
-    fig, axes = plt.subplots(rows, len(steps), figsize=(2.2 * len(steps), 2.2 * rows), squeeze=False)
+    fig = Figure(figsize=(2.2 * len(steps), 2.2 * rows))
+    axes = fig.subplots(rows, len(steps), squeeze=False)
     for c, t in enumerate(steps):
         for r, (label, p) in enumerate(_panels(geometry, traj[t], channel)):
             axes[r, c].imshow(p, vmin=vmin, vmax=vmax, cmap="RdBu_r")
@@ -88,5 +86,4 @@ def render_trajectory(
     fig.suptitle(f"{Path(path).parent.name}/{Path(path).name} #{index}: {names[channel]}", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
-    plt.close(fig)
     return out
