@@ -181,6 +181,9 @@ def _bench(argv: Sequence[str]) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Lightning prints its own messages through the handler `import lightning` puts on its logger; without
+    # this they would also reach the root handler above and print twice
+    logging.getLogger("lightning").propagate = False
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return

@@ -605,3 +605,14 @@ def test_limit_batches_read_an_integer_as_a_number_of_batches(
     )
     assert cli.trainer.limit_val_batches == expected
     assert type(cli.trainer.limit_val_batches) is type(expected)
+
+
+def test_every_log_line_prints_once(tmp_path: Path) -> None:
+    """Lightning's messages and the model summary print once (they went through Lightning's own handler and
+    the root handler of ``enf``), and the project's own lines print too."""
+    cmd = [sys.executable, "-m", "enf.cli", "fit", "--config", MNIST, *TINY, "--trainer.max_steps", "1"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=True)
+    lines = proc.stderr.splitlines()
+    for text in ("Seed set to 0", "Total params", "GPU available"):
+        assert sum(text in line for line in lines) == 1, [line for line in lines if text in line]
+    assert sum("wrote runs/mnist/version_0/metrics.json" in line for line in lines) == 1
