@@ -23,6 +23,7 @@ Orientation arrows are drawn for planar poses of width 4 (``se2``: position, ori
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -361,6 +362,9 @@ def plot_reconstructions(
 
 
 def save_figure(fig: Figure, path) -> None:
-    """Save a figure (PNG). The library's figures are plain ``Figure`` objects, outside pyplot's state, so
-    nothing needs closing."""
+    """Save a figure (PNG); one that pyplot manages (``plt.figure()``) is closed. The library's own figures
+    are plain ``Figure`` objects, outside pyplot's state, and need no closing."""
     fig.savefig(path, dpi=110)
+    pyplot = sys.modules.get("matplotlib.pyplot")  # without pyplot imported there are no pyplot figures
+    if pyplot is not None:
+        pyplot.close(fig)

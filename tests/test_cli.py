@@ -258,7 +258,7 @@ def test_se2_end_to_end_with_validation_figure(tmp_path: Path, monkeypatch: pyte
     assert 0 < metrics["mse_test"] < 1
     # the figure of the (only) validation epoch is saved, plus the final reconstructions
     assert sorted(p.name for p in (run / "figures").glob("*.png")) == [
-        "final_reconstruction.png", "val_epoch000_reconstruction.png",
+        "best_reconstruction.png", "final_reconstruction.png", "val_reconstruction.png",
     ]  # fmt: skip
     assert scalar_steps(run, "val/psnr") == [1]  # logged once, after the epoch's 2 steps (0-based step 1)
 

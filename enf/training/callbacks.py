@@ -104,9 +104,12 @@ class TaskCheckpoint(ModelCheckpoint):
 class RunArtifacts(L.Callback):
     """Save figures to ``<run>/figures/``, final metrics to ``<run>/metrics.json``, and a checkpoint on Ctrl-C.
 
-    Figures (each also logged to TensorBoard): ``val_epoch<NNN>_<name>.png`` after each validation,
-    ``test_<name>.png`` after ``enf test`` and ``final_<name>.png`` at the end of fitting, for every figure
-    the task draws (``reconstruction``: truth / reconstruction / error with the latents).
+    Figures, for every figure the task draws (``reconstruction``: truth / reconstruction / error with the
+    latents): after each validation ``val_<name>.png`` (the latest, replaced) and ``best_<name>.png`` (the
+    validation with the best monitored metric so far), ``test_<name>.png`` after ``enf test`` and
+    ``final_<name>.png`` at the end of fitting. TensorBoard gets one image tag per figure and stage
+    (``val/<name>``, ``final/<name>``, ``test/<name>``) at the global step, so its step slider runs through
+    the validations.
 
     ``metrics.json`` (numbers only): what the task's ``run_metrics`` returns (field fitting:
     ``<metric>_<split>`` for every metric of the task, ``mse``, ``rel_l2`` and, with a known data range,
@@ -131,6 +134,7 @@ class RunArtifacts(L.Callback):
         self.num_test_eval = num_test_eval
         self._t0: float | None = None
         self._plot_batch: dict[str, Any] | None = None
+        self._best: float | None = None
 
     @staticmethod
     def run_dir(trainer: L.Trainer) -> Path:
@@ -141,7 +145,9 @@ class RunArtifacts(L.Callback):
         return Path(path or trainer.default_root_dir)
 
     # ----------------------------------------------------------------------------------- figures
-    def _figures(self, trainer: L.Trainer, pl_module: L.LightningModule, prefix: str) -> None:
+    def _figures(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, prefix: str, *, best: bool = False
+    ) -> None:
         if not trainer.is_global_zero or trainer.sanity_checking:
             return
         task = _check_task(pl_module)
@@ -161,11 +167,25 @@ class RunArtifacts(L.Callback):
                     experiment.add_figure(
                         f"{prefix}/{name}", fig, global_step=trainer.global_step, close=False
                     )
+            if best:
+                fig.savefig(folder / f"best_{name}.png", dpi=110)
             save_figure(fig, folder / f"{prefix}_{name}.png")
 
+    def _improved(self, trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
+        """Whether this validation's monitored metric is the best so far (the task's ``monitor``)."""
+        metric, mode = _check_task(pl_module).monitor
+        value = trainer.callback_metrics.get(metric)
+        if value is None or not math.isfinite(float(value)):
+            return False
+        value = float(value)
+        if self._best is not None and (value >= self._best if mode == "min" else value <= self._best):
+            return False
+        self._best = value
+        return True
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.state.fn == "fit":
-            self._figures(trainer, pl_module, f"val_epoch{trainer.current_epoch:03d}")
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._figures(trainer, pl_module, "val", best=self._improved(trainer, pl_module))
 
     # --------------------------------------------------------------------------------- lifecycle
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning as L
 import matplotlib.pyplot as plt
 import pytest
+import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from enf.training import FieldTask, RunArtifacts, TaskModule
@@ -60,15 +61,35 @@ def test_figures_go_through_the_protocol_once_per_name_and_skip_sanity_checks(
     monkeypatch.setattr("enf.training.callbacks._check_datamodule", lambda trainer: _Data())
     before = len(plt.get_fignums())
     monkeypatch.setattr(type(t), "sanity_checking", property(lambda self: True))
-    callback._figures(t, _Task(), "val_epoch000")
+    callback._figures(t, _Task(), "val")
     assert not figures.exists()
     monkeypatch.setattr(type(t), "sanity_checking", property(lambda self: False))
-    callback._figures(t, _Task(), "val_epoch001")
-    assert sorted(p.name for p in figures.iterdir()) == [
-        "val_epoch001_latents.png",
-        "val_epoch001_reconstruction.png",
-    ]
-    assert len(plt.get_fignums()) == before  # every figure closed after saving
+    callback._figures(t, _Task(), "val")
+    assert sorted(p.name for p in figures.iterdir()) == ["val_latents.png", "val_reconstruction.png"]
+    assert len(plt.get_fignums()) == before  # every pyplot figure closed after saving
+
+
+def test_validation_figures_keep_the_latest_and_the_best(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One file per figure for the latest validation, one for the best by the task's monitor (min val/mse);
+    a validation that does not improve leaves best_*.png alone."""
+    t = trainer(tmp_path, TensorBoardLogger(save_dir=str(tmp_path / "runs"), name="exp", version=0))
+    callback, figures = RunArtifacts(), tmp_path / "runs" / "exp" / "version_0" / "figures"
+    monkeypatch.setattr("enf.training.callbacks._check_datamodule", lambda trainer: _Data())
+    monkeypatch.setattr(type(t.state), "fn", property(lambda self: "fit"))
+    written = {}
+    for mse in (0.5, 0.7, 0.3):
+        t.callback_metrics["val/mse"] = torch.tensor(mse)
+        callback.on_validation_end(t, _Task())
+        written[mse] = {p.name: p.stat().st_mtime_ns for p in figures.iterdir()}
+    assert sorted(written[0.3]) == [
+        "best_latents.png", "best_reconstruction.png", "val_latents.png", "val_reconstruction.png",
+    ]  # fmt: skip
+    assert written[0.7]["best_latents.png"] == written[0.5]["best_latents.png"]  # 0.7 is worse: kept
+    assert written[0.7]["val_latents.png"] != written[0.5]["val_latents.png"]
+    assert written[0.3]["best_latents.png"] != written[0.7]["best_latents.png"]
+    assert callback._best == pytest.approx(0.3)
 
 
 def test_a_module_without_the_protocol_is_refused(tmp_path: Path) -> None:
