@@ -140,20 +140,23 @@ def _bench(argv: Sequence[str]) -> None:
         description="Decoder and Meta-SGD step throughput at the JAX reference's CIFAR-size widths "
         "(32x32 RGB, context 64, 2 heads x 128, 144 latents, k 9, batch 8, 3 inner steps, second order).",
         allow_abbrev=False,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--geometry", default="translation2d")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--num-latents", type=int, default=144)
-    parser.add_argument("--k-nearest", type=int, default=9)
-    parser.add_argument("--k-nearest-mode", default="auto", choices=["auto", "gather", "mask"])
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--first-order", action="store_true")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for the run")
+    parser.add_argument("--geometry", default="translation2d", help="registry name (enf.geometry.get)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda or cuda:1")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions after a warm-up")
+    parser.add_argument("--num-latents", type=int, default=144, help="latents per signal")
+    parser.add_argument("--k-nearest", type=int, default=9, help="latents each coordinate attends to")
+    parser.add_argument("--k-nearest-mode", default="auto", choices=["auto", "gather", "mask"],
+                        help="the decoder's k-nearest implementation (see the architecture docs)")  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=8, help="signals per outer step")
+    parser.add_argument("--first-order", action="store_true", help="first-order Meta-SGD outer step")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (None: torch's)")
     parser.add_argument(
         "--sweep", action="store_true", help="attention time at each --sweep-latents (fixed k)"
     )
-    parser.add_argument("--sweep-latents", type=int, nargs="+", default=[144, 576])
+    parser.add_argument("--sweep-latents", type=int, nargs="+", default=[144, 576],
+                        help="latent counts of --sweep")  # fmt: skip
     parser.add_argument("--out", default=None, help="also write the result to this JSON file")
     args = parser.parse_args(argv)
     common = dict(
