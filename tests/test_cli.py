@@ -609,10 +609,13 @@ def test_limit_batches_read_an_integer_as_a_number_of_batches(
 
 def test_every_log_line_prints_once(tmp_path: Path) -> None:
     """Lightning's messages and the model summary print once (they went through Lightning's own handler and
-    the root handler of ``enf``), and the project's own lines print too."""
-    cmd = [sys.executable, "-m", "enf.cli", "fit", "--config", MNIST, *TINY, "--trainer.max_steps", "1"]
+    the root handler of ``enf``), and the project's own lines print too; with the progress bar on, the
+    final evaluation passes show theirs."""
+    cmd = [sys.executable, "-m", "enf.cli", "fit", "--config", MNIST, *TINY, "--trainer.max_steps", "1",
+           "--trainer.enable_progress_bar", "true"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=True)
-    lines = proc.stderr.splitlines()
+    assert "evaluate test" in proc.stderr and "evaluate train" in proc.stderr
+    lines = proc.stderr.replace("\r", "\n").splitlines()
     for text in ("Seed set to 0", "Total params", "GPU available"):
         assert sum(text in line for line in lines) == 1, [line for line in lines if text in line]
     assert sum("wrote runs/mnist/version_0/metrics.json" in line for line in lines) == 1

@@ -276,7 +276,7 @@ class FieldFittingModule(TaskModule):
         eq_errors, seen = [], 0
         gen = torch.Generator().manual_seed(0)
         dec64 = copy.deepcopy(self.decoder).double() if equivariance else None
-        for batch in loader:
+        for batch in self.progress(loader, desc=f"evaluate {split}"):
             batch = move_batch(batch, self.device)
             coords, signal = self.unpack(batch)
             z = self.encode(batch, train=False, num_steps=num_steps, refine=refine)

@@ -144,7 +144,7 @@ class ForecastEvaluation:
         rows: dict[str, list[Tensor]] = {}
         seen, eq_error, manifold = 0, None, None
         fulls = iter(full_loader) if full_loader is not None else None
-        for batch in loader:
+        for batch in self.progress(loader, desc=f"forecast {split}"):
             batch = move_batch(batch, self.device)
             full = move_batch(next(fulls), self.device) if fulls is not None else None
             w = None if weights is None else weights.to(self.device)

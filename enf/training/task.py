@@ -15,6 +15,7 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 __all__ = ["TaskModule", "lr_factor", "move_batch"]
 
@@ -71,6 +72,13 @@ class TaskModule(L.LightningModule):
         if dm is None:
             raise ValueError(f"{what} needs a trainer with a datamodule")
         return dm
+
+    def progress(self, iterable, *, desc: str):
+        """``iterable`` behind a progress bar (stderr) when the attached trainer shows one
+        (``enable_progress_bar``) and this is rank 0: the final evaluation passes take minutes."""
+        trainer = self._trainer
+        shown = trainer is not None and trainer.progress_bar_callback is not None and trainer.is_global_zero
+        return tqdm(iterable, desc=desc, disable=not shown, leave=False, dynamic_ncols=True)
 
     def artifacts(self) -> dict[str, Any]:
         """Extra run-directory files after :meth:`run_metrics`: ``{file name: dict (JSON) | Figure}``."""
