@@ -171,8 +171,10 @@ def main() -> None:
     args = parser.parse_args()
     args.figures.mkdir(parents=True, exist_ok=True)
     results: dict = {}
+    names = [run.parent.name for run in args.runs]
     for run in args.runs:
-        name = run.parent.name
+        # runs of one config (seeds) share the config's name: tell them apart by their version folder
+        name = run.parent.name if names.count(run.parent.name) == 1 else f"{run.parent.name}_{run.name}"
         metrics = json.loads((run / "metrics.json").read_text())
         split = "fit" if "iou_fit" in metrics else "test"
         results[name] = {key.format(t=split): metrics[key.format(t=split)] for key, _ in ROWS
