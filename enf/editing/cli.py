@@ -178,6 +178,16 @@ def _load_image(
     return editor.dataset_image(index, split=split)
 
 
+def first_selection(edits: list[Edit], num_latents: int) -> torch.Tensor | None:
+    """The latents of the original cloud that the first edit selects, as a mask ``[1, L]`` (``None`` when it
+    selects every latent or indexes another cloud: ``paste`` selects in the source)."""
+    if not edits or edits[0].op == "paste" or edits[0].params.get("select") is None:
+        return None
+    mask = torch.zeros(1, num_latents, dtype=torch.bool)
+    mask[0, [i for i in edits[0].params["select"] if 0 <= i < num_latents]] = True
+    return mask
+
+
 def _write_outputs(out: Path, editor: ImageEditor, images: dict, latents: dict, edits, meta) -> None:
     from enf.data.hdf5 import write_h5
     from enf.editing.plotting import plot_edit
@@ -185,13 +195,17 @@ def _write_outputs(out: Path, editor: ImageEditor, images: dict, latents: dict, 
 
     geom = editor.geometry
     out.mkdir(parents=True, exist_ok=True)
+    # the first edit's selection in orange, on every panel whose cloud still has the original's latents
+    sel = first_selection(edits, latents["original"].num_latents)
     save_figure(plot_edit([("original", images["original"], None), ("reconstruction", images["before"],
-                latents["original"])], geom), out / "before.png")  # fmt: skip
-    save_figure(plot_edit([("edited", images["after"], latents["edited"])], geom), out / "after.png")
+                latents["original"])], geom, selected=sel), out / "before.png")  # fmt: skip
+    save_figure(
+        plot_edit([("edited", images["after"], latents["edited"])], geom, selected=sel), out / "after.png"
+    )
     panels = [("original", images["original"], None), ("reconstruction", images["before"], latents["original"]),
               ("edited", images["after"], latents["edited"]), ("difference", images["after"] - images["before"], None)]  # fmt: skip
-    save_figure(plot_edit(panels, geom, title=f"{editor.dataset_name}: {', '.join(e.op for e in edits)}"),
-                out / "edit.png")  # fmt: skip
+    save_figure(plot_edit(panels, geom, selected=sel,
+                          title=f"{editor.dataset_name}: {', '.join(e.op for e in edits)}"), out / "edit.png")  # fmt: skip
     (out / "edited.png").write_bytes(image_to_png(images["after"]))
     arrays = {f"{name}_{field}": getattr(z, field)[0].detach().cpu().numpy()
               for name, z in latents.items() for field in ("poses", "context", "window")}  # fmt: skip

@@ -15,14 +15,15 @@ from enf.latents import Latents
 __all__ = ["draw_latents", "draw_panel", "plot_edit"]
 
 
-def _show(ax, image: np.ndarray, *, cmap: str = "gray", vmin: float = 0.0, vmax: float = 1.0) -> None:
+def _show(ax, image: np.ndarray, *, cmap: str = "gray", vmin: float = 0.0, vmax: float = 1.0):
     h, w = image.shape[:2]
     img = image[..., 0] if image.shape[-1] == 1 else np.clip(image, 0.0, 1.0)
-    ax.imshow(
+    artist = ax.imshow(
         img, cmap=cmap if image.shape[-1] == 1 else None, vmin=vmin, vmax=vmax, extent=imshow_extent(h, w)
     )
     ax.set_xticks([])
     ax.set_yticks([])
+    return artist
 
 
 def draw_latents(
@@ -55,12 +56,13 @@ def draw_panel(
     fontsize: int = 9,
 ) -> None:
     """One image ``[H, W, C]`` on ``ax`` with the latents ``z`` drawn over it (if given); ``difference=True``
-    draws the channel mean with a diverging colour map symmetric about 0. ``selected`` is used when its
-    width matches ``z``'s number of latents."""
+    draws the channel mean with a diverging colour map symmetric about 0 and its colour bar. ``selected``
+    (a mask ``[1, L]``) marks latents in orange when its width matches ``z``'s number of latents."""
     if difference:
         diff = image.mean(-1, keepdims=True)
         lim = max(float(np.abs(diff).max()), 1e-6)
-        _show(ax, diff, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        artist = _show(ax, diff, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.figure.colorbar(artist, ax=ax, shrink=0.8)
     else:
         _show(ax, image)
     if z is not None:
