@@ -30,6 +30,16 @@ def _panels(geometry: str, frame: np.ndarray, channel: int) -> list[tuple[str, n
     return [("field", plane_grid_to_image(x[..., None])[..., 0])]  # the one planar-grid -> image conversion
 
 
+def color_scale(values: np.ndarray) -> tuple[str, float, float]:
+    """``(cmap, vmin, vmax)`` for a field: a sequential map over its range when it never goes below 0 (a
+    height, a temperature), else a diverging map symmetric about 0 (vorticity, a signed perturbation)."""
+    low, high = float(np.min(values)), float(np.max(values))
+    if low >= 0.0:
+        return "viridis", low, high
+    lim = max(abs(low), abs(high), 1e-12)
+    return "RdBu_r", -lim, lim
+
+
 def render_trajectory(
     path: str | Path,
     out: str | Path,
@@ -49,7 +59,7 @@ def render_trajectory(
         names = [str(c) for c in f.attrs["channel_names"]]
     if not 0 <= channel < traj.shape[-1]:
         raise ValueError(f"channel {channel} out of range; channels are {names}")
-    vmin, vmax = float(traj[..., channel].min()), float(traj[..., channel].max())
+    cmap, vmin, vmax = color_scale(traj[..., channel])
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".gif":
         from matplotlib.animation import FuncAnimation, PillowWriter
@@ -58,9 +68,9 @@ def render_trajectory(
         fig = Figure(figsize=(3.2 * len(panels), 3))
         axes = fig.subplots(1, len(panels), squeeze=False)
         images = [
-            ax.imshow(p, vmin=vmin, vmax=vmax, cmap="RdBu_r")
-            for ax, (_, p) in zip(axes[0], panels, strict=False)
+            ax.imshow(p, vmin=vmin, vmax=vmax, cmap=cmap) for ax, (_, p) in zip(axes[0], panels, strict=False)
         ]
+        fig.colorbar(images[0], ax=list(axes[0]), shrink=0.8, label=names[channel])
 
         def update(t: int):
             for img, (_, p) in zip(images, _panels(geometry, traj[t], channel), strict=False):
@@ -77,7 +87,7 @@ def render_trajectory(
     axes = fig.subplots(rows, len(steps), squeeze=False)
     for c, t in enumerate(steps):
         for r, (label, p) in enumerate(_panels(geometry, traj[t], channel)):
-            axes[r, c].imshow(p, vmin=vmin, vmax=vmax, cmap="RdBu_r")
+            artist = axes[r, c].imshow(p, vmin=vmin, vmax=vmax, cmap=cmap)
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
             if c == 0:
@@ -85,5 +95,6 @@ def render_trajectory(
         axes[0, c].set_title(f"t = {times[t]:.3g}", fontsize=8)
     fig.suptitle(f"{Path(path).parent.name}/{Path(path).name} #{index}: {names[channel]}", fontsize=9)
     fig.tight_layout()
+    fig.colorbar(artist, ax=axes.ravel().tolist(), shrink=0.8, label=names[channel])
     fig.savefig(out, dpi=100)
     return out
