@@ -54,10 +54,12 @@ def forecast_file(
 ) -> dict[str, np.ndarray]:
     """Forecast every trajectory of the file ``data`` with a :class:`~enf.training.ForecastingModule`.
 
-    Returns ``fields [S, T, *grid, C]`` (physical scale), ``coords [*grid, coord_dim]``, ``times [T]``
-    (ODE times), ``poses``/``context``/``window`` ``[S, T, L, dim]``, ``mse_per_frame [S, T']`` against the
-    ``T' = min(T, frames in the file)`` frames with ground truth, and ``observed [S, N]`` (points of the
-    initial state used). ``horizon`` defaults to the number of frames in the file.
+    Returns ``fields [S, T, *grid, C]`` (physical scale), ``coords [*grid, coord_dim]``, ``times [T]`` (the
+    file's physical frame times, continued at its frame spacing beyond its last frame), ``ode_times [T]``
+    (the model's integration times), ``poses``/``context``/``window`` ``[S, T, L, dim]``,
+    ``mse_per_frame [S, T']`` against the ``T' = min(T, frames in the file)`` frames with ground truth, and
+    ``observed [S, N]`` (points of the initial state used). ``horizon`` defaults to the number of frames in
+    the file; a longer one forecasts past the data (logged), where there is no error to measure.
     """
     from enf.data.pde.dataset import PDETrajectories
 
@@ -70,6 +72,12 @@ def forecast_file(
     horizon = num_frames if horizon is None else horizon
     if horizon < 1:
         raise ValueError(f"--horizon must be >= 1, got {horizon}")
+    if horizon > num_frames:
+        log.info(
+            "--horizon %d goes past the %d frames of %s: frames %d-%d are forecast without ground truth "
+            "(mse_per_frame covers the first %d; times continue at the file's frame spacing)",
+            horizon, num_frames, data, num_frames, horizon - 1, num_frames,
+        )  # fmt: skip
     out: dict[str, list[np.ndarray]] = {
         k: [] for k in ("fields", "poses", "context", "window", "mse", "observed")
     }
@@ -104,8 +112,18 @@ def forecast_file(
     result["fields"] = fields.reshape(fields.shape[0], fields.shape[1], *grid_shape, fields.shape[-1])
     result["mse_per_frame"] = np.concatenate(out["mse"])
     result["coords"] = target.coords.numpy().reshape(*grid_shape, -1)
-    result["times"] = module.ode_times(horizon).cpu().numpy()
+    result["times"] = physical_times(target.times.numpy(), horizon)
+    result["ode_times"] = module.ode_times(horizon).cpu().numpy()
     return result
+
+
+def physical_times(times: np.ndarray, num_frames: int) -> np.ndarray:
+    """The first ``num_frames`` of the frame times ``times [T]``, continued at the last frame spacing."""
+    times = np.asarray(times, dtype=np.float64)
+    if num_frames <= len(times):
+        return times[:num_frames]
+    step = times[-1] - times[-2] if len(times) > 1 else 1.0
+    return np.concatenate([times, times[-1] + step * np.arange(1, num_frames - len(times) + 1)])
 
 
 def forecast_main(argv: list[str]) -> None:

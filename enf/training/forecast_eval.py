@@ -144,8 +144,11 @@ class ForecastEvaluation:
         rows: dict[str, list[Tensor]] = {}
         seen, eq_error, manifold = 0, None, None
         fulls = iter(full_loader) if full_loader is not None else None
+        frame_times = None  # the data's physical frame times, for the curves
         for batch in self.progress(loader, desc=f"forecast {split}"):
             batch = move_batch(batch, self.device)
+            if frame_times is None and "times" in batch:
+                frame_times = [float(v) for v in batch["times"][0].cpu()]
             full = move_batch(next(fulls), self.device) if fulls is not None else None
             w = None if weights is None else weights.to(self.device)
             errors = self.forecast_errors(batch, full=full, weights=w, mean_field=mean_field)
@@ -167,7 +170,7 @@ class ForecastEvaluation:
             for ref in REFERENCES:
                 if f"{ref}_mse" in tables:
                     self._curves[f"{curve or split}_{ref}"] = [float(v) for v in tables[f"{ref}_mse"].mean(0)]
-        self._curve_times = [float(v) for v in self.ode_times(per_frame.numel()).cpu()]
+        self._curve_times = frame_times or [float(v) for v in self.ode_times(per_frame.numel()).cpu()]
         horizon = min(self.hparams.horizon, per_frame.numel())
         out: dict[str, float] = {}
         for name, table in tables.items():

@@ -373,7 +373,7 @@ class ForecastingModule(ForecastEvaluation, TaskModule):
             coords[0].cpu(),
             spec.denormalize(signal[0]).cpu(),
             spec.denormalize(pred[0]).cpu(),
-            times=self.ode_times(signal.shape[1]).cpu(),
+            times=(batch["times"][0] if "times" in batch else self.ode_times(signal.shape[1])).cpu(),
             poses=zs.poses[0].detach().cpu(),
             horizon=self.hparams.horizon,
             title=f"{spec.name or spec.kind} · {self.geometry.name} · step {self.global_step}",

@@ -75,6 +75,8 @@ def test_forecast_run_writes_the_protocol(workdir: Path) -> None:
     assert metrics["global_step"] == 3 and metrics["num_test"] == 2 and metrics["horizon"] == 4
     curves = json.loads((run / "mse_per_frame.json").read_text())
     assert curves["horizon"] == 4 and len(curves["times"]) == 6
+    window_times = PDETrajectories(workdir / "data" / "diffusion_plane" / "test.h5", time_window=(0, 6)).times
+    np.testing.assert_allclose(curves["times"], window_times.numpy(), rtol=1e-6)  # physical, not ODE, times
     test = np.asarray(curves["curves"]["test"])
     # the flat numbers are the means of the per-frame curve over the horizon and beyond it
     assert np.isclose(test[:4].mean(), metrics["mse_test_in"]) and np.isclose(
@@ -133,6 +135,12 @@ def test_forecast_beyond_the_data_and_sparse(workdir: Path, tmp_path: Path) -> N
     metrics = json.loads((forecast_run(workdir) / "metrics.json").read_text())
     with h5py.File(out) as f:
         assert f["fields"].shape[1] == 9 and f["mse_per_frame"].shape[1] == 6  # truth only for 6 frames
+        # frames are labelled with the file's physical times, continued at its spacing past its last frame
+        file_times = PDETrajectories(data).times.numpy().astype(np.float64)
+        step = file_times[-1] - file_times[-2]
+        expected = np.concatenate([file_times, file_times[-1] + step * np.arange(1, 4)])
+        np.testing.assert_allclose(f["times"][()], expected, rtol=1e-6)
+        assert f["ode_times"].shape == (9,)
         assert f["observed"][()].sum(1).tolist() == [13, 13]  # round(0.05 * 256)
         assert np.isclose(f["mse_per_frame"][:, :4].mean(), metrics["mse_test_in_obs5"], rtol=1e-4)
 
