@@ -132,6 +132,8 @@ def distance_map(xy: tuple[float, float]) -> np.ndarray:
 
 def test_drag_a_latent_changes_the_image_only_near_it_and_undo_restores_it(page, tmp_path):
     save_screenshot(page, tmp_path, "edit_page_open.png")
+    hint = page.locator("#hint").bounding_box()
+    assert hint["y"] + hint["height"] < 720  # the usage hint is above the fold of a 1280 x 720 screen
     before = edited_pixels(page)
     index = 27  # an inner latent of the 8 x 8 grid
     old = point_xy(page, index)
