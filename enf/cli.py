@@ -22,6 +22,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -73,6 +74,14 @@ def _lightning(argv: Sequence[str], *, task: str = "fit") -> None:
         raise SystemExit(2) from None
     finally:
         sys.argv = saved
+
+
+def plain_text(doc: str) -> str:
+    """A docstring as terminal help: reStructuredText literals (````x````), roles (``:class:`~enf.X```) and
+    emphasis (``**x**``) become plain text."""
+    doc = re.sub(r":(?:class|func|meth|mod|attr|data|obj|exc):`~?(?:[\w.]+\.)?(\w+)`", r"\1", doc)
+    doc = re.sub(r"``(.+?)``", r"\1", doc, flags=re.S)
+    return re.sub(r"\*\*(.+?)\*\*", r"\1", doc, flags=re.S)
 
 
 def short_error(message: str) -> str:
@@ -188,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # this they would also reach the root handler above and print twice
     logging.getLogger("lightning").propagate = False
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
+        print(plain_text(USAGE))
         return
     if argv[0] in ("-V", "--version"):
         from importlib.metadata import version

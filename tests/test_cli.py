@@ -619,3 +619,37 @@ def test_every_log_line_prints_once(tmp_path: Path) -> None:
     for text in ("Seed set to 0", "Total params", "GPU available"):
         assert sum(text in line for line in lines) == 1, [line for line in lines if text in line]
     assert sum("wrote runs/mnist/version_0/metrics.json" in line for line in lines) == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["encode", "--help"],
+        ["forecast", "--help"],
+        ["edit", "--help"],
+        ["shape", "--help"],
+        ["shape", "export", "--help"],
+        ["data", "generate", "--help"],
+        ["data", "show", "--help"],
+        ["bench", "--help"],
+    ],  # fmt: skip
+    ids=lambda argv: " ".join(argv),
+)
+def test_help_texts_are_plain_text(argv: list[str], capsys: pytest.CaptureFixture) -> None:
+    """Every help answers with exit 0 and reads as terminal text: no reStructuredText literals or roles."""
+    try:
+        main(argv)
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    out = capsys.readouterr().out
+    assert out.strip() and not any(mark in out for mark in ("``", ":class:`", ":func:`", "**")), out
+
+
+def test_plain_text_strips_the_markup() -> None:
+    from enf.cli import plain_text
+
+    assert (
+        plain_text("``enf fit`` on :class:`~enf.data.SDFDataModule`, **bold**")
+        == "enf fit on SDFDataModule, bold"
+    )

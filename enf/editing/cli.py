@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from enf import __version__
+from enf.cli import plain_text
 from enf.editing.model import ImageEditor, image_to_png
 from enf.editing.record import Edit, load_edit_record, replay, save_edits
 from enf.editing.select import select_box, select_radius, selected_indices, selection_mask
@@ -65,7 +66,7 @@ def parse_selection(spec: str, z: Latents, geometry) -> torch.Tensor:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="enf edit", description=__doc__, allow_abbrev=False,
+    p = argparse.ArgumentParser(prog="enf edit", description=plain_text(__doc__), allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--ckpt", required=True, help="checkpoint of an `enf fit` image run")
     p.add_argument("--config", default=None, help="the run's config.yaml (default: next to checkpoints/)")

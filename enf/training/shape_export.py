@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from enf import __version__
+from enf.cli import plain_text
 from enf.data import keys
 from enf.data.hdf5 import write_h5
 from enf.training.encode import check_writable, load_datamodule_from_run
@@ -147,7 +148,7 @@ def _mesh_main(args) -> None:
 
 
 def shape_main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="enf shape export", description=__doc__, allow_abbrev=False,
+    parser = argparse.ArgumentParser(prog="enf shape export", description=plain_text(__doc__), allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--ckpt", required=True, help="checkpoint of an `enf shape fit` or SDF `enf fit` run")
     parser.add_argument(
