@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from enf import editing  # noqa: E402
-from enf.editing.plotting import draw_panel  # noqa: E402
+from enf.plotting.edits import draw_panel  # noqa: E402
 
 
 def panel(ax, title, image, z=None, geometry=None, selected=None):

@@ -224,7 +224,7 @@ def plot_curves(record: dict, out: Path) -> None:
 
     matplotlib.use("Agg")
     from enf.plotting import save_figure
-    from enf.plotting_rollout import plot_error_curves
+    from enf.plotting.rollout import plot_error_curves
 
     rows, times, horizon = run_curves(record)
     curves = {model: (np.mean(r, axis=0), np.std(r, axis=0)) for model, r in rows.items()}

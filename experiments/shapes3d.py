@@ -33,7 +33,7 @@ from enf.data.meshes import Mesh
 from enf.data.sdf import sample_surface, signed_distance
 from enf.fitting import sample_coordinate_subsets
 from enf.geometry import GroupElement
-from enf.plotting_mesh import plot_shapes
+from enf.plotting.mesh import plot_shapes
 from enf.training.checkpoints import load_fit_checkpoint
 from enf.training.encode import load_datamodule_from_run
 from enf.training.shape_export import rigid_motion

@@ -191,8 +191,8 @@ def first_selection(edits: list[Edit], num_latents: int) -> torch.Tensor | None:
 
 def _write_outputs(out: Path, editor: ImageEditor, images: dict, latents: dict, edits, meta) -> None:
     from enf.data.hdf5 import write_h5
-    from enf.editing.plotting import plot_edit
     from enf.plotting import save_figure
+    from enf.plotting.edits import plot_edit
 
     geom = editor.geometry
     out.mkdir(parents=True, exist_ok=True)

@@ -200,7 +200,7 @@ def _figures(module, result, data, folder: Path, *, grid: str, time_window) -> N
     """Rollout PNG + GIF of the first trajectory and the MSE per frame of all of them."""
     from enf.data.pde.dataset import PDETrajectories
     from enf.plotting import save_figure
-    from enf.plotting_rollout import plot_error_curves, plot_rollout, save_rollout_gif
+    from enf.plotting.rollout import plot_error_curves, plot_rollout, save_rollout_gif
 
     spec = module.field_spec
     if spec is None:

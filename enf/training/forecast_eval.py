@@ -283,7 +283,7 @@ class ForecastEvaluation:
         """``mse_per_frame.json`` (ODE times, horizon, per-frame MSE of every evaluation) and its plot."""
         if not self._curves:
             return {}
-        from enf.plotting_rollout import plot_error_curves
+        from enf.plotting.rollout import plot_error_curves
 
         data = {"times": self._curve_times, "horizon": self.hparams.horizon, "curves": dict(self._curves)}
         fig = plot_error_curves(

@@ -354,7 +354,7 @@ class ForecastingModule(ForecastEvaluation, TaskModule):
         """``{"rollout": Figure}``: truth / prediction / error over time with the latent trajectories."""
         if self.field_spec is None:
             return {}
-        from enf.plotting_rollout import plot_rollout
+        from enf.plotting.rollout import plot_rollout
 
         batch = move_batch(batch, self.device)
         coords, signal = self.unpack(batch)

@@ -378,7 +378,7 @@ class ShapeModule(TaskModule):
     @torch.no_grad()
     def figures(self, batch: Mapping[str, Tensor]) -> dict[str, Figure]:
         """``{"shapes": Figure}``: input and reconstruction (top), canonical symbols (bottom)."""
-        from enf.shape.plotting import shape_figure
+        from enf.plotting.shapes import shape_figure
 
         inputs = {
             k: v[: self.hparams.num_plot_samples]

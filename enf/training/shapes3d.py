@@ -134,10 +134,10 @@ def shape_metric_key(name: str, split: str, field_spec) -> str:
 def shape_figure(
     decoder, latents: Latents, batch, *, iou: Tensor, resolution: int, bound: float, title: str = ""
 ):
-    """:func:`enf.plotting_mesh.plot_shapes` of a batch: its true surface points (``keys.SURFACE``), the
+    """:func:`enf.plotting.mesh.plot_shapes` of a batch: its true surface points (``keys.SURFACE``), the
     reconstructed meshes captioned with their IoU (on the held-out points where the batch has them, else
     ``iou [B]``, said to be on the fitted points), and the latents."""
-    from enf.plotting_mesh import plot_shapes
+    from enf.plotting.mesh import plot_shapes
 
     meshes = reconstruct_meshes(decoder, latents, resolution=resolution, bound=bound)
     if keys.HELDOUT_COORDS in batch:

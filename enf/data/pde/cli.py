@@ -63,7 +63,7 @@ def data_main(argv: list[str]) -> None:
             print(f"    {spec.equation}")
         return
     if args.command == "show":
-        from enf.data.pde.show import render_trajectory
+        from enf.plotting.pde import render_trajectory
 
         try:
             out = render_trajectory(args.file, args.out, index=args.index, channel=args.channel)

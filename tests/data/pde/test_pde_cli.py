@@ -42,7 +42,7 @@ def test_unknown_parameter_and_missing_solver_give_clear_errors(tmp_path, monkey
 
 
 def test_show_uses_a_sequential_map_for_positive_fields_and_a_symmetric_one_for_signed_fields():
-    from enf.data.pde.show import color_scale
+    from enf.plotting.pde import color_scale
 
     assert color_scale(np.array([0.5, 2.0, 3.0])) == ("viridis", 0.5, 3.0)  # a height or a temperature
     assert color_scale(np.array([-1.0, 0.2, 3.0])) == ("RdBu_r", -3.0, 3.0)  # white is 0

@@ -12,7 +12,7 @@ import torch
 from enf.data.pde import PDESpec, trajectory_seed
 from enf.data.pde.dataset import PDETrajectories, channel_statistics
 from enf.data.pde.io import generate_split, open_trajectories, read_ic_params, read_metadata
-from enf.data.pde.show import render_trajectory
+from enf.plotting.pde import render_trajectory
 
 
 def _coords(params):

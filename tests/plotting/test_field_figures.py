@@ -308,8 +308,8 @@ def test_importing_the_library_keeps_the_users_matplotlib_backend() -> None:
     import subprocess
     import sys
 
-    modules = ["enf", "enf.plotting", "enf.plotting_rollout", "enf.plotting_mesh", "enf.data.pde.show",
-               "enf.editing.plotting", "enf.shape.plotting", "enf.training", "enf.cli"]  # fmt: skip
+    modules = ["enf", "enf.plotting", "enf.plotting.rollout", "enf.plotting.mesh", "enf.plotting.pde",
+               "enf.plotting.edits", "enf.plotting.shapes", "enf.training", "enf.cli"]  # fmt: skip
     probe = (
         "import matplotlib, importlib, sys; matplotlib.use('svg'); "
         "[importlib.import_module(m) for m in sys.argv[1:]]; print(matplotlib.get_backend())"

@@ -17,7 +17,7 @@ from matplotlib.collections import PathCollection, PolyCollection, QuadMesh  # n
 from PIL import Image  # noqa: E402
 
 from enf.data.field import FieldSpec  # noqa: E402
-from enf.plotting_rollout import plot_error_curves, plot_rollout, save_rollout_gif  # noqa: E402
+from enf.plotting.rollout import plot_error_curves, plot_rollout, save_rollout_gif  # noqa: E402
 
 NX, NY = 5, 3  # plane / torus grid
 NLAT, NLON = 7, 12  # sphere grid

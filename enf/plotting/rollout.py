@@ -40,7 +40,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from enf.data.field import FieldSpec
-from enf.plotting import (
+from enf.plotting.fields import (
     _PLANAR,
     BALL_SLICE_HALF_WIDTH,
     _check_inputs,

@@ -7,10 +7,10 @@ import torch
 from matplotlib.colors import to_rgba
 
 from enf.editing.cli import first_selection
-from enf.editing.plotting import plot_edit
 from enf.editing.record import Edit
 from enf.geometry import get
 from enf.latents import Latents
+from enf.plotting.edits import plot_edit
 
 
 def cloud(num_latents: int) -> Latents:

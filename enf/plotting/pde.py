@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from enf.data.grid import plane_grid_to_image
 from enf.data.pde.io import open_trajectories
 
-__all__ = ["render_trajectory"]
+__all__ = ["color_scale", "render_trajectory"]
 
 
 def _panels(geometry: str, frame: np.ndarray, channel: int) -> list[tuple[str, np.ndarray]]:
