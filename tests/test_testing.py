@@ -294,3 +294,23 @@ def test_bad_arguments():
         batch_size=2,
         num_samples=2,
     )
+
+
+def test_random_latents_are_seeded_on_their_manifold_and_steerable() -> None:
+    """``enf.testing.random_latents``: the same generator gives the same cloud, float64, poses of the geometry
+    (unit positions and tangent orientations on the sphere), windows 0.7-1.3 times the default width; an ENF
+    decoding them passes ``assert_steerable``."""
+    from enf import EquivariantNeuralField
+    from enf.testing import assert_steerable, random_latents
+
+    geom = geometry.get("sphere")
+    a = random_latents(geom, 2, 7, 4, generator=torch.Generator().manual_seed(3))
+    b = random_latents("sphere", 2, 7, 4, generator=torch.Generator().manual_seed(3))
+    assert all(torch.equal(x, y) for x, y in zip(a.to_tuple(), b.to_tuple(), strict=True))
+    assert a.poses.dtype == F64 and a.context.shape == (2, 7, 4) and a.window.shape == (2, 7, 1)
+    assert geom.manifold_error(a.poses).max() < 1e-12
+    ratio = a.window / geom.default_window(7)
+    assert 0.7 <= ratio.min() and ratio.max() <= 1.3
+    model = EquivariantNeuralField(geometry=geom, num_out=2, context_dim=4, hidden_dim=16).double()
+    x = geom.sample_coords(2, 20, generator=torch.Generator().manual_seed(4), dtype=F64)
+    assert_steerable(model, geom, x, a)

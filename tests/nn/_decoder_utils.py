@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from enf import EquivariantNeuralField, Latents, geometry
+from enf import testing as enf_testing
 from enf.geometry import SE2
 from enf.geometry.frames import rotation_2d
 from enf.nn import RandomFourierFeatures
@@ -64,12 +65,7 @@ def make_model(
 
 def random_latents(geom, batch_size: int, num_latents: int, *, seed: int = 0, context_dim: int = CONTEXT_DIM):
     """Random (non-grid) poses, random context and random positive windows, float64."""
-    g = gen(seed)
-    poses = geom.sample_poses(batch_size, num_latents, generator=g, dtype=F64)
-    context = torch.randn(batch_size, num_latents, context_dim, generator=g, dtype=F64)
-    base = geom.default_window(num_latents)
-    window = base * (0.7 + 0.6 * torch.rand(batch_size, num_latents, 1, generator=g, dtype=F64))
-    return Latents(poses=poses, context=context, window=window)
+    return enf_testing.random_latents(geom, batch_size, num_latents, context_dim, generator=gen(seed))
 
 
 def random_coords(geom, batch_size: int, num_coords: int, *, seed: int = 1):
