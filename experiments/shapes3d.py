@@ -35,7 +35,7 @@ from enf.fitting import sample_coordinate_subsets
 from enf.geometry import GroupElement
 from enf.plotting.mesh import plot_shapes
 from enf.training.checkpoints import load_fit_checkpoint
-from enf.training.encode import load_datamodule_from_run
+from enf.training.run_folder import load_datamodule_from_run
 from enf.training.shape_export import rigid_motion
 from enf.training.shapes3d import heldout_iou, reconstruct_meshes
 

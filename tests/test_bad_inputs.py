@@ -521,7 +521,7 @@ def test_the_no_training_guard_trips_on_a_good_command_line(
 
 
 def run_config(data: Any) -> Callable[[Env], Any]:
-    from enf.training.encode import load_datamodule_from_run
+    from enf.training.run_folder import load_datamodule_from_run
 
     def fn(env: Env) -> Any:
         import yaml

@@ -94,7 +94,7 @@ def test_fit_writes_a_complete_run_directory(mnist_run: Path, capsys: pytest.Cap
     assert metrics["num_parameters"] == sum(p.numel() for p in fit_ckpt.module.parameters())
     # the loaded decoder + fitter reproduce the run's test metric (what a stage-2 task builds on)
     dm = fit_ckpt.module  # evaluate with the run's data, reloaded from its config
-    from enf.training.encode import load_datamodule_from_run
+    from enf.training.run_folder import load_datamodule_from_run
 
     loader = load_datamodule_from_run(run / "config.yaml").eval_dataloader("test")
     again = dm.evaluate("test", loader=loader)

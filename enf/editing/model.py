@@ -114,7 +114,7 @@ class ImageEditor:
         """Load ``enf fit``'s checkpoint; the dataset comes from the run's ``config.yaml`` (next to
         ``checkpoints/`` unless ``config`` is given). ``with_data=False`` skips the dataset."""
         from enf.training.checkpoints import load_fit_checkpoint
-        from enf.training.encode import load_datamodule_from_run
+        from enf.training.run_folder import load_datamodule_from_run
 
         fit = load_fit_checkpoint(path)
         datamodule = None

@@ -30,7 +30,6 @@ __all__ = [
     "AtomicCheckpointIO",
     "FitCheckpoint",
     "load_fit_checkpoint",
-    "load_forecast_checkpoint",
     "digest_path",
     "file_digest",
     "read_checkpoint",
@@ -177,26 +176,3 @@ def load_fit_checkpoint(path: str | Path, *, map_location: str | torch.device = 
         field_spec=module.field_spec,
         path=path,
     )
-
-
-def load_forecast_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu"):
-    """Rebuild a :class:`~enf.training.ForecastingModule` (eval mode) from a checkpoint of
-    ``enf forecast fit``. Its stage-1 fit checkpoint (``model.fit_checkpoint``) must still exist: the
-    decoder and fitter are rebuilt from it, then take the forecast checkpoint's weights."""
-    from enf.training.forecasting_module import ForecastingModule
-
-    path = Path(path)
-    hparams = read_checkpoint(path).get("hyper_parameters") or {}
-    if "dynamics" not in hparams or "fit_checkpoint" not in hparams:
-        raise ValueError(
-            f"{path} is not a forecasting checkpoint (no dynamics/fit_checkpoint; write one with "
-            "`enf forecast fit --config configs/forecast/<dataset>.yaml`)"
-        )
-    fit = Path(str(hparams["fit_checkpoint"]))
-    if not fit.is_file():
-        raise FileNotFoundError(
-            f"{path} builds on the field fit {fit}, which does not exist (any more); the forecasting run needs it"
-        )
-    module = ForecastingModule.load_from_checkpoint(path, map_location=map_location, weights_only=True)
-    module.eval()
-    return module

@@ -221,8 +221,3 @@ def run_lightning_cli(args: list[str] | None, *, run: bool = True, task: str = "
         parser_kwargs={"allow_abbrev": False},
         save_config_kwargs={"overwrite": True},
     )
-
-
-def run_dir_of(checkpoint: str | Path) -> Path:
-    """``runs/<name>/version_<n>`` of a checkpoint under its ``checkpoints/`` folder."""
-    return Path(checkpoint).resolve().parent.parent

@@ -29,11 +29,11 @@ from torch import Tensor, nn
 from enf.data import keys
 from enf.dynamics import METHODS, rollout
 from enf.latents import Latents
-from enf.training.checkpoints import load_fit_checkpoint
+from enf.training.checkpoints import load_fit_checkpoint, read_checkpoint
 from enf.training.forecast_eval import ForecastEvaluation
 from enf.training.task import TaskModule, move_batch
 
-__all__ = ["ForecastingModule"]
+__all__ = ["ForecastingModule", "load_forecast_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +136,6 @@ class ForecastingModule(ForecastEvaluation, TaskModule):
             )
         self.dynamics = dynamics
         if init_checkpoint is not None:
-            from enf.training.checkpoints import read_checkpoint
-
             state = read_checkpoint(init_checkpoint)["state_dict"]
             try:
                 self.load_state_dict(state)
@@ -383,3 +381,26 @@ class ForecastingModule(ForecastEvaluation, TaskModule):
     @property
     def fit_checkpoint(self) -> Path:
         return Path(self.hparams.fit_checkpoint)
+
+
+def load_forecast_checkpoint(
+    path: str | Path, *, map_location: str | torch.device = "cpu"
+) -> ForecastingModule:
+    """Rebuild a :class:`~enf.training.ForecastingModule` (eval mode) from a checkpoint of
+    ``enf forecast fit``. Its stage-1 fit checkpoint (``model.fit_checkpoint``) must still exist: the
+    decoder and fitter are rebuilt from it, then take the forecast checkpoint's weights."""
+    path = Path(path)
+    hparams = read_checkpoint(path).get("hyper_parameters") or {}
+    if "dynamics" not in hparams or "fit_checkpoint" not in hparams:
+        raise ValueError(
+            f"{path} is not a forecasting checkpoint (no dynamics/fit_checkpoint; write one with "
+            "`enf forecast fit --config configs/forecast/<dataset>.yaml`)"
+        )
+    fit = Path(str(hparams["fit_checkpoint"]))
+    if not fit.is_file():
+        raise FileNotFoundError(
+            f"{path} builds on the field fit {fit}, which does not exist (any more); the forecasting run needs it"
+        )
+    module = ForecastingModule.load_from_checkpoint(path, map_location=map_location, weights_only=True)
+    module.eval()
+    return module

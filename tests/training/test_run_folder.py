@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from enf.data import PDEDataModule
-from enf.training.encode import load_datamodule_from_run
+from enf.training.run_folder import load_datamodule_from_run
 
 
 def write_config(tmp_path: Path, data: object) -> Path:
