@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["replace_with_umask", "umask_mode", "write_json_atomic", "write_text_atomic"]
+__all__ = ["atomic_write", "replace_with_umask", "umask_mode", "write_json_atomic", "write_text_atomic"]
 
 
 def umask_mode() -> int:
@@ -24,20 +26,29 @@ def replace_with_umask(tmp: str | Path, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace`` (the umask's
-    mode); a failure leaves any existing ``path`` untouched and no temporary file. Returns the path."""
+@contextmanager
+def atomic_write(path: str | Path, *, suffix: str = ".tmp") -> Iterator[Path]:
+    """The one way this project writes a file: yields a fresh temporary path beside ``path`` (same folder, so
+    the rename is atomic; ``suffix`` for writers that read the format from it) to write to; when the block
+    ends without an error it becomes ``path`` with the umask's mode, else it is removed. Either way no
+    temporary file stays behind and an existing ``path`` is never half-written. Creates the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        yield tmp
         replace_with_umask(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    finally:
+        tmp.unlink(missing_ok=True)  # gone after the rename; removed after a failure
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_write`). Returns the path."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
 
 
 def write_json_atomic(path: str | Path, data: dict) -> None:

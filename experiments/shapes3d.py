@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from enf.cli.shape_export import rigid_motion
 from enf.data.base import collate
 from enf.data.meshes import Mesh
 from enf.data.sdf import sample_surface, signed_distance
@@ -36,7 +37,6 @@ from enf.geometry import GroupElement
 from enf.plotting.mesh import plot_shapes
 from enf.training.checkpoints import load_fit_checkpoint
 from enf.training.run_folder import load_datamodule_from_run
-from enf.training.shape_export import rigid_motion
 from enf.training.shapes3d import heldout_iou, reconstruct_meshes
 
 # "{t}": the run's test split, "test" or, where it holds the training shapes, "fit"

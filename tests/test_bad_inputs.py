@@ -485,7 +485,7 @@ def _no_training(self, subcommand: str) -> None:
 def test_bad_command_line_fails_early_and_clearly(
     argv, exc, needles, env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    from enf.training.cli import ENFLightningCLI
+    from enf.cli.lightning import ENFLightningCLI
 
     monkeypatch.chdir(env.tmp)
     monkeypatch.delenv("ENF_DEBUG", raising=False)
@@ -505,7 +505,7 @@ def test_the_no_training_guard_trips_on_a_good_command_line(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The guard of the command-line cases is real: a valid command line reaches it (and trains nothing)."""
-    from enf.training.cli import ENFLightningCLI
+    from enf.cli.lightning import ENFLightningCLI
 
     monkeypatch.chdir(env.tmp)
     monkeypatch.setattr(ENFLightningCLI, "_run_subcommand", _no_training)
@@ -632,7 +632,7 @@ VECTOR_PARAMS = [
 ]
 HOSTILE_CLASS_PATHS = [
     "subprocess.Popen", "subprocess.run", "os.system", "os.remove", "builtins.eval", "builtins.exec",
-    "shutil.rmtree", "pickle.loads", "enf.training.encode.check_writable", "enf.nn.EquivariantNeuralField",
+    "shutil.rmtree", "pickle.loads", "enf.cli.encode.check_writable", "enf.nn.EquivariantNeuralField",
     "lightning.pytorch.LightningDataModule", "enf..data.PDEDataModule", "enf.data.NoSuchModule",
     "enf.no_such_package.Thing", " enf.data.PDEDataModule",
 ]  # fmt: skip

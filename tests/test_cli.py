@@ -65,7 +65,7 @@ def test_fit_writes_a_complete_run_directory(mnist_run: Path, capsys: pytest.Cap
     assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]
     # the resolved config re-parses through the CLI and holds the command-line overrides
     with pytest.raises(SystemExit) as exc:
-        from enf.training.cli import run_lightning_cli
+        from enf.cli.lightning import run_lightning_cli
 
         run_lightning_cli(["fit", "--config", str(run / "config.yaml"), "--print_config"])
     assert exc.value.code in (0, None)
@@ -374,12 +374,12 @@ def test_corrupt_checkpoint_names_the_file(tmp_path: Path, monkeypatch: pytest.M
 def test_encode_to_an_unwritable_path_fails_before_encoding(
     mnist_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import enf.training.encode
+    import enf.cli.encode
 
     def must_not_load(*args, **kwargs):
         raise AssertionError("the checkpoint was loaded before --out was checked")
 
-    monkeypatch.setattr(enf.training.encode, "load_fit_checkpoint", must_not_load)
+    monkeypatch.setattr(enf.cli.encode, "load_fit_checkpoint", must_not_load)
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     with pytest.raises(SystemExit) as exc:
@@ -390,7 +390,7 @@ def test_encode_to_an_unwritable_path_fails_before_encoding(
 
 
 def _instantiate_trainer():
-    from enf.training.cli import ENFLightningCLI
+    from enf.cli.lightning import ENFLightningCLI
 
     return ENFLightningCLI.instantiate_trainer
 
@@ -400,7 +400,7 @@ INSTANTIATE_TRAINER = _instantiate_trainer()  # the unpatched method
 
 def add_callbacks(monkeypatch: pytest.MonkeyPatch, *callbacks) -> None:
     """Every trainer the CLI builds from now on gets ``callbacks`` (replacing earlier ones added here)."""
-    from enf.training import cli as cli_module
+    from enf.cli import lightning as cli_module
 
     def with_callbacks(self, **kwargs):
         trainer = INSTANTIATE_TRAINER(self, **kwargs)
@@ -596,7 +596,7 @@ def test_limit_batches_read_an_integer_as_a_number_of_batches(
 ) -> None:
     """``limit_val_batches: 1`` is one batch (Lightning's ``Union[float, int]`` made it the fraction 1.0, every
     batch); a float stays a fraction."""
-    from enf.training.cli import run_lightning_cli
+    from enf.cli.lightning import run_lightning_cli
 
     monkeypatch.chdir(tmp_path)
     cli = run_lightning_cli(

@@ -12,10 +12,10 @@ import torch
 import yaml
 from PIL import Image
 
+from enf.cli.lightning import ENFLightningCLI, run_lightning_cli
 from enf.data.field_module import FieldDataModule
 from enf.data.grid import signal_to_image
 from enf.training import FieldFittingModule, RunArtifacts, TaskCheckpoint
-from enf.training.cli import ENFLightningCLI, run_lightning_cli
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 CONFIGS = sorted((REPO_CONFIGS / "fit").glob("*.yaml"))

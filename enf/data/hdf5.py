@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from enf.io import replace_with_umask
+from enf.io import atomic_write
 
 __all__ = ["read_h5", "write_h5"]
 
@@ -75,44 +73,35 @@ def write_h5(
     path = Path(path)
     if compression_level is not None and not 0 <= compression_level <= 9:
         raise ValueError(f"compression_level must be in 0..9 or None, got {compression_level}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with h5py.File(tmp, "w") as f:
-            for key, value in arrays.items():
-                array = np.asarray(value)
-                if array.dtype == object:
-                    raise TypeError(f"array {key!r} has dtype object; give a numeric numpy array")
-                chunked = array.ndim >= 2 and array.shape[0] > 0 and array.size > 0
-                chunks = (1, *array.shape[1:]) if chunked else None
-                compress = compression_level is not None and array.ndim >= 1 and array.size > 0
-                checksum = array.ndim >= 1 and array.size > 0  # Fletcher-32 per chunk, checked on read
-                f.create_dataset(
-                    key,
-                    data=array,
-                    chunks=chunks if chunks else (True if compress or checksum else None),
-                    compression="gzip" if compress else None,
-                    compression_opts=compression_level if compress else None,
-                    fletcher32=checksum,
-                )
-            f.attrs[_DIGEST_ATTR] = content_digest({k: np.asarray(v) for k, v in arrays.items()})
-            json_keys = []
-            for key, value in (attrs or {}).items():
-                if key in (_JSON_ATTRS, _DIGEST_ATTR):
-                    raise ValueError(f"attribute name {_JSON_ATTRS!r} is reserved")
-                if isinstance(value, Mapping):
-                    f.attrs[key] = json.dumps(value, sort_keys=True)
-                    json_keys.append(key)
-                else:
-                    f.attrs[key] = _attr_value(key, value)
-            if json_keys:
-                f.attrs[_JSON_ATTRS] = json.dumps(json_keys)
-        replace_with_umask(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as tmp, h5py.File(tmp, "w") as f:
+        for key, value in arrays.items():
+            array = np.asarray(value)
+            if array.dtype == object:
+                raise TypeError(f"array {key!r} has dtype object; give a numeric numpy array")
+            chunked = array.ndim >= 2 and array.shape[0] > 0 and array.size > 0
+            chunks = (1, *array.shape[1:]) if chunked else None
+            compress = compression_level is not None and array.ndim >= 1 and array.size > 0
+            checksum = array.ndim >= 1 and array.size > 0  # Fletcher-32 per chunk, checked on read
+            f.create_dataset(
+                key,
+                data=array,
+                chunks=chunks if chunks else (True if compress or checksum else None),
+                compression="gzip" if compress else None,
+                compression_opts=compression_level if compress else None,
+                fletcher32=checksum,
+            )
+        f.attrs[_DIGEST_ATTR] = content_digest({k: np.asarray(v) for k, v in arrays.items()})
+        json_keys = []
+        for key, value in (attrs or {}).items():
+            if key in (_JSON_ATTRS, _DIGEST_ATTR):
+                raise ValueError(f"attribute name {_JSON_ATTRS!r} is reserved")
+            if isinstance(value, Mapping):
+                f.attrs[key] = json.dumps(value, sort_keys=True)
+                json_keys.append(key)
+            else:
+                f.attrs[key] = _attr_value(key, value)
+        if json_keys:
+            f.attrs[_JSON_ATTRS] = json.dumps(json_keys)
     log.debug("wrote %s (%s)", path, ", ".join(f"{k}{np.shape(v)}" for k, v in arrays.items()))
     return path
 

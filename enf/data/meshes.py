@@ -16,15 +16,13 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from enf.io import replace_with_umask
+from enf.io import atomic_write
 
 __all__ = [
     "BUNDLED_MESHES",
@@ -274,13 +272,6 @@ def save_mesh(mesh: Mesh, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() not in MESH_SUFFIXES:
         raise ValueError(f"cannot write {path}: the suffix must be one of {MESH_SUFFIXES}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
+    with atomic_write(path, suffix=path.suffix) as tmp:
         mesh.to_trimesh().export(tmp, file_type=path.suffix.lower().lstrip("."))
-        replace_with_umask(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from enf.data.field import FieldSpec
+from enf.io import atomic_write
 from enf.plotting.fields import (
     _PLANAR,
     BALL_SLICE_HALF_WIDTH,
@@ -361,15 +361,9 @@ def save_rollout_gif(
         return drawn
 
     animation = FuncAnimation(fig, draw, frames=truth.shape[0], init_func=lambda: draw(0), blit=False)
-    # a fresh name in the same folder (so os.replace is atomic); created by the writer with the usual
-    # permissions, and its .gif suffix tells Pillow the format
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp.gif")
-    try:
+    # its .gif suffix tells Pillow the format
+    with atomic_write(path, suffix=".gif") as tmp:
         animation.save(tmp, writer=PillowWriter(fps=fps), dpi=dpi)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     _log.debug("wrote %d-frame rollout GIF to %s", truth.shape[0], path)
     return path
 

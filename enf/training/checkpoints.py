@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from enf.data.field import FieldSpec
 from enf.fitting import Fitter
 from enf.geometry import Geometry
-from enf.io import replace_with_umask, write_text_atomic
+from enf.io import atomic_write, write_text_atomic
 from enf.nn import EquivariantNeuralField, GlobalLatentField
 
 __all__ = [
@@ -89,19 +88,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
+        with atomic_write(path) as tmp:
+            with tmp.open("wb") as f:
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
+            # both digests before the rename, so a crash between the renames still verifies
             digests = [file_digest(tmp)] + ([file_digest(path)] if path.is_file() else [])
             write_text_atomic(digest_path(path), "\n".join(digests) + "\n")
-            replace_with_umask(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         write_text_atomic(digest_path(path), digests[0] + "\n")
 
     def load_checkpoint(self, path: str | Path, *args: Any, **kwargs: Any) -> dict[str, Any]:

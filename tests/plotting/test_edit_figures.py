@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from matplotlib.colors import to_rgba
 
-from enf.editing.cli import first_selection
+from enf.cli.edit import first_selection
 from enf.editing.record import Edit
 from enf.geometry import get
 from enf.latents import Latents

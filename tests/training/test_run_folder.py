@@ -23,7 +23,7 @@ def write_config(tmp_path: Path, data: object) -> Path:
         "subprocess.Popen",
         "os.system",
         "builtins.eval",
-        "enf.training.encode.check_writable",  # in enf, but not a data module
+        "enf.cli.encode.check_writable",  # in enf, but not a data module
         "enf.nn.EquivariantNeuralField",  # a class of enf, but not a data module
         "lightning.pytorch.LightningDataModule",  # a data module, but not one of this project's
         "enf..data.PDEDataModule",

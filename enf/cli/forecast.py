@@ -20,8 +20,8 @@ import yaml
 from tqdm import tqdm
 
 from enf import __version__
+from enf.cli.encode import check_writable
 from enf.data.hdf5 import write_h5
-from enf.training.encode import check_writable
 from enf.training.forecasting_module import load_forecast_checkpoint
 
 __all__ = ["forecast_file", "forecast_main"]

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from enf import __version__
-from enf.cli import plain_text
+from enf.cli.text import plain_text
 from enf.editing.model import ImageEditor, image_to_png
 from enf.editing.record import Edit, load_edit_record, replay, save_edits
 from enf.editing.select import select_box, select_radius, selected_indices, selection_mask

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from enf import __version__
-from enf.cli import plain_text
+from enf.cli.encode import check_writable
+from enf.cli.text import plain_text
 from enf.data import keys
 from enf.data.hdf5 import write_h5
-from enf.training.encode import check_writable
 from enf.training.run_folder import load_datamodule_from_run
 from enf.training.shape_module import ShapeModule
 from enf.training.task import move_batch

@@ -22,10 +22,11 @@ import argparse
 import json
 import logging
 import os
-import re
 import sys
 import warnings
 from collections.abc import Sequence
+
+from enf.cli.text import plain_text, short_error
 
 __all__ = ["main"]
 
@@ -38,7 +39,7 @@ SHAPE_USAGE = (
 
 
 def _lightning(argv: Sequence[str], *, task: str = "fit") -> None:
-    from enf.training.cli import run_lightning_cli
+    from enf.cli.lightning import run_lightning_cli
 
     # LightningCLI reads sys.argv itself; passing the same words again only makes it warn. sys.argv[0] stays:
     # Lightning's DDP launcher re-runs it in the other processes.
@@ -76,28 +77,8 @@ def _lightning(argv: Sequence[str], *, task: str = "fit") -> None:
         sys.argv = saved
 
 
-def plain_text(doc: str) -> str:
-    """A docstring as terminal help: reStructuredText literals (````x````), roles (``:class:`~enf.X```) and
-    emphasis (``**x**``) become plain text."""
-    doc = re.sub(r":(?:class|func|meth|mod|attr|data|obj|exc):`~?(?:[\w.]+\.)?(\w+)`", r"\1", doc)
-    doc = re.sub(r"``(.+?)``", r"\1", doc, flags=re.S)
-    return re.sub(r"\*\*(.+?)\*\*", r"\1", doc, flags=re.S)
-
-
-def short_error(message: str) -> str:
-    """The cause of a jsonargparse instantiation error, without its dump of Union subtypes and values."""
-    if "Does not validate against any of the Union subtypes" not in message:
-        return message
-    causes = [
-        line.strip()[2:]
-        for line in message.splitlines()
-        if line.strip().startswith("- ") and "Expected a <class 'NoneType'>" not in line
-    ]
-    return "; ".join(causes) or message
-
-
 def _encode(argv: Sequence[str]) -> None:
-    from enf.training.encode import encode_main
+    from enf.cli.encode import encode_main
 
     encode_main(list(argv))
 
@@ -106,7 +87,7 @@ def _forecast(argv: Sequence[str]) -> None:
     if argv and argv[0] in LIGHTNING_COMMANDS:
         _lightning(argv, task="forecast")
         return
-    from enf.training.forecast_cli import forecast_main
+    from enf.cli.forecast import forecast_main
 
     forecast_main(list(argv))
 
@@ -121,7 +102,7 @@ def _shape(argv: Sequence[str]) -> None:
     if not argv:
         raise SystemExit(f"enf shape: give a subcommand\n{SHAPE_USAGE}")
     if argv[0] == "export":
-        from enf.training.shape_export import shape_main
+        from enf.cli.shape_export import shape_main
 
         shape_main(list(argv[1:]))
         return
@@ -129,13 +110,13 @@ def _shape(argv: Sequence[str]) -> None:
 
 
 def _edit(argv: Sequence[str]) -> None:
-    from enf.editing.cli import edit_main
+    from enf.cli.edit import edit_main
 
     edit_main(list(argv))
 
 
 def _data(argv: Sequence[str]) -> None:
-    from enf.data.pde.cli import data_main
+    from enf.cli.data import data_main
 
     data_main(list(argv))
 
