@@ -96,7 +96,6 @@ def export_mesh(module, item: dict, *, resolution: int, num_steps: int | None = 
     """The marching-cubes mesh of one encoded signed-distance item (``None``: no surface), after moving its
     latents by the group element ``motion`` (checked to be a symmetry of the model's geometry)."""
     from enf.data.base import collate
-    from enf.editing.ops import is_symmetry
     from enf.training.shapes3d import reconstruct_meshes
 
     if not module.is_sdf:
@@ -105,7 +104,7 @@ def export_mesh(module, item: dict, *, resolution: int, num_steps: int | None = 
     with torch.enable_grad():
         z = module.encode(batch, train=False, num_steps=num_steps)
     if motion is not None:
-        if not is_symmetry(module.geometry, motion):
+        if not module.geometry.is_symmetry(motion):
             raise ValueError(
                 f"geometry {module.geometry.name!r} cannot move its latents by this motion exactly "
                 "(translation3d latents only translate; fit with se3 to rotate)"

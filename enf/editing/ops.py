@@ -71,28 +71,9 @@ def transform(z: Latents, geometry: Geometry, g: GroupElement, *, select: Select
 
 
 def is_symmetry(geometry: Geometry, g: GroupElement, *, atol: float = 1e-12) -> bool:
-    """Whether ``g`` lies in ``geometry``'s symmetry group, so moving the whole cloud by it moves the field exactly.
-
-    False for the non-equivariant controls (``absolute2d``, ``absolute_sphere``), for rotations of a
-    geometry whose group has none (translations, the torus), reflections where the group has none, and
-    translations where it has none (the sphere, the ball).
-    """
-    from enf.geometry import names
-
-    if geometry.name not in names(equivariant=True):
-        return False
-    probe = geometry.sample_group(1, dtype=torch.float64)
-    rot, trans = g.rotation, g.translation
-    if rot is not None and probe.rotation is None:
-        eye = torch.eye(rot.shape[-1], dtype=rot.dtype, device=rot.device)
-        if not torch.allclose(rot, eye.expand_as(rot), atol=atol, rtol=0):
-            return False
-    if rot is not None and not geometry.reflections:
-        if (torch.linalg.det(rot.double()) < 0).any():
-            return False
-    if trans is not None and not geometry.translates and trans.abs().max() > atol:
-        return False
-    return True
+    """Whether ``g`` lies in ``geometry``'s symmetry group, so moving the whole cloud by it moves the field
+    exactly (:meth:`enf.geometry.Geometry.is_symmetry`)."""
+    return geometry.is_symmetry(g, atol=atol)
 
 
 def planar_motion(

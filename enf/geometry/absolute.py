@@ -33,6 +33,7 @@ class Absolute2d(Geometry):
     """
 
     name = "absolute2d"
+    equivariant = False
     space_dim = 2
     num_pose_blocks = 1
     invariant_dim = 2
@@ -107,6 +108,7 @@ class AbsoluteSphere(_SphereBase):
     """
 
     name = "absolute_sphere"
+    equivariant = False
     num_pose_blocks = 1
     invariant_dim = 3
     pose_invariant_dim = 6

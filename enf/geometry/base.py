@@ -132,6 +132,8 @@ class Geometry(abc.ABC):
             product, a rotation by 90 degrees) are not equivariant.
         position_on_sphere: the position block is a direction (a point of the unit sphere), so paths between
             positions follow great circles (interpolation, editing).
+        equivariant: the invariants are invariant under the group (``False`` only for the non-equivariant
+            controls ``absolute2d`` and ``absolute_sphere``).
     """
 
     name: str = ""
@@ -143,10 +145,28 @@ class Geometry(abc.ABC):
     periodic: bool = False
     reflections: bool = False
     position_on_sphere: bool = False
+    equivariant: bool = True
 
     @property
     def coord_dim(self) -> int:
         return self.space_dim
+
+    def is_symmetry(self, g: GroupElement, *, atol: float = 1e-12) -> bool:
+        """Whether ``g`` lies in this geometry's symmetry group, so moving a whole latent cloud by it moves the
+        decoded field exactly: ``False`` for the non-equivariant controls, for rotations where the group has
+        none (translations, the torus), reflections where it has none, and translations where it has none
+        (the sphere, the ball)."""
+        if not self.equivariant:
+            return False
+        probe = self.sample_group(1, dtype=torch.float64)
+        rot, trans = g.rotation, g.translation
+        if rot is not None and probe.rotation is None:
+            eye = torch.eye(rot.shape[-1], dtype=rot.dtype, device=rot.device)
+            if not torch.allclose(rot, eye.expand_as(rot), atol=atol, rtol=0):
+                return False
+        if rot is not None and not self.reflections and (torch.linalg.det(rot.double()) < 0).any():
+            return False
+        return not (trans is not None and not self.translates and trans.abs().max() > atol)
 
     @property
     def pose_dim(self) -> int:

@@ -391,3 +391,23 @@ def test_shape_errors(name):
             geom.pair_invariant(x, p)  # N = 5 and L = 3 do not broadcast
     # well-formed inputs still give invariant values
     torch.testing.assert_close(geom.distance2(x, p)[:, 0, 0], geom.pair_distance2(x[:, 0], p[:, 0]))
+
+
+def test_the_equivariant_attribute_matches_the_registry_and_is_symmetry() -> None:
+    """``Geometry.equivariant`` is False exactly for the registry's non-equivariant controls, which have no
+    symmetry; the identity is a symmetry of every other geometry, and a reflection only where the group has
+    reflections."""
+    for name in geometry.names():
+        geom = geometry.get(name)
+        assert geom.equivariant == (name in geometry.names(equivariant=True)), name
+        identity = geom.sample_group(1, dtype=F64)
+        if identity.rotation is not None:
+            identity = type(identity)(rotation=torch.eye(geom.space_dim, dtype=F64)[None],
+                                      translation=None if identity.translation is None else 0 * identity.translation)  # fmt: skip
+        else:
+            identity = type(identity)(rotation=None, translation=0 * identity.translation)
+        assert geom.is_symmetry(identity) == geom.equivariant, name
+        if identity.rotation is not None:
+            mirror = torch.diag(torch.tensor([1.0] * (geom.space_dim - 1) + [-1.0], dtype=F64))[None]
+            flipped = type(identity)(rotation=mirror, translation=identity.translation)
+            assert geom.is_symmetry(flipped) == (geom.equivariant and geom.reflections), name
