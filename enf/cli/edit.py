@@ -179,14 +179,13 @@ def _load_image(
     return editor.dataset_image(index, split=split)
 
 
-def first_selection(edits: list[Edit], num_latents: int) -> torch.Tensor | None:
-    """The latents of the original cloud that the first edit selects, as a mask ``[1, L]`` (``None`` when it
-    selects every latent or indexes another cloud: ``paste`` selects in the source)."""
+def first_selection(edits: list[Edit], z: Latents) -> torch.Tensor | None:
+    """The latents of the original cloud ``z`` that the first edit selects, as a mask ``[1, L]``
+    (:func:`~enf.editing.selection_mask`); ``None`` when it selects every latent or indexes another cloud
+    (``paste`` selects in the source)."""
     if not edits or edits[0].op == "paste" or edits[0].params.get("select") is None:
         return None
-    mask = torch.zeros(1, num_latents, dtype=torch.bool)
-    mask[0, [i for i in edits[0].params["select"] if 0 <= i < num_latents]] = True
-    return mask
+    return selection_mask(z, edits[0].params["select"])
 
 
 def _write_outputs(out: Path, editor: ImageEditor, images: dict, latents: dict, edits, meta) -> None:
@@ -197,7 +196,7 @@ def _write_outputs(out: Path, editor: ImageEditor, images: dict, latents: dict, 
     geom = editor.geometry
     out.mkdir(parents=True, exist_ok=True)
     # the first edit's selection in orange, on every panel whose cloud still has the original's latents
-    sel = first_selection(edits, latents["original"].num_latents)
+    sel = first_selection(edits, latents["original"])
     save_figure(plot_edit([("original", images["original"], None), ("reconstruction", images["before"],
                 latents["original"])], geom, selected=sel), out / "before.png")  # fmt: skip
     save_figure(

@@ -21,7 +21,7 @@ def cloud(num_latents: int) -> Latents:
 def test_the_first_edits_selection_is_drawn_in_orange_and_the_difference_has_a_colour_bar() -> None:
     geom, z = get("translation2d"), cloud(5)
     edits = [Edit("translate", {"offset": [0.1, 0.0], "select": [1, 3]}), Edit("delete", {"select": [0]})]
-    sel = first_selection(edits, 5)
+    sel = first_selection(edits, z)
     assert sel.tolist() == [[False, True, False, True, False]]
     image = np.random.default_rng(0).random((8, 8, 1))
     fig = plot_edit([("edited", image, z), ("difference", image - 0.5, None)], geom, selected=sel)
@@ -34,6 +34,7 @@ def test_the_first_edits_selection_is_drawn_in_orange_and_the_difference_has_a_c
 
 
 def test_no_selection_to_mark_when_every_latent_or_another_cloud_is_selected() -> None:
-    assert first_selection([Edit("translate", {"offset": [0.1, 0.0], "select": None})], 5) is None
-    assert first_selection([Edit("paste", {"source": "s1", "select": [0], "offset": None})], 5) is None
-    assert first_selection([], 5) is None
+    z = cloud(5)
+    assert first_selection([Edit("translate", {"offset": [0.1, 0.0], "select": None})], z) is None
+    assert first_selection([Edit("paste", {"source": "s1", "select": [0], "offset": None})], z) is None
+    assert first_selection([], z) is None

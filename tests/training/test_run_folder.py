@@ -78,4 +78,5 @@ def test_a_run_folder_of_the_previous_layout_still_parses(task: str, name: str, 
 
 def test_a_run_folder_of_the_previous_layout_builds_its_data_module() -> None:
     dm = load_datamodule_from_run(LEGACY / "fit_config.yaml")
-    assert isinstance(dm, PDEDataModule) and dm.hparams.get("dataset", getattr(dm, "dataset", None))
+    assert isinstance(dm, PDEDataModule)
+    assert (dm.dataset_name, dm.root, dm.num_val) == ("navier_stokes_decaying", Path("data/nsd"), 8)
