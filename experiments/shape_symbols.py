@@ -26,7 +26,7 @@ import torch
 from matplotlib.figure import Figure
 
 from enf.data.grid import image_to_signal, rotate_images, signal_to_image
-from enf.data.latent_module import LatentCloudDataset
+from enf.data.modules.latents import LatentCloudDataset
 from enf.plotting.shapes import draw_image, draw_symbol
 from enf.shape import preshape_geodesic
 from enf.training import ShapeModule

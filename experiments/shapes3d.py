@@ -23,17 +23,20 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from enf.cli.shape_export import rigid_motion
-from enf.data.base import collate
-from enf.data.meshes import Mesh
-from enf.data.sdf import sample_surface, signed_distance
+from enf.data import keys
+from enf.data.images.base import collate
+from enf.data.shapes.meshes import Mesh
+from enf.data.shapes.sdf import sample_surface, signed_distance
 from enf.fitting import sample_coordinate_subsets
 from enf.geometry import GroupElement
+from enf.metrics import occupancy_iou
 from enf.plotting.mesh import plot_shapes
 from enf.training.checkpoints import load_fit_checkpoint
 from enf.training.run_folder import load_datamodule_from_run
@@ -42,7 +45,8 @@ from enf.training.shapes3d import heldout_iou, reconstruct_meshes
 # "{t}": the run's test split, "test" or, where it holds the training shapes, "fit"
 ROWS = [("iou_{t}", "IoU, {t}, held-out points"), ("iou_{t}_unrefined", "IoU, {t}, held-out, unrefined"),
         ("iou_{t}_fitpoints", "IoU, {t}, fitted points"), ("iou_{t}_unrefined_fitpoints", "IoU, {t}, fitted, unrefined"),
-        ("iou_train", "IoU, train, held-out points"), ("chamfer_{t}", "Chamfer-L1, {t}"),
+        ("iou_train", "IoU, train, held-out points"),
+        ("iou_{t}_nearest_train", "IoU, {t}, nearest training shape (oracle)"), ("chamfer_{t}", "Chamfer-L1, {t}"),
         ("equivariance_error", "max |f(gx; gz) - f(x; z)|, float64"), ("fit_time_s", "training time (s)"),
         ("global_step", "steps")]  # fmt: skip
 
@@ -159,6 +163,32 @@ def unrefined_iou(run: Path) -> dict[str, float]:
     return {f"iou_{split}_unrefined": res["iou"], f"iou_{split}_unrefined_fitpoints": res["iou_fitpoints"]}
 
 
+def nearest_neighbour_iou(run: Path, *, num_select: int = 10_000) -> dict[str, float]:
+    """The retrieval reference of the held-out IoU: each test shape answered by the training shape whose
+    occupancy agrees best with it (chosen on the first ``num_select`` held-out points, an oracle choice, so an
+    upper bound on any nearest-neighbour retrieval from the training set), scored on all its held-out points.
+    Keys ``iou_test_nearest_train`` (mean) and ``iou_test_nearest_train_min``."""
+    dm = load_datamodule_from_run(run / "config.yaml")
+    train = dm.dataset("train")
+    items = dm.metrics_dataloader("test").dataset
+    scores = []
+    for i in range(len(items)):
+        item = items[i]
+        x = item[keys.HELDOUT_COORDS].double().numpy()
+        truth = item[keys.HELDOUT_SIGNAL].double().reshape(1, -1)
+        sub = x[:num_select]
+        ious = [float(occupancy_iou(torch.from_numpy(signed_distance(sub, train.mesh(j))).reshape(1, -1),
+                                    truth[:, :num_select])) for j in range(len(train))]  # fmt: skip
+        best = int(np.argmax(ious))
+        pred = torch.from_numpy(signed_distance(x, train.mesh(best))).reshape(1, -1)
+        scores.append(float(occupancy_iou(pred, truth)))
+        logging.info("test shape %d: nearest training shape %d, IoU %.4f", i, best, scores[-1])
+    return {
+        "iou_test_nearest_train": float(np.mean(scores)),
+        "iou_test_nearest_train_min": float(np.min(scores)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -180,6 +210,8 @@ def main() -> None:
         results[name] = {key.format(t=split): metrics[key.format(t=split)] for key, _ in ROWS
                          if key.format(t=split) in metrics}  # fmt: skip
         results[name].update(unrefined_iou(run))
+        if split == "test":
+            results[name].update(nearest_neighbour_iou(run))
         reconstruction_figure(run, args.figures / f"{name}.png", resolution=args.resolution,
                               num_shapes=args.num_shapes)  # fmt: skip
     se3 = next((r for r in args.runs if load_fit_checkpoint(

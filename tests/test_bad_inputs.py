@@ -132,7 +132,7 @@ def item(**kwargs) -> dict:
 
 
 def pde_module(root: Path | str, **kwargs):
-    from enf.data.pde.datamodule import PDEDataModule
+    from enf.data.modules.pde_frames import PDEDataModule
 
     return PDEDataModule(**({"dataset": "diffusion_plane", "root": str(root)} | kwargs))
 

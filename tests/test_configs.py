@@ -13,8 +13,8 @@ import yaml
 from PIL import Image
 
 from enf.cli.lightning import ENFLightningCLI, run_lightning_cli
-from enf.data.field_module import FieldDataModule
 from enf.data.grid import signal_to_image
+from enf.data.modules.field import FieldDataModule
 from enf.training import FieldFittingModule, RunArtifacts, TaskCheckpoint
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"

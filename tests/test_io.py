@@ -32,7 +32,7 @@ def test_atomic_writes_respect_the_umask(tmp_path: Path, umask: int) -> None:
     save_edits(tmp_path / "edits.json", [])
     written = [tmp_path / n for n in ("metrics.json", "latents.h5", "edits.json")]
     try:
-        from enf.data.meshes import Mesh, save_mesh
+        from enf.data.shapes.meshes import Mesh, save_mesh
 
         mesh = Mesh(
             vertices=np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float64),

@@ -95,7 +95,7 @@ def rigid_motion(
 def export_mesh(module, item: dict, *, resolution: int, num_steps: int | None = None, motion=None):
     """The marching-cubes mesh of one encoded signed-distance item (``None``: no surface), after moving its
     latents by the group element ``motion`` (checked to be a symmetry of the model's geometry)."""
-    from enf.data.base import collate
+    from enf.data.images.base import collate
     from enf.training.shapes3d import reconstruct_meshes
 
     if not module.is_sdf:
@@ -115,7 +115,7 @@ def export_mesh(module, item: dict, *, resolution: int, num_steps: int | None = 
 
 
 def _mesh_main(args) -> None:
-    from enf.data.meshes import MESH_SUFFIXES, Mesh, save_mesh
+    from enf.data.shapes.meshes import MESH_SUFFIXES, Mesh, save_mesh
     from enf.training.checkpoints import load_fit_checkpoint
 
     for path in filter(None, (args.out, args.truth)):

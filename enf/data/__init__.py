@@ -1,10 +1,17 @@
-"""Data: the field contract (keys, ``FieldSpec``), the pixel/coordinate convention, image datasets (bundled
-and local), the field data modules, HDF5 I/O.
+"""Data: the field contract at the root, sources by kind, the Lightning data modules together.
 
-Landmark shapes (``landmark_dataset``: trilobite cephala and mosquito wings from ktch, hand skeletons from
-geomstats' data files) feed the shape VAE. The data modules (``FieldDataModule``, ``ImageDataModule``, ``LandmarkDataModule``, ``PDEDataModule``,
-``PDETrajectoryDataModule``) are imported lazily (they need
-Lightning, which is slow to import), so ``import enf.data`` stays light for code that only reads data.
+- the contract: batch keys (:mod:`~enf.data.keys`), what a dataset is (:class:`FieldSpec`,
+  :mod:`~enf.data.field`), the pixel/coordinate convention (:mod:`~enf.data.grid`), HDF5 I/O
+  (:mod:`~enf.data.hdf5`);
+- sources: images (:mod:`enf.data.images`: bundled, local, the registry), 3-D shapes (:mod:`enf.data.shapes`:
+  meshes, signed distances, ShapeNet, deduplication), landmark shapes (:mod:`~enf.data.landmarks`) and PDE
+  trajectories (:mod:`enf.data.pde`, generators in :mod:`enf.data.pde.solvers`);
+- the data modules (:mod:`enf.data.modules`: ``FieldDataModule``, ``ImageDataModule``, ``SDFDataModule``,
+  ``PDEDataModule``, ``PDETrajectoryDataModule``, ``LandmarkDataModule``, ``LatentCloudDataModule``), imported
+  lazily (they need Lightning, which is slow to import), so ``import enf.data`` stays light.
+
+Module paths of the previous layout (``enf.data.sdf_module``, ``enf.data.pde.sphere``...) still import
+(:mod:`enf.data._legacy`).
 """
 
 from __future__ import annotations
@@ -12,8 +19,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from enf.data.base import ArrayImageDataset, FileImageDataset, ImageDataset, collate
-from enf.data.bundled import NATURAL_TEST_SOURCES, NATURAL_TRAIN_SOURCES
+from enf.data import _legacy
 from enf.data.field import FIELD_KINDS, FieldKind, FieldSpec
 from enf.data.grid import (
     image_to_signal,
@@ -24,17 +30,27 @@ from enf.data.grid import (
     signal_to_image,
 )
 from enf.data.hdf5 import read_h5, write_h5
-from enf.data.images import IMAGE_DATASETS, ImageDatasetName, image_dataset
+from enf.data.images import (
+    IMAGE_DATASETS,
+    NATURAL_TEST_SOURCES,
+    NATURAL_TRAIN_SOURCES,
+    ArrayImageDataset,
+    FileImageDataset,
+    ImageDataset,
+    ImageDatasetName,
+    collate,
+    image_dataset,
+)
 from enf.data.landmarks import LANDMARK_DATASETS, LandmarkDataset, landmark_dataset, normalize_positions
 
 if TYPE_CHECKING:
-    from enf.data.datamodule import ImageDataModule
-    from enf.data.field_module import FieldDataModule
-    from enf.data.landmark_module import LandmarkDataModule
-    from enf.data.latent_module import LatentCloudDataModule
-    from enf.data.pde.datamodule import PDEDataModule
-    from enf.data.pde.trajectory_module import PDETrajectoryDataModule
-    from enf.data.sdf_module import SDFDataModule
+    from enf.data.modules.field import FieldDataModule
+    from enf.data.modules.images import ImageDataModule
+    from enf.data.modules.landmarks import LandmarkDataModule
+    from enf.data.modules.latents import LatentCloudDataModule
+    from enf.data.modules.pde_frames import PDEDataModule
+    from enf.data.modules.pde_trajectories import PDETrajectoryDataModule
+    from enf.data.modules.sdf import SDFDataModule
 
 __all__ = [
     "FIELD_KINDS",
@@ -71,14 +87,16 @@ __all__ = [
 ]
 
 
+_legacy.install()  # the previous layout's module paths stay importable
+
 _LAZY = {
-    "FieldDataModule": "enf.data.field_module",
-    "ImageDataModule": "enf.data.datamodule",
-    "LandmarkDataModule": "enf.data.landmark_module",
-    "LatentCloudDataModule": "enf.data.latent_module",
-    "SDFDataModule": "enf.data.sdf_module",
-    "PDEDataModule": "enf.data.pde.datamodule",
-    "PDETrajectoryDataModule": "enf.data.pde.trajectory_module",
+    "FieldDataModule": "enf.data.modules.field",
+    "ImageDataModule": "enf.data.modules.images",
+    "LandmarkDataModule": "enf.data.modules.landmarks",
+    "LatentCloudDataModule": "enf.data.modules.latents",
+    "SDFDataModule": "enf.data.modules.sdf",
+    "PDEDataModule": "enf.data.modules.pde_frames",
+    "PDETrajectoryDataModule": "enf.data.modules.pde_trajectories",
 }
 
 

@@ -24,7 +24,7 @@ Both splits keep file order. Defaults (``seed=0``, ``test_fraction=0.2``): trilo
 102/25, hands 42/11.
 
 Items are dicts ``{"positions": float32 [K, d], "index": int, "label": int}`` (``label`` only for labelled
-sets), so :func:`enf.data.base.collate` gives ``positions [B, K, d]``, ``index [B]``, ``label [B]``.
+sets), so :func:`enf.data.images.base.collate` gives ``positions [B, K, d]``, ``index [B]``, ``label [B]``.
 """
 
 from __future__ import annotations

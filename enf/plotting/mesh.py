@@ -22,7 +22,7 @@ import torch
 from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
-from enf.data.meshes import Mesh
+from enf.data.shapes.meshes import Mesh
 from enf.geometry.frames import gram_schmidt
 
 __all__ = ["draw_latents", "draw_mesh", "draw_points", "plot_shapes"]

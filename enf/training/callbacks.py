@@ -63,7 +63,7 @@ def _check_task(pl_module: L.LightningModule) -> FieldTask:
 
 
 def _check_datamodule(trainer: L.Trainer):
-    from enf.data.field_module import FieldDataModule
+    from enf.data.modules.field import FieldDataModule
 
     dm = trainer.datamodule
     if not isinstance(dm, FieldDataModule):

@@ -6,7 +6,7 @@
     iou = heldout_iou(decoder, z, batch)                                    # [B], on the held-out points
     rows = shape_metrics(decoder, z, batch, rows, resolution=64, bound=1.1)  # what evaluate() reports
 
-Grids follow :func:`enf.data.meshes.mesh_from_grid`: ``grid[b, i, j, k]`` is the field at
+Grids follow :func:`enf.data.shapes.meshes.mesh_from_grid`: ``grid[b, i, j, k]`` is the field at
 ``(x_i, y_j, z_k)``, ``x = linspace(-bound, bound, R)``.
 """
 
@@ -20,8 +20,8 @@ from einops import rearrange
 from torch import Tensor
 
 from enf.data import keys
-from enf.data.meshes import Mesh, mesh_from_grid
-from enf.data.sdf import sample_surface
+from enf.data.shapes.meshes import Mesh, mesh_from_grid
+from enf.data.shapes.sdf import sample_surface
 from enf.latents import Latents
 from enf.metrics import chamfer_distance, occupancy_iou
 

@@ -47,7 +47,7 @@ def synthetic_editor(size: int, num_latents: int):
 
     class Data:  # random images, only for opening a session
         def dataset(self, split):
-            from enf.data.base import ArrayImageDataset
+            from enf.data.images.base import ArrayImageDataset
 
             images = np.random.default_rng(0).random((4, size, size, 3), dtype=np.float32)
             return ArrayImageDataset(images, name="random", split=split)

@@ -11,8 +11,8 @@ import argparse
 import resource
 import time
 
-from enf.data.meshes import bundled_mesh, procedural_shapes
-from enf.data.sdf import sample_sdf
+from enf.data.shapes.meshes import bundled_mesh, procedural_shapes
+from enf.data.shapes.sdf import sample_sdf
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from enf.data import landmarks
-from enf.data.base import collate
+from enf.data.images.base import collate
 from enf.data.landmarks import LANDMARK_DATASETS, POSITIONS, landmark_dataset, normalize_positions
 
 

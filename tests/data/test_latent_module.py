@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from enf.data import read_h5, write_h5
-from enf.data.latent_module import LatentCloudDataModule, LatentCloudDataset
+from enf.data.modules.latents import LatentCloudDataModule, LatentCloudDataset
 
 
 def _file(path: Path, *, num: int = 6, latents: int = 5, width: int = 3, pose_dim: int = 4, **edit) -> Path:

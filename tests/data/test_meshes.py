@@ -17,7 +17,7 @@ pytest.importorskip("igl", reason='signed distances need the mesh extra: pip ins
 import trimesh  # noqa: E402
 
 from enf.data import read_h5  # noqa: E402
-from enf.data.meshes import (  # noqa: E402
+from enf.data.shapes.meshes import (  # noqa: E402
     Mesh,
     bundled_mesh,
     check_watertight,
@@ -27,7 +27,7 @@ from enf.data.meshes import (  # noqa: E402
     procedural_shapes,
     save_mesh,
 )
-from enf.data.sdf import build_sdf_file, sample_sdf, sample_surface, signed_distance  # noqa: E402
+from enf.data.shapes.sdf import build_sdf_file, sample_sdf, sample_surface, signed_distance  # noqa: E402
 
 
 def _mesh(tm: trimesh.Trimesh, name: str = "m") -> Mesh:
@@ -106,7 +106,7 @@ def test_build_sdf_file_writes_and_reuses_its_cache(tmp_path: Path):
 
 
 def test_sdf_file_keeps_the_meshes_and_marks_the_uniform_samples(tmp_path: Path):
-    from enf.data.sdf import unpack_mesh
+    from enf.data.shapes.sdf import unpack_mesh
 
     meshes = procedural_shapes(2, seed=3)
     path = build_sdf_file(

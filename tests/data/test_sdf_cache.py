@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("trimesh")
 
-from enf.data.meshes import Mesh  # noqa: E402
-from enf.data.sdf import build_sdf_file  # noqa: E402
+from enf.data.shapes.meshes import Mesh  # noqa: E402
+from enf.data.shapes.sdf import build_sdf_file  # noqa: E402
 
 TETRA = dict(
     vertices=np.array([[0, 0, 0], [0.8, 0, 0], [0, 0.8, 0], [0, 0, 0.8]], dtype=np.float64) - 0.2,

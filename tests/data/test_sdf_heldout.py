@@ -21,9 +21,9 @@ import trimesh  # noqa: E402
 from enf import EquivariantNeuralField, Latents, geometry  # noqa: E402
 from enf.data import keys  # noqa: E402
 from enf.data.field import FieldSpec  # noqa: E402
-from enf.data.meshes import Mesh  # noqa: E402
-from enf.data.sdf import build_heldout_file, heldout_rng  # noqa: E402
-from enf.data.sdf_module import HeldoutDataset, SDFDataModule  # noqa: E402
+from enf.data.modules.sdf import HeldoutDataset, SDFDataModule  # noqa: E402
+from enf.data.shapes.meshes import Mesh  # noqa: E402
+from enf.data.shapes.sdf import build_heldout_file, heldout_rng  # noqa: E402
 from enf.fitting import MetaSGD  # noqa: E402
 from enf.training.fitting_module import FieldFittingModule  # noqa: E402
 from enf.training.shapes3d import heldout_iou, shape_metric_key  # noqa: E402

@@ -16,8 +16,8 @@ pytest.importorskip("trimesh", reason='meshes need the mesh extra: pip install -
 import trimesh  # noqa: E402
 
 from enf.cli import main  # noqa: E402
-from enf.data.sdf import signed_distance  # noqa: E402
-from enf.data.sdf_module import SDFDataModule  # noqa: E402
+from enf.data.modules.sdf import SDFDataModule  # noqa: E402
+from enf.data.shapes.sdf import signed_distance  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = dict(
@@ -26,7 +26,7 @@ TINY = dict(
 
 
 def test_items_are_the_cached_samples_of_the_seeded_shapes(tmp_path: Path) -> None:
-    from enf.data.meshes import procedural_shapes
+    from enf.data.shapes.meshes import procedural_shapes
 
     dm = SDFDataModule(cache_dir=str(tmp_path), **TINY)
     train = dm.dataset("train")

@@ -1,4 +1,4 @@
-"""Procedural test shapes are not copies of training shapes (enf.data.shape_dedup).
+"""Procedural test shapes are not copies of training shapes (enf.data.shapes.dedup).
 
 The split is checked independently of the fingerprints it was chosen by: libigl signed distances on other
 probe points, in the normalised frame the shapes are fitted in. Negative controls: the same check finds the
@@ -18,10 +18,10 @@ pytest.importorskip("trimesh", reason='meshes need the mesh extra: pip install -
 
 from scipy.spatial.transform import Rotation  # noqa: E402
 
-from enf.data.meshes import Mesh, iter_procedural_shapes, normalize_mesh, procedural_shapes  # noqa: E402
-from enf.data.sdf import signed_distance  # noqa: E402
-from enf.data.sdf_module import SDFDataModule  # noqa: E402
-from enf.data.shape_dedup import DUPLICATE_IOU, fingerprints, overlap, unique_shapes  # noqa: E402
+from enf.data.modules.sdf import SDFDataModule  # noqa: E402
+from enf.data.shapes.dedup import DUPLICATE_IOU, fingerprints, overlap, unique_shapes  # noqa: E402
+from enf.data.shapes.meshes import Mesh, iter_procedural_shapes, normalize_mesh, procedural_shapes  # noqa: E402
+from enf.data.shapes.sdf import signed_distance  # noqa: E402
 
 NUM_TRAIN, NUM_TEST = 24, 10
 TINY = dict(num_near=40, num_uniform=20, num_surface=10, num_heldout=10, batch_size=2)

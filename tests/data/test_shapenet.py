@@ -13,9 +13,9 @@ pytest.importorskip("igl", reason='signed distances need the mesh extra: pip ins
 
 import trimesh  # noqa: E402
 
-from enf.data.sdf import signed_distance  # noqa: E402
-from enf.data.sdf_module import SDFDataModule  # noqa: E402
-from enf.data.shapenet import load_deepsdf_samples, shapenet_models, synset_id  # noqa: E402
+from enf.data.modules.sdf import SDFDataModule  # noqa: E402
+from enf.data.shapes.sdf import signed_distance  # noqa: E402
+from enf.data.shapes.shapenet import load_deepsdf_samples, shapenet_models, synset_id  # noqa: E402
 
 SIZES = dict(num_near=60, num_uniform=20, num_surface=10, batch_size=2)
 

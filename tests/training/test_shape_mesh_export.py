@@ -18,9 +18,9 @@ pytest.importorskip("skimage", reason='marching cubes need the mesh extra: pip i
 from scipy.spatial.transform import Rotation  # noqa: E402
 
 from enf.cli import main  # noqa: E402
-from enf.data.base import collate  # noqa: E402
-from enf.data.meshes import load_mesh  # noqa: E402
-from enf.data.sdf_module import SDFDataModule  # noqa: E402
+from enf.data.images.base import collate  # noqa: E402
+from enf.data.modules.sdf import SDFDataModule  # noqa: E402
+from enf.data.shapes.meshes import load_mesh  # noqa: E402
 from enf.training.checkpoints import load_fit_checkpoint  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]

@@ -123,7 +123,7 @@ def test_shape_fit_on_latent_clouds_writes_the_protocol(symbols: Path) -> None:
 
 
 def _codes(run: Path, split_file: Path) -> torch.Tensor:
-    from enf.data.latent_module import LatentCloudDataset
+    from enf.data.modules.latents import LatentCloudDataset
     from enf.training import ShapeModule
 
     module = ShapeModule.load_from_checkpoint(run / "checkpoints" / "last.ckpt", weights_only=True).eval()
@@ -144,7 +144,7 @@ def test_turned_digits_get_the_upright_codes_and_the_plain_vae_does_not(symbols:
 
 
 def test_knn_accuracy_in_the_metrics_is_that_of_the_codes(symbols: Path) -> None:
-    from enf.data.latent_module import LatentCloudDataset
+    from enf.data.modules.latents import LatentCloudDataset
     from enf.metrics import knn_accuracy
 
     run = symbols / "runs" / "shape_mnist" / "version_0"
@@ -168,7 +168,7 @@ def test_a_vae_that_does_not_fit_the_enf_is_one_clear_line(symbols: Path, monkey
 
 
 def test_a_missing_latent_file_says_how_to_write_it(tmp_path: Path) -> None:
-    from enf.data.latent_module import LatentCloudDataset
+    from enf.data.modules.latents import LatentCloudDataset
 
     with pytest.raises(FileNotFoundError, match="enf encode --ckpt"):
         LatentCloudDataset(tmp_path / "missing.h5")

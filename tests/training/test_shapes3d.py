@@ -13,8 +13,8 @@ pytest.importorskip("igl", reason='signed distances need the mesh extra: pip ins
 pytest.importorskip("skimage", reason='marching cubes need the mesh extra: pip install -e ".[mesh]"')
 
 from enf import EquivariantNeuralField, Latents, geometry  # noqa: E402
-from enf.data.meshes import Mesh, procedural_shapes  # noqa: E402
-from enf.data.sdf import sample_sdf, sample_surface, signed_distance  # noqa: E402
+from enf.data.shapes.meshes import Mesh, procedural_shapes  # noqa: E402
+from enf.data.shapes.sdf import sample_sdf, sample_surface, signed_distance  # noqa: E402
 from enf.fitting import MetaSGD, sample_coordinate_subsets  # noqa: E402
 from enf.metrics import per_sample_tanh_l1  # noqa: E402
 from enf.testing import assert_steerable  # noqa: E402

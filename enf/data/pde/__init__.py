@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 from enf.data.pde.base import PDESpec, trajectory_seed
 
 if TYPE_CHECKING:
-    from enf.data.pde.datamodule import PDEDataModule
+    from enf.data.modules.pde_frames import PDEDataModule
+    from enf.data.modules.pde_trajectories import PDETrajectoryDataModule
     from enf.data.pde.dataset import PDEFrames, PDETrajectories, channel_statistics
-    from enf.data.pde.trajectory_module import PDETrajectoryDataModule
 
 __all__ = [
     "PDEDataModule",
@@ -31,19 +31,19 @@ __all__ = [
 ]
 
 _SPECS: dict[str, str] = {
-    "diffusion_plane": "enf.data.pde.plane:DIFFUSION_PLANE",
-    "navier_stokes_torus": "enf.data.pde.navier_stokes:NAVIER_STOKES_TORUS",
-    "navier_stokes_decaying": "enf.data.pde.navier_stokes:NAVIER_STOKES_DECAYING",
-    "diffusion_sphere": "enf.data.pde.sphere:DIFFUSION_SPHERE",
-    "shallow_water_sphere": "enf.data.pde.shallow_water:SHALLOW_WATER_SPHERE",
-    "heated_convection_ball": "enf.data.pde.ball:HEATED_CONVECTION_BALL",
+    "diffusion_plane": "enf.data.pde.solvers.plane:DIFFUSION_PLANE",
+    "navier_stokes_torus": "enf.data.pde.solvers.navier_stokes:NAVIER_STOKES_TORUS",
+    "navier_stokes_decaying": "enf.data.pde.solvers.navier_stokes:NAVIER_STOKES_DECAYING",
+    "diffusion_sphere": "enf.data.pde.solvers.sphere:DIFFUSION_SPHERE",
+    "shallow_water_sphere": "enf.data.pde.solvers.shallow_water:SHALLOW_WATER_SPHERE",
+    "heated_convection_ball": "enf.data.pde.solvers.ball:HEATED_CONVECTION_BALL",
 }
 
 _LAZY: dict[str, str] = {
-    "PDEDataModule": "enf.data.pde.datamodule",
+    "PDEDataModule": "enf.data.modules.pde_frames",
     "PDEFrames": "enf.data.pde.dataset",
     "PDETrajectories": "enf.data.pde.dataset",
-    "PDETrajectoryDataModule": "enf.data.pde.trajectory_module",
+    "PDETrajectoryDataModule": "enf.data.modules.pde_trajectories",
     "channel_statistics": "enf.data.pde.dataset",
 }
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from enf.data.pde import get_spec
-from enf.data.pde.ball import HEATED_CONVECTION_BALL as SPEC
-from enf.data.pde.ball import import_dedalus
+from enf.data.pde.solvers.ball import HEATED_CONVECTION_BALL as SPEC
+from enf.data.pde.solvers.ball import import_dedalus
 
 SKIP_REASON = (
     "Dedalus is not installed (optional, GPL-3): bash scripts/install_dedalus.sh, or install "
@@ -88,7 +88,7 @@ def test_missing_dedalus_raises_import_error_with_hint(monkeypatch, call):
 def test_module_imports_without_dedalus(monkeypatch):
     for name in ("dedalus", "dedalus.public", "mpi4py", "mpi4py.MPI"):
         monkeypatch.setitem(sys.modules, name, None)
-    path = importlib.util.find_spec("enf.data.pde.ball").origin
+    path = importlib.util.find_spec("enf.data.pde.solvers.ball").origin
     module_spec = importlib.util.spec_from_file_location("_enf_ball_without_dedalus", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)

@@ -9,7 +9,7 @@ import torch
 from enf.data import FieldSpec, collate, pixel_coords, plane_grid_to_image
 from enf.data.pde import PDEFrames, PDETrajectories, channel_statistics
 from enf.data.pde.io import open_trajectories
-from enf.data.pde.plane import DIFFUSION_PLANE, diffusion_plane_coords
+from enf.data.pde.solvers.plane import DIFFUSION_PLANE, diffusion_plane_coords
 
 
 def _raw_fields(path) -> np.ndarray:

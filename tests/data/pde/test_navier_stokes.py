@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from enf.data.pde import get_spec
-from enf.data.pde.navier_stokes import (
+from enf.data.pde.solvers.navier_stokes import (
     NAVIER_STOKES_TORUS,
     advection_term,
     gaussian_random_field,

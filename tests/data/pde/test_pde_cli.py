@@ -9,7 +9,7 @@ import pytest
 
 from enf.cli import main
 from enf.data.pde.dataset import PDETrajectories
-from enf.data.pde.plane import DIFFUSION_PLANE
+from enf.data.pde.solvers.plane import DIFFUSION_PLANE
 
 
 def test_generate_and_show_diffusion_plane(tmp_path, monkeypatch):

@@ -49,7 +49,7 @@ def test_generates_missing_files_and_describes_them(tmp_path, caplog, tiny_optio
         eval_batch_size=5,
     )
     assert isinstance(dm, FieldDataModule)
-    with caplog.at_level(logging.INFO, logger="enf.data.pde.datamodule"):
+    with caplog.at_level(logging.INFO, logger="enf.data.modules.pde_frames"):
         dm.prepare_data()
     assert (
         "generating diffusion_plane/train" in caplog.text and "generating diffusion_plane/test" in caplog.text
@@ -152,7 +152,7 @@ def test_signature_is_a_valid_cli_schema() -> None:
 
 
 def test_other_ranks_wait_for_rank_zero_instead_of_generating(tmp_path, monkeypatch, tiny_options) -> None:
-    from enf.data.pde import datamodule as module
+    from enf.data.modules import pde_frames as module
 
     monkeypatch.setattr(module.rank_zero_only, "rank", 1)
     monkeypatch.setattr(module, "_WAIT_FOR_FILES_S", 0.1)
@@ -179,7 +179,7 @@ def test_present_files_of_other_parameters_are_refused_unless_allowed(tmp_path, 
     folder = tmp_path / "diffusion_plane"
     created = {s: (folder / f"{s}.h5").stat().st_mtime_ns for s in ("train", "test")}
 
-    with caplog.at_level(logging.WARNING, logger="enf.data.pde.datamodule"):
+    with caplog.at_level(logging.WARNING, logger="enf.data.modules.pde_frames"):
         PDEDataModule(**kwargs, generate_options=options).setup("fit")
     assert "differ" not in caplog.text
 
@@ -191,7 +191,7 @@ def test_present_files_of_other_parameters_are_refused_unless_allowed(tmp_path, 
     ):
         PDEDataModule(**kwargs, generate_options=more).setup("fit")
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="enf.data.pde.datamodule"):
+    with caplog.at_level(logging.WARNING, logger="enf.data.modules.pde_frames"):
         dm = PDEDataModule(**kwargs, generate_options=more, allow_other_generation=True)
         dm.setup("fit")
         dm.setup("test")  # said once per module

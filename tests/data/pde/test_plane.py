@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from enf.data.pde.plane import (
+from enf.data.pde.solvers.plane import (
     DIFFUSION_PLANE,
     diffusion_plane_coords,
     diffusion_plane_times,

@@ -13,7 +13,7 @@ from enf.data.pde.dataset import PDETrajectories
 pytest.importorskip("torch_harmonics")
 
 from enf.data.pde import get_spec, trajectory_seed  # noqa: E402
-from enf.data.pde.shallow_water import (  # noqa: E402
+from enf.data.pde.solvers.shallow_water import (  # noqa: E402
     SHALLOW_WATER_SPHERE,
     coords_full,
     draw_perturbation,
@@ -28,7 +28,7 @@ from enf.data.pde.shallow_water import (  # noqa: E402
     weights_full,
     williamson2_state,
 )
-from enf.data.pde.sphere import angles_to_unit_vectors, grid_angles  # noqa: E402
+from enf.data.pde.solvers.sphere import angles_to_unit_vectors, grid_angles  # noqa: E402
 
 SPEC = SHALLOW_WATER_SPHERE
 # small grid, 6-hourly frames from t = 0: a fast trajectory for the tests
@@ -195,7 +195,7 @@ def test_writer_round_trip(tmp_path):
 
 def test_training_coords_are_area_weighted_block_centroids(params):
     """Coarse coords == normalise(sum(w x) / sum(w)) of each 2x2 block, by a loop and in closed form."""
-    from enf.data.pde.sphere import grid_coords, grid_weights
+    from enf.data.pde.solvers.sphere import grid_coords, grid_weights
 
     nlat, nlon = params["nlat"], params["nlon"]
     x, w = grid_coords(nlat=nlat, nlon=nlon), grid_weights(nlat=nlat, nlon=nlon)
@@ -226,7 +226,7 @@ def test_training_coords_are_area_weighted_block_centroids(params):
 def test_pooled_fields_are_area_weighted_block_means(params):
     """Pooling == sum(w f) / sum(w) per block (not the plain mean); a linear field a.x pools to a.c_bar with
     c_bar the unnormalised centroid, consistent with the coarse coords."""
-    from enf.data.pde.sphere import grid_coords, grid_weights
+    from enf.data.pde.solvers.sphere import grid_coords, grid_weights
 
     nlat, nlon = params["nlat"], params["nlon"]
     w = grid_weights(nlat=nlat, nlon=nlon)

@@ -11,7 +11,7 @@ import torch
 pytest.importorskip("torch_harmonics")
 
 from enf.data.pde import get_spec  # noqa: E402
-from enf.data.pde.sphere import (  # noqa: E402
+from enf.data.pde.solvers.sphere import (  # noqa: E402
     DIFFUSION_SPHERE,
     bump_centre,
     gaussian_bump,

@@ -19,7 +19,7 @@ file stores them per trajectory as ``ic_params`` (columns :data:`IC_PARAM_NAMES`
 
 Grids: the solver runs on a Gauss grid sized for alias-free quadratic products (``solver_nlat >=
 (3 lmax + 1) / 2``, ``solver_nlon >= 3 lmax + 1``); stored frames are evaluated exactly from the spectral
-state on the equiangular FULL grid ``nlat x nlon`` (poles included, :mod:`enf.data.pde.sphere`
+state on the equiangular FULL grid ``nlat x nlon`` (poles included, :mod:`enf.data.pde.solvers.sphere`
 convention) and then area-weighted 2x2 average pooled to the TRAINING grid ``nlat/2 x nlon/2``:
 ``f_c = sum(w f) / sum(w)`` over each 2x2 block, ``weights_c = sum(w)`` (so quadrature integrals are
 preserved exactly); the coarse coords are the blocks' area-weighted centroids on the sphere,
@@ -52,7 +52,7 @@ import torch
 from torch import Tensor
 
 from enf.data.pde.base import PDESpec
-from enf.data.pde.sphere import block_mean, grid_coords, grid_weights, pool_coords
+from enf.data.pde.solvers.sphere import block_mean, grid_coords, grid_weights, pool_coords
 
 __all__ = [
     "IC_PARAM_NAMES",

@@ -221,7 +221,7 @@ def procedural_shapes(
 
 def iter_procedural_shapes(*, seed: int = 0, resolution: int = 64, max_parts: int = 3) -> Iterator[Mesh]:
     """The endless seeded stream of :func:`procedural_shapes`; shape ``i`` is named ``procedural_<seed>_<i>``
-    (a test split that skips some, :func:`enf.data.shape_dedup.unique_shapes`, shows which by the names)."""
+    (a test split that skips some, :func:`enf.data.shapes.dedup.unique_shapes`, shows which by the names)."""
     if max_parts < 1 or resolution < 16:
         raise ValueError(f"need max_parts >= 1, resolution >= 16; got {max_parts}, {resolution}")
     return _procedural_stream(seed, resolution, max_parts)

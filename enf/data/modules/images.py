@@ -1,4 +1,4 @@
-"""``ImageDataModule``: any registered image dataset as a :class:`~enf.data.field_module.FieldDataModule`.
+"""``ImageDataModule``: any registered image dataset as a :class:`~enf.data.modules.field.FieldDataModule`.
 
 Batches follow the field contract (:mod:`enf.data.keys`): ``coords`` float32 ``[B, H * W, 2]``
 (:func:`enf.data.grid.pixel_coords`), ``signal`` float32 ``[B, H * W, C]`` in ``[0, 1]`` (images flattened
@@ -13,10 +13,10 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
-from enf.data.base import ImageDataset, collate
 from enf.data.field import FieldSpec
-from enf.data.field_module import FieldDataModule
 from enf.data.images import IMAGE_DATASETS, ImageDatasetName, image_dataset
+from enf.data.images.base import ImageDataset, collate
+from enf.data.modules.field import FieldDataModule
 
 __all__ = ["FieldDataModule", "ImageDataModule", "collate"]
 

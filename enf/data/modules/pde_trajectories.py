@@ -1,6 +1,6 @@
 """``PDETrajectoryDataModule``: whole trajectories of a generated PDE dataset, for forecasting.
 
-Same files, options and normalisation as :class:`~enf.data.pde.datamodule.PDEDataModule`; every item is one
+Same files, options and normalisation as :class:`~enf.data.modules.pde_frames.PDEDataModule`; every item is one
 trajectory: ``coords [N, coord_dim]``, ``signal [T, N, C]`` (the frames of ``time_window``), ``times [T]``,
 ``index`` (the trajectory) and, with ``observed_fraction``, ``mask [N]`` (the observed points of its
 initial state). Batches add a leading ``B``.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from enf.data import keys
-from enf.data.pde.datamodule import PDEDataModule
+from enf.data.modules.pde_frames import PDEDataModule
 from enf.data.pde.dataset import PDETrajectories
 
 __all__ = ["PDETrajectoryDataModule", "TrajectorySignals"]

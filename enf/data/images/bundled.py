@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from enf.data.base import ArrayImageDataset
+from enf.data.images.base import ArrayImageDataset
 
 __all__ = [
     "NATURAL_TEST_SOURCES",

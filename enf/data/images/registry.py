@@ -19,9 +19,9 @@ import inspect
 from collections.abc import Callable
 from typing import Literal, get_args
 
-from enf.data.base import ImageDataset
-from enf.data.bundled import faces_dataset, mnist_dataset, natural_dataset
-from enf.data.local import celeba_dataset, cifar10_dataset, folder_dataset, stl10_dataset
+from enf.data.images.base import ImageDataset
+from enf.data.images.bundled import faces_dataset, mnist_dataset, natural_dataset
+from enf.data.images.local import celeba_dataset, cifar10_dataset, folder_dataset, stl10_dataset
 
 __all__ = ["IMAGE_DATASETS", "ImageDatasetName", "image_dataset"]
 

@@ -1,4 +1,4 @@
-"""``PDEDataModule``: the frames of a generated PDE dataset as a :class:`~enf.data.field_module.FieldDataModule`.
+"""``PDEDataModule``: the frames of a generated PDE dataset as a :class:`~enf.data.modules.field.FieldDataModule`.
 
 Files live at ``<root>/<dataset>/{train,test}.h5`` (written by ``enf data generate``). Every
 ``(trajectory, frame)`` pair is one signal (:class:`~enf.data.pde.dataset.PDEFrames`); batches hold
@@ -17,7 +17,7 @@ import numpy as np
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
 from enf.data.field import FieldKind, FieldSpec
-from enf.data.field_module import FieldDataModule
+from enf.data.modules.field import FieldDataModule
 from enf.data.pde import get_spec, spec_names
 from enf.data.pde.dataset import PDEFrames, PDETrajectories, channel_statistics, zonal_statistics
 

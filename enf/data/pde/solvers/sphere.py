@@ -1,6 +1,6 @@
 """Heat equation on the unit sphere, solved exactly in time with spherical harmonics; sphere grid helpers.
 
-Grid convention (shared with :mod:`enf.data.pde.shallow_water`): fields on a latitude-longitude grid are
+Grid convention (shared with :mod:`enf.data.pde.solvers.shallow_water`): fields on a latitude-longitude grid are
 ``[..., nlat, nlon, C]``; row ``i`` is the colatitude ``theta_i`` from the north pole (row 0) to the south
 pole, column ``j`` the longitude ``phi_j = 2 pi j / nlon`` (eastwards from 0). On torch-harmonics'
 ``"equiangular"`` grid ``theta_i = pi i / (nlat - 1)`` (both poles are nodes, so the first and last rows

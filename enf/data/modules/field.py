@@ -14,7 +14,7 @@ on one interface (never ``hasattr``):
 * ``metrics_dataloader(split, max_samples=...)``: what the final metrics read (default: ``eval_dataloader``;
   signed distances add held-out evaluation points).
 
-Batches are :func:`enf.data.base.collate` d dicts: ``coords [B, N, coord_dim]``, ``signal [B, N, C]``,
+Batches are :func:`enf.data.images.base.collate` d dicts: ``coords [B, N, coord_dim]``, ``signal [B, N, C]``,
 ``index [B]`` plus the dataset's optional keys.
 """
 
@@ -27,8 +27,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from enf.data.base import collate
 from enf.data.field import FieldSpec
+from enf.data.images.base import collate
 
 __all__ = ["FieldDataModule"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from enf.data.base import ArrayImageDataset, FileImageDataset
+from enf.data.images.base import ArrayImageDataset, FileImageDataset
 
 __all__ = ["celeba_dataset", "cifar10_dataset", "folder_dataset", "stl10_dataset"]
 

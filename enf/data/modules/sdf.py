@@ -6,24 +6,24 @@ IoU on the fitted samples is measured on them), ``surface [Q, 3]`` (points sampl
 their own and never fitted: Chamfer distance) and ``index``. The field spec is of kind ``sdf`` (one channel
 ``sdf``; ``extra["bound"]`` is the half-width of the sampled cube, ``extra["test_is_heldout"]`` whether the test
 shapes are other shapes than the training ones). Samples are computed once per split and cached under
-``cache_dir`` (:func:`enf.data.sdf.build_sdf_file`).
+``cache_dir`` (:func:`enf.data.shapes.sdf.build_sdf_file`).
 
 The loaders of the final metrics (:meth:`SDFDataModule.metrics_dataloader`) add ``num_heldout`` held-out points
 per shape (``keys.HELDOUT_COORDS`` / ``keys.HELDOUT_SIGNAL``): uniform in the same cube, with their own seed
-stream (:func:`enf.data.sdf.heldout_rng`), never given to the fitter, signed distances from the mesh, cached in
+stream (:func:`enf.data.shapes.sdf.heldout_rng`), never given to the fitter, signed distances from the mesh, cached in
 ``<cache_dir>/<dataset>_<split>_heldout.h5`` and computed for the shapes evaluated only.
 
 Shape sources (``dataset``):
 
-- ``procedural``: seeded unions of primitives (:func:`enf.data.meshes.procedural_shapes`), ``num_train``
+- ``procedural``: seeded unions of primitives (:func:`enf.data.shapes.meshes.procedural_shapes`), ``num_train``
   shapes, and as test the first ``num_test`` shapes of another seed's stream that duplicate no training shape
-  (:func:`enf.data.shape_dedup.unique_shapes`; the skipped ones are missing from the test names);
+  (:func:`enf.data.shapes.dedup.unique_shapes`; the skipped ones are missing from the test names);
 - ``bundled``: the sample meshes of installed wheels (``names``, default all of
-  :data:`enf.data.meshes.BUNDLED_MESHES`); without ``test_names`` train and test are the same shapes with
+  :data:`enf.data.shapes.meshes.BUNDLED_MESHES`); without ``test_names`` train and test are the same shapes with
   independent samples (a **fit set**: the metrics say ``fit`` instead of ``test``), with ``test_names`` those
   meshes are held out as the test split;
 - ``folder``: every OBJ/PLY/STL/OFF file under ``root``, sorted, the last ``test_fraction`` as test;
-- ``shapenet``: a local ShapeNet copy at ``root`` (:mod:`enf.data.shapenet`: ShapeNetCore meshes, or DeepSDF's
+- ``shapenet``: a local ShapeNet copy at ``root`` (:mod:`enf.data.shapes.shapenet`: ShapeNetCore meshes, or DeepSDF's
   precomputed samples, ``num_near + num_uniform`` per shape), ``categories`` (names or synset ids, default
   all), at most ``num_train`` / ``num_test`` models.
 """
@@ -40,8 +40,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from enf.data import keys
 from enf.data.field import FieldSpec
-from enf.data.field_module import FieldDataModule
 from enf.data.hdf5 import read_h5
+from enf.data.modules.field import FieldDataModule
 
 __all__ = ["HeldoutDataset", "SDFDataModule", "SDFDataset"]
 
@@ -73,7 +73,7 @@ class SDFDataset(Dataset):
 
     def mesh(self, i: int):
         """The true mesh of shape ``i`` (normalised, as sampled)."""
-        from enf.data.sdf import unpack_mesh
+        from enf.data.shapes.sdf import unpack_mesh
 
         if "mesh_vertices" not in self._meshes:
             raise ValueError(f"{self.path} stores no meshes (DeepSDF samples): only sampled distances")
@@ -140,7 +140,7 @@ class SDFDataModule(FieldDataModule):
         if dataset == "folder" and not root:
             raise ValueError("dataset='folder' needs root: the folder holding your OBJ/PLY/STL/OFF files")
         if dataset == "shapenet" and not root:
-            from enf.data.shapenet import HOW_TO_GET
+            from enf.data.shapes.shapenet import HOW_TO_GET
 
             raise ValueError(f"dataset='shapenet' needs root. {HOW_TO_GET}")
         if min(num_train, num_test, num_heldout) < 1:
@@ -168,7 +168,7 @@ class SDFDataModule(FieldDataModule):
         return self.hparams.dataset == "procedural"
 
     def _meshes(self, split: str):
-        from enf.data import meshes as m
+        from enf.data.shapes import meshes as m
 
         hp = self.hparams
         if hp.dataset == "procedural":
@@ -176,7 +176,7 @@ class SDFDataModule(FieldDataModule):
                 self._procedural_train = m.procedural_shapes(hp.num_train, seed=hp.seed)
             if split == "train":
                 return self._procedural_train
-            from enf.data.shape_dedup import unique_shapes
+            from enf.data.shapes.dedup import unique_shapes
 
             if self._procedural_held is None:
                 candidates = m.iter_procedural_shapes(seed=hp.seed + 100_003)
@@ -191,7 +191,7 @@ class SDFDataModule(FieldDataModule):
         if (
             hp.dataset == "shapenet"
         ):  # often not watertight: repaired where possible, else used with a warning
-            from enf.data.shapenet import model_name
+            from enf.data.shapes.shapenet import model_name
 
             files = self._shapenet(split)[1]
             loaded = [replace(m.load_mesh(f), name=model_name(f)) for f in files]
@@ -210,7 +210,7 @@ class SDFDataModule(FieldDataModule):
         return [m.normalize_mesh(m.check_watertight(m.load_mesh(f))) for f in chosen]
 
     def _bundled_names(self, split: str) -> list[str]:
-        from enf.data.meshes import BUNDLED_MESHES
+        from enf.data.shapes.meshes import BUNDLED_MESHES
 
         names, held = self.hparams.names or sorted(BUNDLED_MESHES), self.hparams.test_names
         if held is None:
@@ -224,7 +224,7 @@ class SDFDataModule(FieldDataModule):
         return [n for n in names if (n in held) == (split == "test")]
 
     def _shapenet(self, split: str):
-        from enf.data.shapenet import shapenet_models
+        from enf.data.shapes.shapenet import shapenet_models
 
         hp = self.hparams
         return shapenet_models(hp.root, split=split, categories=hp.categories, test_fraction=hp.test_fraction,
@@ -242,7 +242,7 @@ class SDFDataModule(FieldDataModule):
 
     def _build(self, split: str) -> Path:
         """The cached sample file of ``split`` (sampled now if missing or made with other settings)."""
-        from enf.data.sdf import build_sdf_file
+        from enf.data.shapes.sdf import build_sdf_file
 
         hp = self.hparams
         path = Path(hp.cache_dir) / f"{hp.dataset}_{split}.h5"
@@ -250,7 +250,7 @@ class SDFDataModule(FieldDataModule):
         if hp.dataset == "shapenet":
             layout, files = self._shapenet(split)
             if layout == "samples":
-                from enf.data.shapenet import build_samples_file
+                from enf.data.shapes.shapenet import build_samples_file
 
                 return build_samples_file(files, path, num_points=hp.num_near + hp.num_uniform,
                                           num_surface=hp.num_surface, seed=seed)  # fmt: skip
@@ -261,7 +261,7 @@ class SDFDataModule(FieldDataModule):
         """:meth:`eval_dataloader` with ``num_heldout`` held-out points per shape (``keys.HELDOUT_COORDS``,
         ``keys.HELDOUT_SIGNAL``), sampled for the shapes it loads (cached); without meshes (DeepSDF samples)
         the plain loader, whose IoU is then only that of the fitted samples."""
-        from enf.data.sdf import build_heldout_file
+        from enf.data.shapes.sdf import build_heldout_file
 
         loader = self.eval_dataloader(split, max_samples=max_samples)
         data = self.dataset(split)

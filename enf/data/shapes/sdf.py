@@ -1,7 +1,7 @@
 """Signed distances of meshes, sampled once and cached in HDF5.
 
 Sign convention: **negative inside, positive outside** (libigl's ``signed_distance`` with winding-number
-signs, on the outward-oriented, watertight meshes of :mod:`enf.data.meshes`).
+signs, on the outward-oriented, watertight meshes of :mod:`enf.data.shapes.meshes`).
 
     sdf = signed_distance(points, mesh)                        # [P] float64
     coords, sdf = sample_sdf(mesh, num_near=200_000, num_uniform=50_000, seed=0)
@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from enf.data.hdf5 import content_digest, read_h5, write_h5
-from enf.data.meshes import Mesh
+from enf.data.shapes.meshes import Mesh
 
 __all__ = [
     "HELDOUT_ENTROPY",

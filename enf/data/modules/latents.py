@@ -20,8 +20,8 @@ from torch.utils.data import Dataset
 
 from enf.data import keys
 from enf.data.field import FieldSpec
-from enf.data.field_module import FieldDataModule
 from enf.data.hdf5 import read_h5
+from enf.data.modules.field import FieldDataModule
 
 __all__ = ["LatentCloudDataModule", "LatentCloudDataset"]
 

@@ -167,10 +167,10 @@ def build_samples_file(
     seed: int = 0,
     progress: bool = True,
 ) -> Path:
-    """The sample file of :func:`enf.data.sdf.build_sdf_file` from DeepSDF ``.npz`` files (cached the same
+    """The sample file of :func:`enf.data.shapes.sdf.build_sdf_file` from DeepSDF ``.npz`` files (cached the same
     way): no meshes, and ``uniform`` marks every sample (DeepSDF keeps no uniform subset, so IoU counts all)."""
     from enf.data.hdf5 import write_h5
-    from enf.data.sdf import SDF_FORMAT_VERSION, is_cached
+    from enf.data.shapes.sdf import SDF_FORMAT_VERSION, is_cached
 
     settings = {"format_version": SDF_FORMAT_VERSION, "source": "deepsdf", "num_points": num_points,
                 "num_surface": num_surface, "seed": seed, "names": [model_name(f) for f in files]}  # fmt: skip

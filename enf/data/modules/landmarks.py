@@ -12,8 +12,8 @@ from typing import Literal
 from torch.utils.data import Dataset
 
 from enf.data.field import FieldSpec
-from enf.data.field_module import FieldDataModule
 from enf.data.landmarks import LANDMARK_DATASETS, landmark_dataset
+from enf.data.modules.field import FieldDataModule
 
 __all__ = ["LandmarkDataModule"]
 

@@ -16,7 +16,7 @@ Two shapes are duplicates when their occupancies agree at IoU >= ``threshold`` (
     iou, nearest = overlap(fingerprints(candidates, all_signs=True), prints)   # [C], [C]
     test, skipped = unique_shapes(iter_procedural_shapes(seed=1), train, num_shapes=16)
 
-Occupancy is libigl's winding number (:func:`enf.data.sdf.inside`). A canonical frame is unstable for a
+Occupancy is libigl's winding number (:func:`enf.data.shapes.sdf.inside`). A canonical frame is unstable for a
 shape whose principal moments nearly coincide without a matching symmetry: rotated copies of such a shape
 may be missed (copies in the given frame are still caught).
 """
@@ -28,8 +28,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from enf.data.meshes import Mesh
-from enf.data.sdf import inside
+from enf.data.shapes.meshes import Mesh
+from enf.data.shapes.sdf import inside
 
 __all__ = ["DUPLICATE_IOU", "NUM_PROBES", "canonical_frame", "fingerprints", "overlap", "unique_shapes"]
 
