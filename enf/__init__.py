@@ -1,10 +1,12 @@
 """Equivariant neural fields in PyTorch."""
 
-from enf import dynamics, editing, geometry, shape
+from enf import _legacy, dynamics, editing, geometry, shape
 from enf.latents import Latents
 from enf.nn import EquivariantNeuralField, GlobalLatentField
 
 __version__ = "0.1.0"
+
+_legacy.install()  # module paths of the previous layout stay importable
 
 __all__ = [
     "EquivariantNeuralField",

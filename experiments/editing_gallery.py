@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from enf import editing  # noqa: E402
+from enf.apps.edit import ImageEditor  # noqa: E402
 from enf.plotting.edits import draw_panel  # noqa: E402
 
 
@@ -59,9 +60,9 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=5, help="natural test crop index")
     parser.add_argument("--out", default="figures/editing_gallery.png")
     args = parser.parse_args()
-    mnist = editing.ImageEditor.from_checkpoint(args.mnist)
-    mnist_se2 = editing.ImageEditor.from_checkpoint(args.mnist_se2)
-    natural = editing.ImageEditor.from_checkpoint(args.natural)
+    mnist = ImageEditor.from_checkpoint(args.mnist)
+    mnist_se2 = ImageEditor.from_checkpoint(args.mnist_se2)
+    natural = ImageEditor.from_checkpoint(args.natural)
     records: list[dict] = []
     fig = Figure(figsize=(11.0, 2.5 * 6), layout="constrained")
     axes = fig.subplots(6, 5, squeeze=False)

@@ -37,8 +37,8 @@ def main() -> None:
     import uvicorn
     from playwright.sync_api import sync_playwright
 
-    from enf.editing import ImageEditor
-    from enf.editing.server import create_app
+    from enf.apps.edit import ImageEditor
+    from enf.apps.edit.server import create_app
 
     torch.set_num_threads(args.threads)
     editor = ImageEditor.from_checkpoint(args.ckpt)

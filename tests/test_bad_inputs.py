@@ -546,7 +546,7 @@ def edit(geometry: str, record: dict) -> Callable[[Env], Any]:
 
 
 def serve_options(**kwargs) -> Callable[[Env], Any]:
-    from enf.editing.server import check_serve_options
+    from enf.apps.edit.server import check_serve_options
 
     options = {"port": 8000, "num_threads": None, "max_upload_bytes": 2e6} | kwargs
     return lambda env: check_serve_options(**options)

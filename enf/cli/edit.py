@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from enf import __version__
+from enf.apps.edit.editor import ImageEditor, image_to_png
 from enf.cli.text import plain_text
-from enf.editing.model import ImageEditor, image_to_png
 from enf.editing.record import Edit, load_edit_record, replay, save_edits
 from enf.editing.select import select_box, select_radius, selected_indices, selection_mask
 from enf.latents import Latents
@@ -244,7 +244,7 @@ def edit_main(argv: list[str]) -> None:
         )
         if args.serve:
             try:
-                from enf.editing.server import serve
+                from enf.apps.edit.server import serve
             except ModuleNotFoundError as exc:
                 raise ValueError(f"the edit page needs the 'edit' extra ({exc.name} is missing): "
                                  'pip install -e ".[edit]"') from None  # fmt: skip

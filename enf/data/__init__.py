@@ -11,7 +11,7 @@
   lazily (they need Lightning, which is slow to import), so ``import enf.data`` stays light.
 
 Module paths of the previous layout (``enf.data.sdf_module``, ``enf.data.pde.sphere``...) still import
-(:mod:`enf.data._legacy`).
+(:mod:`enf._legacy`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from enf.data import _legacy
 from enf.data.field import FIELD_KINDS, FieldKind, FieldSpec
 from enf.data.grid import (
     image_to_signal,
@@ -86,8 +85,6 @@ __all__ = [
     "write_h5",
 ]
 
-
-_legacy.install()  # the previous layout's module paths stay importable
 
 _LAZY = {
     "FieldDataModule": "enf.data.modules.field",

@@ -8,12 +8,18 @@ edits (:func:`delete`, :func:`duplicate`, :func:`copy_context`, :func:`paste`, :
 group element of the model's geometry moves the decoded field exactly (:func:`is_symmetry`).
 
 Edits are recorded as JSON-serialisable :class:`Edit` records (:func:`replay`, :class:`EditHistory` with
-undo/redo, :func:`save_edits`/:func:`load_edits`). :class:`ImageEditor` wraps a fitted image model
-(encode an image, decode latents); ``enf edit`` is the command line and ``enf edit --serve`` the web page.
+undo/redo, :func:`save_edits`/:func:`load_edits`).
+
+This package is the algebra only (no web, no Lightning). The edit application lives in :mod:`enf.apps.edit`:
+:class:`~enf.apps.edit.ImageEditor` wraps a fitted image model (encode an image, decode latents), with the
+sessions and the web server of the page; ``enf edit`` is the command line and ``enf edit --serve`` the page.
+``enf.editing.ImageEditor``, ``image_from_bytes`` and ``image_to_png`` still resolve there (lazily).
 """
 
+import importlib
+from typing import Any
+
 from enf.editing.interpolate import interpolate, match_latents
-from enf.editing.model import ImageEditor, image_from_bytes, image_to_png
 from enf.editing.ops import (
     check_latents,
     copy_context,
@@ -53,7 +59,6 @@ __all__ = [
     "OPS",
     "Edit",
     "EditHistory",
-    "ImageEditor",
     "Selection",
     "apply_edit",
     "check_latents",
@@ -61,8 +66,6 @@ __all__ = [
     "delete",
     "dumps_edits",
     "duplicate",
-    "image_from_bytes",
-    "image_to_png",
     "interpolate",
     "is_symmetry",
     "load_edit_record",
@@ -84,3 +87,12 @@ __all__ = [
     "transform",
     "translate",
 ]
+
+
+_APP = {"ImageEditor", "image_from_bytes", "image_to_png"}  # the application's names, kept reachable here
+
+
+def __getattr__(name: str) -> Any:
+    if name in _APP:
+        return getattr(importlib.import_module("enf.apps.edit.editor"), name)
+    raise AttributeError(f"module 'enf.editing' has no attribute {name!r}")

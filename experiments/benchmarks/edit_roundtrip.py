@@ -33,8 +33,8 @@ import torch
 
 def synthetic_editor(size: int, num_latents: int):
     import enf
+    from enf.apps.edit import ImageEditor
     from enf.data.field import FieldSpec
-    from enf.editing import ImageEditor
     from enf.fitting import MetaSGD
     from enf.training import FieldFittingModule
 
@@ -107,7 +107,7 @@ def run(args, threads: int) -> dict:
     import uvicorn
 
     from enf import editing
-    from enf.editing.server import create_app
+    from enf.apps.edit.server import create_app
 
     if args.ckpt:
         editor = editing.ImageEditor.from_checkpoint(args.ckpt)

@@ -1,4 +1,4 @@
-"""Module paths of the previous ``enf.data`` layout import the module at its new path (saved configs, pickles
+"""Module paths of the previous layout (``enf.data``, ``enf.editing``) import the module at its new path (saved configs, pickles
 and user code that name them keep working)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-from enf.data._legacy import MOVED
+from enf._legacy import MOVED
 
 
 @pytest.mark.parametrize("old", sorted(MOVED))

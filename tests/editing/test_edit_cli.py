@@ -13,9 +13,10 @@ from _cli_utils import MNIST, TINY
 from PIL import Image
 
 import enf
+from enf.apps.edit import ImageEditor
 from enf.cli import main
 from enf.data import read_h5
-from enf.editing import Edit, ImageEditor, replay
+from enf.editing import Edit, replay
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 from _editing_utils import make_editor  # noqa: E402
 
-from enf.editing.server import create_app  # noqa: E402
+from enf.apps.edit.server import create_app  # noqa: E402
 
 try:
     from playwright import sync_api

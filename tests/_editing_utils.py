@@ -7,9 +7,9 @@ import numpy as np
 import torch
 
 import enf
+from enf.apps.edit import ImageEditor
 from enf.data.field import FieldSpec
 from enf.data.images.base import ArrayImageDataset
-from enf.editing import ImageEditor
 from enf.fitting import MetaSGD
 from enf.training import FieldFittingModule
 

@@ -4,7 +4,7 @@
 loses its own least recently used session, never another client's, and a full server only drops sessions idle
 for ``idle_timeout_s``, else refuses the new one); each session keeps an :class:`~enf.editing.EditHistory` of the opened image's latents and
 the "source" clouds of second images that ``paste``/``swap``/``interpolate`` edits name (keys ``s1``, ``s2``...).
-Bad requests raise :class:`RequestError` (an HTTP status and a message), which :mod:`enf.editing.server`
+Bad requests raise :class:`RequestError` (an HTTP status and a message), which :mod:`enf.apps.edit.server`
 turns into JSON errors.
 """
 
@@ -28,8 +28,8 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from enf.apps.edit.editor import IMAGE_FORMATS, MAX_IMAGE_PIXELS, ImageEditor, image_to_png
 from enf.data.hdf5 import write_h5
-from enf.editing.model import IMAGE_FORMATS, MAX_IMAGE_PIXELS, ImageEditor, image_to_png
 from enf.editing.record import OPS, Edit, EditHistory, apply_edit
 from enf.latents import Latents
 

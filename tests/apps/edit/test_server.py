@@ -19,9 +19,10 @@ pytest.importorskip("multipart")
 from _editing_utils import make_editor  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
+from enf.apps.edit import image_to_png  # noqa: E402
+from enf.apps.edit.server import create_app  # noqa: E402
 from enf.data.hdf5 import read_h5  # noqa: E402
-from enf.editing import image_to_png, translate  # noqa: E402
-from enf.editing.server import create_app  # noqa: E402
+from enf.editing import translate  # noqa: E402
 
 UPLOAD_LIMIT = 20_000
 
@@ -391,12 +392,12 @@ def test_create_app_checks_its_arguments_and_hosts(small):
 def test_serve_binds_loopback_and_logs_the_url(small, monkeypatch, caplog):
     import uvicorn
 
-    from enf.editing import server
+    from enf.apps.edit import server
 
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
     threads = torch.get_num_threads()
-    with caplog.at_level("INFO", logger="enf.editing.server"):
+    with caplog.at_level("INFO", logger="enf.apps.edit.server"):
         server.serve(small[0], port=8123, num_threads=None, max_sessions=2)
     ((app, kw),) = calls
     assert kw["host"] == "127.0.0.1" and kw["port"] == 8123 and torch.get_num_threads() == threads
@@ -452,7 +453,7 @@ def test_uploads_take_only_allowlisted_image_formats(small):
 def test_ipv6_loopback_keeps_the_host_check_and_bad_serve_options_are_named(small, monkeypatch):
     import uvicorn
 
-    from enf.editing import server
+    from enf.apps.edit import server
 
     assert server.host_name("[::1]:8000") == "::1" and server.host_name("127.0.0.1:80") == "127.0.0.1"
     calls = []
@@ -489,7 +490,7 @@ def test_undo_load_another_source_redo_keeps_the_record_whole(small):
 
 
 def test_the_edit_history_is_bounded(small, monkeypatch):
-    from enf.editing import sessions
+    from enf.apps.edit import sessions
 
     monkeypatch.setattr(sessions, "MAX_EDITS", 3)
     _, _, client = small

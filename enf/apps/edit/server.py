@@ -29,9 +29,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
-from enf.editing.model import ImageEditor, image_to_png
+from enf.apps.edit.editor import ImageEditor, image_to_png
+from enf.apps.edit.sessions import MAX_LATENTS, EditRequest, EditSessions, OpenRequest, RequestError
 from enf.editing.record import OPS, dumps_edits
-from enf.editing.sessions import MAX_LATENTS, EditRequest, EditSessions, OpenRequest, RequestError
 
 __all__ = ["check_serve_options", "create_app", "host_name", "serve"]
 
@@ -83,7 +83,7 @@ def _describe_errors(errors: Sequence[dict[str, Any]]) -> str:
 
 
 def _page_file(name: str) -> bytes:
-    return resources.files("enf.editing").joinpath("static", name).read_bytes()
+    return resources.files("enf.apps.edit").joinpath("static", name).read_bytes()
 
 
 def create_app(

@@ -1,9 +1,10 @@
 """Module paths of the previous ``enf.data`` layout, kept importable.
 
 Pickled objects, saved run configs and user code may name a module where it lived before the data sources
-moved by kind (``images/``, ``shapes/``, ``pde/solvers/``) and the Lightning data modules into ``modules/``.
-:func:`install` puts a finder on ``sys.meta_path`` that answers such an import with the module at its new
-path (the same module object, so classes compare equal); ``import enf.data`` installs it.
+moved by kind (``enf/data/images/``, ``shapes/``, ``pde/solvers/``), the Lightning data modules into
+``enf/data/modules/`` and the edit application (editor, sessions, server, page) into ``enf/apps/edit/``.
+:func:`install` puts a finder at the end of ``sys.meta_path`` that answers only such an import, with the
+module at its new path (the same module object, so classes compare equal); ``import enf`` installs it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ MOVED: dict[str, str] = {
     "enf.data.pde.plane": "enf.data.pde.solvers.plane",
     "enf.data.pde.shallow_water": "enf.data.pde.solvers.shallow_water",
     "enf.data.pde.sphere": "enf.data.pde.solvers.sphere",
+    "enf.editing.model": "enf.apps.edit.editor",
+    "enf.editing.server": "enf.apps.edit.server",
+    "enf.editing.sessions": "enf.apps.edit.sessions",
 }
 
 

@@ -1,0 +1,1 @@
+"""Applications built on the library: :mod:`enf.apps.edit`, the image editor and its web page."""
