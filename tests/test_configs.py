@@ -228,7 +228,7 @@ def test_cifar10_config_with_a_local_root(tmp_path: Path, monkeypatch: pytest.Mo
     cli = instantiate(path, "--data.init_args.root", str(tmp_path / "cifar"))
     check_matches_yaml(cli, load(path), root=str(tmp_path / "cifar"))
     dm = cli.datamodule
-    assert dm.num_train_signals == 10 and len(dm.dataset("test")) == 2
+    assert dm.num_train_signals == 9 and len(dm.dataset("val")) == 1 and len(dm.dataset("test")) == 2
     item = dm.dataset("test")[1]
     image = signal_to_image(item["signal"][None], 32, 32)[0]
     np.testing.assert_allclose(image.numpy(), written["test_batch"][1] / 255.0, atol=1e-6)

@@ -34,8 +34,41 @@ def test_batches_follow_the_field_contract_and_match_the_dataset() -> None:
     val = list(dm.val_dataloader())
     assert [len(b["index"]) for b in val] == [16, 16, 8]  # no drop_last outside training
     assert torch.cat([b["index"] for b in val]).tolist() == list(range(40))
+    # validation: the last 40 images of the training source (never trained on), not the test images
+    first_val = torch.from_numpy(full._image(len(full) - 40)).reshape(1, -1, 1)
+    assert torch.equal(val[0]["signal"][:1], first_val)
     test_first = next(iter(dm.test_dataloader()))
-    assert torch.equal(test_first["signal"], val[0]["signal"])
+    assert not torch.equal(test_first["signal"], val[0]["signal"])
+
+
+def test_validation_images_are_held_out_of_training() -> None:
+    dm = ImageDataModule(dataset="faces", num_val=10)
+    dm.setup("fit")
+    train, val, source = dm.dataset("train"), dm.dataset("val"), image_dataset("faces", split="train")
+    assert len(train) == len(source) - 10 and len(val) == 10
+    train_images = {train._image(i).tobytes() for i in range(len(train))}
+    assert not any(val._image(i).tobytes() in train_images for i in range(len(val)))
+    assert ImageDataModule(dataset="faces").num_val == 8  # default: the test split's 20, at most a tenth of 80
+    assert ImageDataModule(dataset="mnist", num_test=8).num_val == 8
+
+
+def test_num_val_zero_validates_on_test_and_says_so(caplog) -> None:
+    dm = ImageDataModule(dataset="faces", num_val=0)
+    assert dm.num_train_signals == 80
+    with caplog.at_level("WARNING"):
+        val = next(iter(dm.val_dataloader()))
+    assert "validation and best.ckpt use the test split" in caplog.text
+    assert torch.equal(val["signal"], next(iter(dm.test_dataloader()))["signal"])
+    with pytest.raises(ValueError, match="has no validation split"):
+        dm.dataset("val")
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_bad_num_val_is_refused(bad) -> None:
+    with pytest.raises(ValueError, match="num_val must be an int >= 0 or None"):
+        ImageDataModule(dataset="faces", num_val=bad)
+    with pytest.raises(ValueError, match="num_val=80 leaves no training images"):
+        ImageDataModule(dataset="faces", num_val=80).dataset("train")
 
 
 def test_field_spec_describes_the_images() -> None:
@@ -52,7 +85,7 @@ def test_field_spec_describes_the_images() -> None:
     dm = ImageDataModule(dataset="faces")
     assert dm.field_spec.channel_names == ("gray",) and dm.field_spec.grid_shape == (25, 25)
     assert FieldSpec.from_dict(dm.field_spec_dict) == dm.field_spec
-    assert dm.num_train_signals == 80 and dm.eval_splits == ("train", "test")
+    assert dm.num_train_signals == 72 and dm.eval_splits == ("train", "test")  # 8 of 80 validate
 
 
 def test_eval_loaders_are_ordered_capped_and_use_eval_batch_size() -> None:
@@ -62,7 +95,7 @@ def test_eval_loaders_are_ordered_capped_and_use_eval_batch_size() -> None:
     assert torch.cat([b["index"] for b in batches]).tolist() == list(range(15))
     everything = torch.cat([b["index"] for b in dm.eval_dataloader("test", max_samples=1000)])
     assert everything.tolist() == list(range(20))
-    assert [len(b["index"]) for b in dm.val_dataloader()] == [6, 6, 6, 2]
+    assert [len(b["index"]) for b in dm.val_dataloader()] == [6, 2]  # the 8 validation faces
     with pytest.raises(ValueError, match="max_samples must be an int >= 1, got 0"):
         dm.eval_dataloader("test", max_samples=0)
 
@@ -73,9 +106,9 @@ def test_shuffle_is_seeded_and_small_sets_keep_their_last_batch() -> None:
         return next(iter(dm.train_dataloader()))["index"].tolist()
 
     assert first_indices(0) == first_indices(0) and first_indices(0) != first_indices(1)
-    dm = ImageDataModule(dataset="faces", batch_size=100)  # 80 training faces < batch size
+    dm = ImageDataModule(dataset="faces", batch_size=100)  # 72 training faces < batch size
     (batch,) = list(dm.train_dataloader())
-    assert sorted(batch["index"].tolist()) == list(range(80)) and "label" not in batch
+    assert sorted(batch["index"].tolist()) == list(range(72)) and "label" not in batch
 
 
 def test_image_size_options_and_argument_errors() -> None:

@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 class ImageDataset(Dataset):
     """Base class: a split of images of one shape ``image_shape = (H, W, C)``.
 
-    Subclasses implement ``__len__``, ``_image(i) -> float32 array [H, W, C] in [0, 1]`` and ``head(n)``.
+    Subclasses implement ``__len__``, ``_image(i) -> float32 array [H, W, C] in [0, 1]`` and
+    ``rows(start, stop)`` (a contiguous part of the split; ``head(n)`` is ``rows(0, n)``).
     """
 
     name: str
@@ -49,7 +50,17 @@ class ImageDataset(Dataset):
 
     def head(self, num_samples: int) -> ImageDataset:
         """The first ``num_samples`` items of this split (all of them if there are fewer)."""
+        return self.rows(0, self._check_head(num_samples))
+
+    def rows(self, start: int, stop: int) -> ImageDataset:
+        """Items ``start .. stop - 1`` of this split, in order (``0 <= start < stop <= len(self)``)."""
         raise NotImplementedError
+
+    def _check_rows(self, start: int, stop: int) -> None:
+        if not 0 <= start < stop <= len(self):
+            raise ValueError(
+                f"{self.name}/{self.split}: rows [{start}, {stop}) are not within its {len(self)} items"
+            )
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -159,12 +170,12 @@ class ArrayImageDataset(ImageDataset):
             return img.astype(np.float32) / np.float32(255.0)
         return np.ascontiguousarray(img, dtype=np.float32)
 
-    def head(self, num_samples: int) -> ArrayImageDataset:
-        n = self._check_head(num_samples)
+    def rows(self, start: int, stop: int) -> ArrayImageDataset:
+        self._check_rows(start, stop)
         out = ArrayImageDataset.__new__(ArrayImageDataset)
         out.__dict__.update(self.__dict__)
-        out.images = self.images[:n]
-        out.labels = None if self.labels is None else self.labels[:n]
+        out.images = self.images[start:stop]
+        out.labels = None if self.labels is None else self.labels[start:stop]
         return out
 
 
@@ -241,11 +252,12 @@ class FileImageDataset(ImageDataset):
             )
         return arr.astype(np.float32) / np.float32(255.0)
 
-    def head(self, num_samples: int) -> FileImageDataset:
-        n = self._check_head(num_samples)
+    def rows(self, start: int, stop: int) -> FileImageDataset:
+        self._check_rows(start, stop)
         out = FileImageDataset.__new__(FileImageDataset)
         out.__dict__.update(self.__dict__)
-        out.paths = self.paths[:n]
+        out.paths = self.paths[start:stop]
+        out.labels = None if self.labels is None else self.labels[start:stop]
         return out
 
 
