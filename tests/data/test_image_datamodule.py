@@ -48,7 +48,8 @@ def test_validation_images_are_held_out_of_training() -> None:
     assert len(train) == len(source) - 10 and len(val) == 10
     train_images = {train._image(i).tobytes() for i in range(len(train))}
     assert not any(val._image(i).tobytes() in train_images for i in range(len(val)))
-    assert ImageDataModule(dataset="faces").num_val == 8  # default: the test split's 20, at most a tenth of 80
+    # default: as many as the test split (20 faces), at most a tenth of the 80 training faces
+    assert ImageDataModule(dataset="faces").num_val == 8
     assert ImageDataModule(dataset="mnist", num_test=8).num_val == 8
 
 
