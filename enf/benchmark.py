@@ -51,6 +51,26 @@ def _timed(fn: Callable[[], None], repeats: int, device: torch.device) -> list[f
     return times
 
 
+def _matmul_flops(fn: Callable[[], None]) -> int:
+    """Matmul FLOPs of one call of ``fn`` (``torch.utils.flop_counter.FlopCounterMode``: mm, bmm, addmm,
+    baddbmm, matmuls inside einsum and linear layers; elementwise work is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def sgemm_rate(device: torch.device, *, size: int = 2048, repeats: int = 3) -> float:
+    """The machine's float32 matmul rate in GFLOP/s (``size``-square ``torch.mm``, best of ``repeats``): the
+    roof the outer step's matmul rate is compared with."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    best = min(_timed(lambda: torch.mm(a, b), repeats, device))
+    return 2 * size**3 / best / 1e9
+
+
 def run_benchmark(
     *,
     geometry: str = "translation2d",
@@ -81,7 +101,9 @@ def run_benchmark(
     skips the Meta-SGD timing.
 
     Returns a flat dict: ``*_s`` times (minimum of ``repeats``; ``*_median_s`` the median), pairs per second
-    (coordinate-latent pairs attended: ``B N min(k, L)``), peak memory (CUDA allocator peak on GPU; process
+    (coordinate-latent pairs attended: ``B N min(k, L)``), the matmul work of one outer step
+    (``outer_step_matmul_gflop``, counted by ``FlopCounterMode``, forward and both backward passes) and the
+    rate it runs at (``outer_step_matmul_gflop_per_s``), peak memory (CUDA allocator peak on GPU; process
     peak RSS on CPU).
     """
     dev = torch.device(device)
@@ -138,6 +160,8 @@ def run_benchmark(
         att = _timed(attention_fwd_bwd, repeats, dev)
         dec = _timed(decoder_fwd_bwd, repeats, dev)
         step = _timed(meta_outer_step, repeats, dev) if outer_step else None
+        step_flops = _matmul_flops(meta_outer_step) if outer_step else None
+        sgemm = sgemm_rate(dev) if outer_step else None
         threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(previous_threads)
@@ -169,6 +193,9 @@ def run_benchmark(
         "meta_sgd_outer_step_s": None if step is None else min(step),
         "meta_sgd_outer_step_median_s": None if step is None else statistics.median(step),
         "outer_steps_per_s": None if step is None else 1.0 / min(step),
+        "outer_step_matmul_gflop": None if step is None else step_flops / 1e9,
+        "outer_step_matmul_gflop_per_s": None if step is None else step_flops / 1e9 / min(step),
+        "sgemm_gflop_per_s": sgemm,
         "peak_memory_mib": peak,
         "memory_kind": mem_kind,
     }

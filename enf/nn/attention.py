@@ -237,9 +237,10 @@ class BiInvariantCrossAttention(nn.Module):
 
         x = coords.unsqueeze(2)  # [B, N, 1, coord_dim]
         a = geom.pair_invariant(x, sel_poses)  # [B, N, K, inv]
-        gamma_q = self.query_embedding(a).reshape(b * n, num_sel, 1, -1)  # [B N, K, 1, 2Fq]
+        # unbind, not gamma_q[:, j]: the backward of K slices would zero-fill K full-size gradients (O(K^2))
+        gamma_q = self.query_embedding(a).reshape(b * n, num_sel, 1, -1).unbind(1)  # K x [B N, 1, 2Fq]
         logits = torch.stack(
-            [(key_table.index_select(0, flat[:, j]) * gamma_q[:, j]).sum(-1) for j in range(num_sel)], dim=1
+            [(key_table.index_select(0, flat[:, j]) * gamma_q[j]).sum(-1) for j in range(num_sel)], dim=1
         ).view(b, n, num_sel, heads)
         logits = logits + sel_key_bias
         if self.use_window:
@@ -262,10 +263,10 @@ class BiInvariantCrossAttention(nn.Module):
             v = rearrange(values, "b l (h d) -> b h l d", h=heads)
             out = rearrange(torch.matmul(rearrange(dense, "b n l h -> b h n l"), v), "b h n d -> b n h d")
             return self._add_shift(out, weights, e)
-        scale = scale.reshape(b * n, num_sel, heads, -1)
-        out = scale[:, 0] * value_table.index_select(0, flat[:, 0])
+        scale = scale.reshape(b * n, num_sel, heads, -1).unbind(1)  # K x [B N, H, 1 or D]
+        out = scale[0] * value_table.index_select(0, flat[:, 0])
         for j in range(1, num_sel):
-            out = out + scale[:, j] * value_table.index_select(0, flat[:, j])
+            out = out + scale[j] * value_table.index_select(0, flat[:, j])
         out = out.view(b, n, heads, self.head_dim)  # [B, N, H, D]
         return self._add_shift(out, weights, e)
 
