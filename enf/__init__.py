@@ -1,6 +1,6 @@
 """Equivariant neural fields in PyTorch."""
 
-from enf import _legacy, dynamics, editing, geometry, shape
+from enf import _legacy, downstream, dynamics, editing, geometry, shape
 from enf.latents import Latents
 from enf.nn import EquivariantNeuralField, GlobalLatentField
 
@@ -12,6 +12,7 @@ __all__ = [
     "EquivariantNeuralField",
     "GlobalLatentField",
     "Latents",
+    "downstream",
     "dynamics",
     "editing",
     "geometry",

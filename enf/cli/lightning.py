@@ -21,6 +21,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from enf.training.callbacks import RunArtifacts, TaskCheckpoint
 from enf.training.checkpoints import AtomicCheckpointIO, read_checkpoint
+from enf.training.classification_module import ClassificationModule
 from enf.training.fitting_module import FieldFittingModule
 from enf.training.forecasting_module import ForecastingModule
 from enf.training.shape_module import ShapeModule
@@ -141,10 +142,11 @@ class ENFLightningCLI(LightningCLI):
         data_args = getattr(config.data, "init_args", None)
         return str(getattr(data_args, "dataset", None) or "default")
 
-    def _resolve_last(self, config) -> None:
+    def _resolve_last(self, config, *, kind: str = "last") -> None:
         """``--ckpt_path last``: the newest ``last.ckpt`` / ``interrupted.ckpt`` of this run name's folders
-        (``runs/<name>/version_*/checkpoints/``), or an error. Lightning would look in the new run's empty
-        folder and silently start again at step 0."""
+        (``runs/<name>/version_*/checkpoints/``), or an error (``kind="best"``: the newest ``best.ckpt``).
+        Lightning would look in the new run's empty folder and silently start again at step 0, or validate
+        and test an untrained model."""
         logger = config.trainer.get("logger")
         init_args = getattr(logger, "init_args", None)
         save_dir = Path(str(getattr(init_args, "save_dir", None) or "runs"))
@@ -153,18 +155,22 @@ class ENFLightningCLI(LightningCLI):
             name = f"{getattr(self.model_class, 'run_prefix', '')}{self._run_name(config)}"
         found = [
             p
-            for pattern in ("version_*/checkpoints/last.ckpt", "version_*/checkpoints/interrupted.ckpt")
+            for pattern in (
+                ("version_*/checkpoints/best.ckpt",)
+                if kind == "best"
+                else ("version_*/checkpoints/last.ckpt", "version_*/checkpoints/interrupted.ckpt")
+            )
             for p in (save_dir / name).glob(pattern)
             if p.is_file() and p.stat().st_size > 0
         ]
         if not found:
             sys.stderr.write(
-                f"enf: --ckpt_path last: no checkpoint under {save_dir / name}/version_*/checkpoints/ to resume "
-                "from; give a checkpoint file (--ckpt_path runs/.../last.ckpt) or start without --ckpt_path.\n"
+                f"enf: --ckpt_path {kind}: no checkpoint under {save_dir / name}/version_*/checkpoints/ to load; "
+                "give a checkpoint file (--ckpt_path runs/.../last.ckpt) or start without --ckpt_path.\n"
             )
             raise SystemExit(2)
         newest = max(found, key=lambda p: p.stat().st_mtime)
-        log.info("--ckpt_path last: resuming from %s", newest)
+        log.info("--ckpt_path %s: loading %s", kind, newest)
         config.ckpt_path = str(newest)
 
     def _parse_ckpt_path(self) -> None:
@@ -176,8 +182,10 @@ class ENFLightningCLI(LightningCLI):
         if not self.config.get("subcommand"):
             return
         config = self.config[self.config.subcommand]
-        if config.get("ckpt_path") == "last" and self.config.subcommand == "fit":
-            self._resolve_last(config)
+        if config.get("ckpt_path") == "last" or (
+            config.get("ckpt_path") == "best" and self.config.subcommand in ("validate", "test")
+        ):
+            self._resolve_last(config, kind=config.get("ckpt_path"))
         ckpt_path = config.get("ckpt_path")
         if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):
             return
@@ -202,12 +210,18 @@ class ENFLightningCLI(LightningCLI):
         super()._parse_ckpt_path()
 
 
-TASKS = {"fit": FieldFittingModule, "forecast": ForecastingModule, "shape": ShapeModule}
+TASKS = {
+    "fit": FieldFittingModule,
+    "forecast": ForecastingModule,
+    "shape": ShapeModule,
+    "classify": ClassificationModule,
+}
 
 
 def run_lightning_cli(args: list[str] | None, *, run: bool = True, task: str = "fit") -> ENFLightningCLI:
     """``enf fit|validate|test`` (``task="fit"``, field fitting), ``enf forecast fit|validate|test``
-    (``task="forecast"``) or ``enf shape fit|validate|test`` (``task="shape"``); ``run=False``: parse and
+    (``task="forecast"``), ``enf shape fit|validate|test`` (``task="shape"``) or ``enf classify fit|validate|test``
+    (``task="classify"``); ``run=False``: parse and
     instantiate only, ``args`` without a subcommand."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")

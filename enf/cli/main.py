@@ -12,6 +12,7 @@ enf edit --ckpt runs/mnist/version_0/checkpoints/last.ckpt --serve [--port 8000]
 enf shape fit|validate|test --config configs/shape/trilobite.yaml                      (shape VAE, landmarks)
 enf shape fit --config configs/shape/mnist.yaml           (shape VAE on ENF latent clouds, loss on the image)
 enf shape export --ckpt runs/shape_trilobite/version_0/checkpoints/last.ckpt --split test --out codes.h5
+enf classify fit|validate|test --config configs/classify/mnist.yaml      (classifiers on latent point clouds)
 enf bench [--geometry se2] [--device cuda]
 enf --version
 """
@@ -109,6 +110,19 @@ def _shape(argv: Sequence[str]) -> None:
     raise SystemExit(f"enf shape: unknown subcommand {argv[0]!r}\n{SHAPE_USAGE}")
 
 
+CLASSIFY_USAGE = "usage: enf classify fit|validate|test --config configs/classify/<name>.yaml [...]"
+
+
+def _classify(argv: Sequence[str]) -> None:
+    if argv and argv[0] in LIGHTNING_COMMANDS:
+        _lightning(argv, task="classify")
+        return
+    if argv and argv[0] in ("-h", "--help"):
+        print(CLASSIFY_USAGE)
+        return
+    raise SystemExit(f"enf classify: give fit, validate or test\n{CLASSIFY_USAGE}")
+
+
 def _edit(argv: Sequence[str]) -> None:
     from enf.cli.edit import edit_main
 
@@ -196,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         _edit(rest)
     elif command == "shape":
         _shape(rest)
+    elif command == "classify":
+        _classify(rest)
     elif command == "data":
         _data(rest)
     elif command == "bench":

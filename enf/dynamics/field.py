@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from enf.geometry import Geometry, safe_normalise
 from enf.geometry import get as get_geometry
 from enf.latents import Latents
-from enf.nn.embedding import RandomFourierFeatures
+from enf.nn.message_passing import MessagePassingBlock, edge_embedding
 
 __all__ = ["EquivariantLatentField"]
 
@@ -38,26 +38,6 @@ __all__ = ["EquivariantLatentField"]
 def _rot90(v: Tensor) -> Tensor:
     """``J v`` for 2-D vectors ``[..., 2]`` (rotation by +90 degrees; commutes with SO(2))."""
     return torch.stack([-v[..., 1], v[..., 0]], dim=-1)
-
-
-class _Block(nn.Module):
-    """``h <- h + MLP(LN(mean_j K_ij * V h_j))``: one residual message-passing block."""
-
-    def __init__(self, *, hidden_dim: int, basis_dim: int, widening: int) -> None:
-        super().__init__()
-        self.kernel = nn.Linear(basis_dim, hidden_dim)
-        self.value = nn.Linear(hidden_dim, hidden_dim, bias=False)
-        self.norm = nn.LayerNorm(hidden_dim)
-        self.mlp = nn.Sequential(
-            nn.Linear(hidden_dim, widening * hidden_dim),
-            nn.GELU(),
-            nn.Linear(widening * hidden_dim, hidden_dim),
-        )
-
-    def forward(self, h: Tensor, basis: Tensor) -> Tensor:
-        # h [B, L, H], basis [B, L(i), L(j), Fb]
-        messages = torch.einsum("bijh,bjh->bih", self.kernel(basis), self.value(h)) / h.shape[1]
-        return h + self.mlp(self.norm(messages))
 
 
 class EquivariantLatentField(nn.Module):
@@ -119,18 +99,13 @@ class EquivariantLatentField(nn.Module):
             num_node += num_node if n == 2 else num_node * (num_node - 1) // 2
         self.num_pair_vectors, self.num_node_vector_terms = num_pair, num_node
 
-        self.edge_embedding = nn.Sequential(
-            RandomFourierFeatures(
-                in_dim=geom.pose_invariant_dim, num_frequencies=num_frequencies, freq_scale=freq_scale
-            ),
-            nn.Linear(2 * num_frequencies, basis_dim),
-            nn.GELU(),
-            nn.Linear(basis_dim, basis_dim),
-            nn.GELU(),
+        self.edge_embedding = edge_embedding(
+            geometry=geom, num_frequencies=num_frequencies, freq_scale=freq_scale, basis_dim=basis_dim
         )
         self.node_in = nn.Linear(context_dim, hidden_dim)
         self.blocks = nn.ModuleList(
-            _Block(hidden_dim=hidden_dim, basis_dim=basis_dim, widening=widening) for _ in range(num_layers)
+            MessagePassingBlock(hidden_dim=hidden_dim, basis_dim=basis_dim, widening=widening)
+            for _ in range(num_layers)
         )
         self.out_norm = nn.LayerNorm(hidden_dim)
         self.context_out = nn.Linear(hidden_dim, context_dim)

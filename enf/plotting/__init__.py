@@ -1,10 +1,11 @@
 """Every figure of the library, as plain ``matplotlib.figure.Figure`` objects (no pyplot state, no backend
 switch at import): fields and reconstructions (:mod:`~enf.plotting.fields`), forecast rollouts and error
 curves (:mod:`~enf.plotting.rollout`), 3-D meshes (:mod:`~enf.plotting.mesh`), image edits
-(:mod:`~enf.plotting.edits`), shape-VAE symbols (:mod:`~enf.plotting.shapes`) and PDE trajectories
+(:mod:`~enf.plotting.edits`), shape-VAE symbols (:mod:`~enf.plotting.shapes`), classification (:mod:`~enf.plotting.classify`) and PDE trajectories
 (:mod:`~enf.plotting.pde`).
 """
 
+from enf.plotting.classify import plot_confusion, plot_misclassified
 from enf.plotting.edits import draw_panel, plot_edit
 from enf.plotting.fields import (
     BALL_SLICE_HALF_WIDTH,
@@ -26,7 +27,9 @@ __all__ = [
     "draw_panel",
     "draw_points",
     "draw_symbol",
+    "plot_confusion",
     "plot_edit",
+    "plot_misclassified",
     "plot_error_curves",
     "plot_fields",
     "plot_latents",

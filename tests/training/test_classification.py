@@ -1,0 +1,138 @@
+"""`enf classify`: tiny runs of every mode through the CLI (metrics.json keys, figures, resuming the test),
+the end-to-end mode's gradients reaching the decoder and the Meta-SGD step sizes, and refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from enf.cli import main
+from enf.data import ImageDataModule
+from enf.downstream import LatentClassifier, PixelCNN
+from enf.training import ClassificationModule
+
+REPO = Path(__file__).resolve().parents[2]
+FIT = str(REPO / "configs" / "fit" / "mnist_se2.yaml")
+FIT_TINY = [
+    "--trainer.enable_progress_bar", "false", "--trainer.max_steps", "3", "--trainer.limit_val_batches", "1",
+    "--data.init_args.num_train", "40", "--data.init_args.num_test", "20", "--data.init_args.batch_size", "10",
+    "--model.fitter.init_args.num_latents", "4", "--model.decoder.init_args.hidden_dim", "16",
+    "--model.decoder.init_args.context_dim", "8", "--artifacts.num_train_eval", "8",
+]  # fmt: skip
+CLASSIFY_TINY = [
+    "--trainer.enable_progress_bar", "false", "--trainer.max_steps", "4", "--trainer.limit_val_batches", "1",
+    "--data.init_args.num_train", "40", "--data.init_args.num_test", "20", "--data.init_args.batch_size", "10",
+    "--artifacts.num_train_eval", "8", "--model.num_rotated_test", "10",
+]  # fmt: skip
+LATENT_TINY = ["--model.classifier.init_args.context_dim", "8", "--model.classifier.init_args.hidden_dim", "16",
+               "--model.classifier.init_args.basis_dim", "8"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def enf_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("classify")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        main(["fit", "--config", FIT, *FIT_TINY])
+    return root / "runs" / "mnist_se2" / "version_0" / "checkpoints" / "last.ckpt"
+
+
+def _check_run(run: Path) -> dict:
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("accuracy_test", "accuracy_test_rotated", "accuracy_train", "accuracy_test_class0"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert metrics["num_test"] == 20
+    for name in ("confusion_test.png", "confusion_test_rotated.png"):
+        assert (run / "figures" / name).is_file()
+    matrix = json.loads((run / "confusion_test.json").read_text())["rows_true_columns_predicted"]
+    assert sum(map(sum, matrix)) == 20
+    correct = sum(matrix[k][k] for k in range(10))
+    assert correct / 20 == pytest.approx(metrics["accuracy_test"])
+    return metrics
+
+
+@pytest.mark.parametrize("config", ["mnist", "mnist_absolute", "mnist_e2e"])
+def test_latent_modes_run_through_the_cli(
+    config: str, enf_ckpt: Path, tmp_path: Path, monkeypatch, caplog
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = str(REPO / "configs" / "classify" / f"{config}.yaml")
+    main(
+        [
+            "classify",
+            "fit",
+            "--config",
+            path,
+            *CLASSIFY_TINY,
+            *LATENT_TINY,
+            "--model.fit_checkpoint",
+            str(enf_ckpt),
+        ]
+    )
+    run = tmp_path / "runs" / f"classify_{config}" / "version_0"
+    _check_run(run)
+    if config == "mnist":  # the test again from the run folder and its last checkpoint (found by "last")
+        fitted = json.loads((run / "metrics.json").read_text())["accuracy_test"]
+        with caplog.at_level("INFO", logger="enf.cli.lightning"):
+            main(["classify", "test", "--config", str(run / "config.yaml"), "--ckpt_path", "last"])
+        assert (
+            f"--ckpt_path last: loading {Path('runs/classify_mnist/version_0/checkpoints/last.ckpt')}"
+            in caplog.text
+        )
+        again = json.loads((run / "metrics.json").read_text())
+        assert again["num_test"] == 20 and again["accuracy_test"] == pytest.approx(fitted, abs=0.051)
+
+
+def test_pixel_cnn_runs_through_the_cli(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    main(["classify", "fit", "--config", str(REPO / "configs" / "classify" / "mnist_cnn.yaml"), *CLASSIFY_TINY,
+          "--model.classifier.init_args.width", "4"])  # fmt: skip
+    _check_run(tmp_path / "runs" / "classify_mnist_cnn" / "version_0")
+
+
+def test_end_to_end_gradients_reach_the_decoder_and_the_step_sizes(enf_ckpt: Path) -> None:
+    clf = LatentClassifier(geometry="se2", context_dim=8, num_classes=10, hidden_dim=16, basis_dim=8)
+    module = ClassificationModule(classifier=clf, mode="end_to_end", fit_checkpoint=str(enf_ckpt))
+    dm = ImageDataModule(dataset="mnist", num_train=8, num_test=4, batch_size=4)
+    batch = next(iter(dm.train_dataloader()))
+    module.train()
+    module.training_step(batch, 0).backward()
+    fitter, decoder = module.fit.fitter, module.fit.decoder
+    for name in ("lr_position", "lr_context"):
+        grad = getattr(fitter, name).grad
+        assert grad is not None and grad.abs().max() > 0, name
+    assert all(p.grad is not None and p.grad.abs().max() > 0 for p in decoder.head.parameters())
+    assert all(p.grad is not None for p in clf.parameters())
+
+
+def test_two_stage_keeps_the_enf_frozen(enf_ckpt: Path) -> None:
+    clf = LatentClassifier(geometry="se2", context_dim=8, num_classes=10, hidden_dim=16, basis_dim=8)
+    module = ClassificationModule(classifier=clf, mode="two_stage", fit_checkpoint=str(enf_ckpt))
+    assert not any(p.requires_grad for p in module.fit.parameters())
+    groups = module.configure_optimizers().param_groups
+    assert len(groups) == 1 and len(groups[0]["params"]) == len(list(clf.parameters()))
+
+
+def test_bad_configurations_are_refused(enf_ckpt: Path) -> None:
+    clf = LatentClassifier(geometry="se2", context_dim=8, num_classes=10)
+    with pytest.raises(ValueError, match="needs model.fit_checkpoint"):
+        ClassificationModule(classifier=clf, mode="two_stage")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        ClassificationModule(classifier=clf, mode="joint", fit_checkpoint=str(enf_ckpt))
+    with pytest.raises(TypeError, match="needs an enf.downstream.PixelCNN"):
+        ClassificationModule(classifier=clf, mode="pixels")
+    with pytest.raises(ValueError, match="context_dim=16"):
+        ClassificationModule(classifier=LatentClassifier(geometry="se2", context_dim=16, num_classes=10),
+                             fit_checkpoint=str(enf_ckpt))  # fmt: skip
+    with pytest.raises(ValueError, match="cannot read the se2 latents"):
+        ClassificationModule(classifier=LatentClassifier(geometry="se3", context_dim=8, num_classes=10),
+                             fit_checkpoint=str(enf_ckpt))  # fmt: skip
+    with pytest.raises(ValueError, match="remove model.fit_checkpoint"):
+        ClassificationModule(classifier=PixelCNN(num_channels=1, num_classes=10), mode="pixels",
+                             fit_checkpoint=str(enf_ckpt))  # fmt: skip
+    with pytest.raises(FileNotFoundError):
+        ClassificationModule(classifier=clf, fit_checkpoint="runs/nope/last.ckpt")
+    assert torch.is_tensor(clf.context_mean)
