@@ -10,7 +10,6 @@ on the poses and equivariant to the order of the latents.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from enf.geometry import Geometry
@@ -54,12 +53,12 @@ class MessagePassingBlock(nn.Module):
         )
 
     def forward(self, h: Tensor, basis: Tensor, edge_mask: Tensor | None = None) -> Tensor:
-        kernel = self.kernel(basis)
+        # sum_j K_ij * (V h)_j as a broadcast product and a reduction over j: an einsum would run it as
+        # [B H] tiny matrix-vector products after permuting [B, L, L, H] copies (5x slower on CPU)
+        products = self.kernel(basis) * self.value(h).unsqueeze(1)  # [B, i, j, H]
         if edge_mask is None:
-            messages = torch.einsum("bijh,bjh->bih", kernel, self.value(h)) / h.shape[1]
+            messages = products.sum(2) / h.shape[1]
         else:
-            weights = edge_mask.to(h.dtype)
-            kernel = kernel * weights.unsqueeze(-1)
-            count = weights.sum(-1, keepdim=True).clamp_min(1.0)
-            messages = torch.einsum("bijh,bjh->bih", kernel, self.value(h)) / count
+            weights = edge_mask.to(h.dtype).unsqueeze(-1)  # [B, i, j, 1]
+            messages = (products * weights).sum(2) / weights.sum(2).clamp_min(1.0)
         return h + self.mlp(self.norm(messages))
