@@ -216,7 +216,7 @@ class ClassificationModule(TaskModule):
                 window=torch.cat([c.window for c in clouds]),
             )
             self._cache[split] = (z, torch.cat(labels))
-            log.info("encoded the %s split: %d latent clouds", split, len(labels))
+            log.info("encoded the %s split: %d latent clouds", split, len(self._cache[split][1]))
         return self._cache[split]
 
     def on_fit_start(self) -> None:
