@@ -20,6 +20,7 @@ CLI_COMMANDS = [
     ("enf forecast", ["forecast", "--help"]),
     ("enf edit", ["edit", "--help"]),
     ("enf shape export", ["shape", "export", "--help"]),
+    ("enf classify", ["classify", "--help"]),
     ("enf data", ["data", "--help"]),
     ("enf data generate", ["data", "generate", "--help"]),
     ("enf data show", ["data", "show", "--help"]),
