@@ -46,10 +46,12 @@ def plot_misclassified(
     for k in range(len(images)):
         ax = fig.add_subplot(rows, cols, k + 1)
         h, w, c = images[k].shape
-        ax.imshow(images[k][..., 0] if c == 1 else images[k], cmap="gray", vmin=0.0, vmax=1.0,
-                  extent=imshow_extent(h, w))  # fmt: skip
-        if positions is not None:
+        extent = imshow_extent(h, w)
+        ax.imshow(images[k][..., 0] if c == 1 else images[k], cmap="gray", vmin=0.0, vmax=1.0, extent=extent)
+        if positions is not None:  # latents outside the image are not drawn: the panel is the image
             ax.scatter(positions[k][:, 0], positions[k][:, 1], s=6, c="tab:red")
+            ax.set_xlim(extent[0], extent[1])
+            ax.set_ylim(extent[2], extent[3])
         ax.set_title(f"{int(true[k])} -> {int(pred[k])}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
