@@ -266,7 +266,8 @@ class ClassificationModule(TaskModule):
 
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
         labels = self._labels(batch)
-        has_val = getattr(self.attached_datamodule("validation"), "num_val", 0) > 0  # else it validates on test
+        # without a validation split of its own the data module validates on test: encode those on the fly
+        has_val = getattr(self.attached_datamodule("validation"), "num_val", 0) > 0
         if self.mode == "two_stage" and stage == "val" and has_val:
             cached, _ = self._encode_split("val")
             index = batch[keys.INDEX].to(cached.poses.device)

@@ -73,14 +73,14 @@ def main() -> None:
         z = z.to(dev)
         labels = torch.randint(0, 10, (args.batch_size,), device=dev)
 
-        def loss():
+        def loss(clf=clf, z=z, labels=labels):
             return torch.nn.functional.cross_entropy(clf(z), labels)
 
-        def step():
+        def step(clf=clf, loss=loss):
             clf.zero_grad(set_to_none=True)
             loss().backward()
 
-        def forward():
+        def forward(clf=clf, z=z):
             with torch.no_grad():
                 clf(z)
 
