@@ -136,3 +136,22 @@ def test_bad_configurations_are_refused(enf_ckpt: Path) -> None:
     with pytest.raises(FileNotFoundError):
         ClassificationModule(classifier=clf, fit_checkpoint="runs/nope/last.ckpt")
     assert torch.is_tensor(clf.context_mean)
+
+
+@pytest.mark.slow
+def test_two_stage_under_ddp_with_two_cpu_processes(enf_ckpt: Path, tmp_path: Path) -> None:
+    """``enf classify fit ... --trainer.strategy ddp --trainer.devices 2`` on CPU (gloo): one run folder, written
+    by rank 0, with the classification metrics."""
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "enf.cli", "classify", "fit", "--config", str(REPO / "configs" / "classify" / "mnist.yaml"),
+           *CLASSIFY_TINY, *LATENT_TINY, "--model.fit_checkpoint", str(enf_ckpt),
+           "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    runs = sorted((tmp_path / "runs" / "classify_mnist").iterdir())
+    assert [p.name for p in runs] == ["version_0"], runs
+    _check_run(runs[0])
