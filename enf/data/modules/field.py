@@ -8,7 +8,8 @@ on one interface (never ``hasattr``):
   last incomplete batch when the split is larger than one batch;
 * ``val_dataloader()`` / ``test_dataloader()``: the ``"test"`` split, in order (``eval_batch_size``); data
   modules with a validation split of their own override ``val_dataloader`` (PDE data: the end of the train
-  file, so model selection never sees the test file);
+  file; images: the last images of the training source; procedural shapes: further shapes), so model
+  selection never sees the test data;
 * ``eval_splits``: the splits final metrics are computed on (default ``("train", "test")``);
 * ``eval_dataloader(split, max_samples=...)``: one of them in order, optionally only its first items;
 * ``metrics_dataloader(split, max_samples=...)``: what the final metrics read (default: ``eval_dataloader``;

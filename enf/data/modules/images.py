@@ -3,7 +3,8 @@
 Batches follow the field contract (:mod:`enf.data.keys`): ``coords`` float32 ``[B, H * W, 2]``
 (:func:`enf.data.grid.pixel_coords`), ``signal`` float32 ``[B, H * W, C]`` in ``[0, 1]`` (images flattened
 row-major, :func:`enf.data.grid.image_to_signal` order), ``index`` int64 ``[B]`` (position of each image in its
-split) and ``label`` ``[B]`` for labelled datasets. Validation and test both use the dataset's test split.
+split) and ``label`` ``[B]`` for labelled datasets. Validation uses the last ``num_val`` images of the training
+source (never trained on), test the dataset's test split.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class ImageDataModule(FieldDataModule):
             )
         if num_val is not None and (isinstance(num_val, bool) or not isinstance(num_val, int) or num_val < 0):
             raise ValueError(
-                f"num_val must be an int >= 0 or None (a tenth of the training images), got {num_val!r}"
+                f"num_val must be an int >= 0 or None (as many as the test split), got {num_val!r}"
             )
         self.save_hyperparameters()
         self.dataset_name = dataset
