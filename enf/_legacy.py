@@ -1,4 +1,4 @@
-"""Module paths of the previous ``enf.data`` layout, kept importable.
+"""Module paths of the previous layout (``enf.data``, ``enf.editing``), kept importable.
 
 Pickled objects, saved run configs and user code may name a module where it lived before the data sources
 moved by kind (``enf/data/images/``, ``shapes/``, ``pde/solvers/``), the Lightning data modules into
