@@ -93,34 +93,29 @@ def _forecast(argv: Sequence[str]) -> None:
     forecast_main(list(argv))
 
 
-def _shape(argv: Sequence[str]) -> None:
+def _task(argv: Sequence[str], *, task: str, usage: str, extra: dict | None = None) -> None:
+    """``enf <task> fit|validate|test ...`` (LightningCLI) or one of the ``extra`` subcommands (name ->
+    function of the remaining words); help prints ``usage``, anything else exits with it."""
+    extra = extra or {}
     if argv and argv[0] in LIGHTNING_COMMANDS:
-        _lightning(argv, task="shape")
-        return
-    if argv and argv[0] in ("-h", "--help"):
-        print(SHAPE_USAGE)
-        return
-    if not argv:
-        raise SystemExit(f"enf shape: give a subcommand\n{SHAPE_USAGE}")
-    if argv[0] == "export":
-        from enf.cli.shape_export import shape_main
+        _lightning(argv, task=task)
+    elif argv and argv[0] in ("-h", "--help"):
+        print(usage)
+    elif argv and argv[0] in extra:
+        extra[argv[0]](list(argv[1:]))
+    elif not argv:
+        raise SystemExit(f"enf {task}: give a subcommand\n{usage}")
+    else:
+        raise SystemExit(f"enf {task}: unknown subcommand {argv[0]!r}\n{usage}")
 
-        shape_main(list(argv[1:]))
-        return
-    raise SystemExit(f"enf shape: unknown subcommand {argv[0]!r}\n{SHAPE_USAGE}")
+
+def _shape_export(argv: list[str]) -> None:
+    from enf.cli.shape_export import shape_main
+
+    shape_main(argv)
 
 
 CLASSIFY_USAGE = "usage: enf classify fit|validate|test --config configs/classify/<name>.yaml [...]"
-
-
-def _classify(argv: Sequence[str]) -> None:
-    if argv and argv[0] in LIGHTNING_COMMANDS:
-        _lightning(argv, task="classify")
-        return
-    if argv and argv[0] in ("-h", "--help"):
-        print(CLASSIFY_USAGE)
-        return
-    raise SystemExit(f"enf classify: give fit, validate or test\n{CLASSIFY_USAGE}")
 
 
 def _edit(argv: Sequence[str]) -> None:
@@ -209,9 +204,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif command == "edit":
         _edit(rest)
     elif command == "shape":
-        _shape(rest)
+        _task(rest, task="shape", usage=SHAPE_USAGE, extra={"export": _shape_export})
     elif command == "classify":
-        _classify(rest)
+        _task(rest, task="classify", usage=CLASSIFY_USAGE)
     elif command == "data":
         _data(rest)
     elif command == "bench":
