@@ -6,13 +6,12 @@ import dataclasses
 
 import pytest
 import torch
+from _common import F64
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
 from enf import Latents, geometry
 from enf.latents import initial_latents
-
-F64 = torch.float64
 
 
 @pytest.fixture(autouse=True)

@@ -7,11 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from _common import F64
 
 from enf import EquivariantNeuralField, Latents, geometry
 from enf.metrics import equivariance_error, per_sample_l1, per_sample_mse, psnr, relative_l2
-
-F64 = torch.float64
 
 
 @pytest.fixture(autouse=True)

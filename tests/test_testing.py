@@ -6,12 +6,11 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from _common import F64
 from torchdiffeq import odeint
 
 from enf import Latents, geometry, testing
 from enf.geometry import SE2
-
-F64 = torch.float64
 
 
 @dataclass

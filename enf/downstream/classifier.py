@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from enf.geometry import Geometry
 from enf.geometry import get as get_geometry
 from enf.latents import Latents
-from enf.nn.message_passing import MessagePassingBlock, edge_embedding
+from enf.nn.message_passing import MessagePassingBlock, edge_embedding, nearest_latent_mask
 
 __all__ = ["READOUTS", "LatentClassifier"]
 
@@ -132,15 +132,6 @@ class LatentClassifier(nn.Module):
         self.context_mean.copy_(flat.mean(0))
         self.context_std.copy_(flat.std(0).clamp_min(1e-6))
 
-    def _edge_mask(self, poses: Tensor) -> Tensor | None:
-        num_latents = poses.shape[1]
-        if self.k_nearest is None or self.k_nearest >= num_latents:
-            return None
-        with torch.no_grad():
-            d2 = self.geometry.distance2(poses[..., : self.geometry.position_dim].detach(), poses.detach())
-            kth = torch.topk(d2, self.k_nearest, dim=-1, largest=False).values[..., -1:]
-            return d2 <= kth  # ties with the k-th all kept: the selection is equivariant  [B, L(i), L(j)]
-
     def forward(self, latents: Latents) -> Tensor:
         """Class logits ``[B, num_classes]`` of ``latents`` (poses ``[B, L, pose_dim]``)."""
         if not isinstance(latents, Latents):
@@ -157,7 +148,7 @@ class LatentClassifier(nn.Module):
         basis = self.edge_embedding(
             geom.pose_invariant(poses.unsqueeze(1), poses.unsqueeze(2))
         )  # [B, i, j, F]
-        mask = self._edge_mask(poses)
+        mask = nearest_latent_mask(geom, poses, self.k_nearest)
         context = (latents.context - self.context_mean) / self.context_std
         h = self.node_in(torch.cat([context, latents.window.clamp_min(1e-12).log()], dim=-1))
         for block in self.blocks:

@@ -33,6 +33,7 @@ from enf.fitting.observed import (
     sample_observed_subsets,
     select_points,
 )
+from enf.fitting.step_sizes import squash_step_size, unsquash_step_size
 from enf.geometry import Geometry
 from enf.latents import Latents, initial_latents
 from enf.metrics import per_sample_mse
@@ -41,29 +42,6 @@ __all__ = ["INIT_FRAMES", "MetaSGD", "sample_coordinate_subsets", "squash_step_s
 
 #: how the initial latent of a fit is placed (see ``MetaSGD(init_frame=...)``).
 INIT_FRAMES = ("shared", "moments")
-
-#: initial step sizes at (or beyond) a bound start this far inside it, as a fraction of the log range.
-_EDGE = 1e-6
-
-
-def squash_step_size(raw: Tensor, bounds: tuple[float, float]) -> Tensor:
-    """``exp(log lo + (log hi - log lo) sigmoid(raw))``, in ``(lo, hi)`` for every finite ``raw``.
-
-    ``sigmoid`` is evaluated as ``1 - sigmoid(-raw)`` for ``raw >= 0`` so that its derivative keeps full
-    relative precision in both tails (``torch.sigmoid``'s backward ``y (1 - y)`` rounds to 0 once
-    ``y == 1``): the gradient stays positive up to ``|raw| ~ 87`` in float32.
-    """
-    log_lo, log_hi = math.log(bounds[0]), math.log(bounds[1])
-    s = torch.where(raw >= 0, 1.0 - torch.sigmoid(-raw), torch.sigmoid(raw))
-    return torch.exp(log_lo + (log_hi - log_lo) * s)
-
-
-def unsquash_step_size(value: float, bounds: tuple[float, float]) -> float:
-    """The raw parameter whose :func:`squash_step_size` is ``value`` (values outside are moved just inside)."""
-    log_lo, log_hi = math.log(bounds[0]), math.log(bounds[1])
-    frac = (math.log(max(value, bounds[0])) - log_lo) / (log_hi - log_lo)
-    frac = min(max(frac, _EDGE), 1.0 - _EDGE)
-    return math.log(frac) - math.log1p(-frac)
 
 
 class MetaSGD(Fitter):
@@ -75,9 +53,13 @@ class MetaSGD(Fitter):
 
     Parameters (after binding): ``init_poses [1, L, pose_dim]``, ``init_context [1, L, context_dim]``,
     ``init_window [1, L, 1]`` (the shared initial latent) and the **raw** step-size parameters
-    ``lr_position [1]``, ``lr_orientation [1]``, ``lr_context [context_dim]``, ``lr_window [1]``:
-    unconstrained reals, mapped to step sizes by :func:`squash_step_size`; read the step sizes with
+    ``lr_position [*lead, 1]``, ``lr_orientation [*lead, 1]``, ``lr_context [*lead, context_dim]``,
+    ``lr_window [*lead, 1]`` with ``lead = [K]`` (``per_step_lr``) ``+ [L]`` (``per_latent_lr``), empty by
+    default: unconstrained reals, mapped to step sizes by :func:`squash_step_size`; read the step sizes with
     :meth:`step_sizes`, not from these tensors.
+
+    Step sizes are never per pose *coordinate*: one scalar per pose block (per step and per latent if asked)
+    is what commutes with rotations; a step size per coordinate would break the equivariance of the fit.
 
     Args:
         num_latents: number of latent points ``L`` (>= 1).
@@ -95,6 +77,9 @@ class MetaSGD(Fitter):
             clipped into it.
         learn_lr: learn the step sizes in the outer loop.
         learn_init: learn the initial latent (poses, context, window) in the outer loop.
+        per_step_lr: one set of step sizes per inner step (Meta-SGD per step); test-time steps beyond
+            ``num_inner_steps`` reuse the last step's.
+        per_latent_lr: one set of step sizes per latent point (and per context channel, per pose block).
         window: initial window width (``None``: ``geometry.default_window``; otherwise > 0).
         min_window: windows are clamped from below after each step (> 0).
         first_order: drop second-order terms (no graph through the inner gradients).
@@ -127,6 +112,8 @@ class MetaSGD(Fitter):
         lr_bounds: tuple[float, float] = (1e-6, 100.0),
         learn_lr: bool = True,
         learn_init: bool = True,
+        per_step_lr: bool = False,
+        per_latent_lr: bool = False,
         window: float | None = None,
         min_window: float = 1e-3,
         first_order: bool = False,
@@ -159,6 +146,10 @@ class MetaSGD(Fitter):
                 f"some (lr_position={lr_position}, lr_orientation={lr_orientation}); "
                 "use num_refine_steps=0 or non-zero pose step sizes"
             )
+        if per_step_lr and num_inner_steps < 1:
+            raise ValueError("per_step_lr needs num_inner_steps >= 1 (one step size per inner step)")
+        self.per_step_lr = bool(per_step_lr)
+        self.per_latent_lr = bool(per_latent_lr)
         self.num_refine_steps = num_refine_steps
         self.refine_lr = float(refine_lr)
         self.num_inner_steps = num_inner_steps
@@ -204,8 +195,14 @@ class MetaSGD(Fitter):
         self.init_context = nn.Parameter(z0.context, requires_grad=learn_init)
         self.init_window = nn.Parameter(z0.window, requires_grad=learn_init)
 
+        lead = ([self.num_inner_steps] if self.per_step_lr else []) + (
+            [self.num_latents] if self.per_latent_lr else []
+        )
+
         def lr_param(value: float, size: int) -> nn.Parameter:
-            raw = torch.full((size,), unsquash_step_size(float(value), self.lr_bounds), dtype=torch.float64)
+            raw = torch.full(
+                (*lead, size), unsquash_step_size(float(value), self.lr_bounds), dtype=torch.float64
+            )
             return nn.Parameter(raw.to(torch.get_default_dtype()), requires_grad=learn_lr)
 
         self.lr_position = lr_param(cfg["lr_position"], 1)
@@ -231,24 +228,36 @@ class MetaSGD(Fitter):
             window=self.init_window.expand(*expand),
         )
 
-    def step_sizes(self) -> dict[str, Tensor]:
-        """Step sizes in ``lr_bounds``: ``poses [pose_dim]``, ``context [context_dim]``, ``window [1]``.
+    def step_sizes(self, step: int | None = None) -> dict[str, Tensor]:
+        """Step sizes in ``lr_bounds``: ``poses [*lead, pose_dim]``, ``context [*lead, context_dim]``,
+        ``window [*lead, 1]``, broadcastable against latents ``[B, L, dim]``.
 
+        ``lead`` is ``[L]`` with ``per_latent_lr``, else empty. With ``per_step_lr``, ``step`` picks inner
+        step ``min(step, num_inner_steps - 1)``; ``step=None`` returns every step (a leading ``[K]`` axis).
         The position step size fills the position block, the orientation step size every orientation
         block (:attr:`~enf.geometry.Geometry.pose_blocks`).
         """
         geom = self._require_bound("step_sizes")
+        if step is not None and step < 0:
+            raise ValueError(f"step must be None or >= 0, got {step}")
         bounds = self.lr_bounds
-        pos = squash_step_size(self.lr_position, bounds).expand(geom.position_dim)
-        ori = squash_step_size(self.lr_orientation, bounds).expand(geom.pose_dim - geom.position_dim)
+
+        def pick(raw: Tensor) -> Tensor:
+            if self.per_step_lr and step is not None:
+                raw = raw[min(step, self.num_inner_steps - 1)]
+            return squash_step_size(raw, bounds)
+
+        pos, ori = pick(self.lr_position), pick(self.lr_orientation)
+        pos = pos.expand(*pos.shape[:-1], geom.position_dim)
+        ori = ori.expand(*ori.shape[:-1], geom.pose_dim - geom.position_dim)
         if self.freeze_position:  # frozen blocks take no inner step
             pos = torch.zeros_like(pos)
         if self.freeze_orientation:
             ori = torch.zeros_like(ori)
         return {
-            "poses": torch.cat([pos, ori]),
-            "context": squash_step_size(self.lr_context, bounds),
-            "window": squash_step_size(self.lr_window, bounds),
+            "poses": torch.cat([pos, ori], dim=-1),
+            "context": pick(self.lr_context),
+            "window": pick(self.lr_window),
         }
 
     def encode(
@@ -384,9 +393,9 @@ class MetaSGD(Fitter):
             z = pose_latents(
                 self.geometry, z, moment_frame(coords, signal, mask, proper=not self.geometry.reflections)
             )
-        lr = self.step_sizes()
-        for sel in subsets:
+        for step, sel in enumerate(subsets):
             x, y, m = select_points(coords, signal, sel)
+            lr = self.step_sizes(step)
             z = self._step(decoder, x, y, m, z, lr, loss=loss, create_graph=create_graph)
         return z
 

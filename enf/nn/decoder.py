@@ -8,8 +8,13 @@ from torch import Tensor, nn
 from enf.geometry import Geometry, get
 from enf.latents import Latents
 from enf.nn.attention import BiInvariantCrossAttention
+from enf.nn.feed_forward import GatedFeedForward
+from enf.nn.latent_attention import LatentSelfAttention
 
-__all__ = ["EquivariantNeuralField"]
+__all__ = ["FEED_FORWARDS", "EquivariantNeuralField"]
+
+#: the per-query blocks after the cross-attention (``EquivariantNeuralField(feed_forward=...)``).
+FEED_FORWARDS = ("mlp", "geglu")
 
 
 class EquivariantNeuralField(nn.Module):
@@ -34,7 +39,14 @@ class EquivariantNeuralField(nn.Module):
         use_window: Gaussian window on the attention logits.
         channel_modulation: value conditioning ``alpha`` per channel (DESIGN form, per-pair ``[.., C]`` work)
             instead of per head (``beta`` is always per channel).
-        num_output_layers: hidden layers of the output MLP.
+        num_output_layers: hidden layers of the output MLP (``feed_forward="mlp"``) or residual GeGLU blocks
+            (``"geglu"``).
+        feed_forward: ``"mlp"`` (``num_output_layers`` Linear + GELU layers, the ENF head) or ``"geglu"``
+            (pre-norm residual gated blocks, :class:`~enf.nn.GatedFeedForward`, as in MetaLF).
+        num_latent_layers: layers of invariant self-attention over the latents before decoding
+            (:class:`~enf.nn.LatentSelfAttention`; ``0``: none). Contexts only: the decoder stays steerable.
+        latent_k_nearest: each latent attends to its ``k`` nearest latents in that self-attention
+            (``None``: all).
     """
 
     def __init__(
@@ -55,6 +67,9 @@ class EquivariantNeuralField(nn.Module):
         use_window: bool = True,
         channel_modulation: bool = False,
         num_output_layers: int = 2,
+        feed_forward: str = "mlp",
+        num_latent_layers: int = 0,
+        latent_k_nearest: int | None = None,
     ) -> None:
         super().__init__()
         if num_out < 1:
@@ -62,6 +77,24 @@ class EquivariantNeuralField(nn.Module):
         self.geometry = get(geometry)
         self.num_out = num_out
         self.context_dim = context_dim
+        if feed_forward not in FEED_FORWARDS:
+            raise ValueError(f"feed_forward must be one of {FEED_FORWARDS}, got {feed_forward!r}")
+        if num_latent_layers < 0:
+            raise ValueError(f"num_latent_layers must be >= 0, got {num_latent_layers}")
+        self.feed_forward = feed_forward
+        self.latent_attention = (
+            LatentSelfAttention(
+                geometry=self.geometry,
+                context_dim=context_dim,
+                num_layers=num_latent_layers,
+                num_heads=num_heads,
+                k_nearest=latent_k_nearest,
+                num_frequencies=num_query_frequencies // 2 or 1,
+                freq_scale=query_freq_scale,
+            )
+            if num_latent_layers > 0
+            else None
+        )
         self.attention = BiInvariantCrossAttention(
             geometry=self.geometry,
             context_dim=context_dim,
@@ -79,7 +112,12 @@ class EquivariantNeuralField(nn.Module):
         )
         layers: list[nn.Module] = []
         for _ in range(num_output_layers):
-            layers += [nn.Linear(hidden_dim, hidden_dim), nn.GELU()]
+            if feed_forward == "geglu":
+                layers.append(GatedFeedForward(dim=hidden_dim))
+            else:
+                layers += [nn.Linear(hidden_dim, hidden_dim), nn.GELU()]
+        if feed_forward == "geglu":
+            layers.append(nn.LayerNorm(hidden_dim))
         layers.append(nn.Linear(hidden_dim, num_out))
         self.head = nn.Sequential(*layers)
         #: an optional fixed field added to the output (:mod:`enf.nn.background`; set by the fitting module
@@ -106,6 +144,8 @@ class EquivariantNeuralField(nn.Module):
         return self._decode(coords, latents)
 
     def _decode(self, coords: Tensor, latents: Latents) -> Tensor:
+        if self.latent_attention is not None:
+            latents = self.latent_attention(latents)
         out = self.head(self.attention(coords, latents))
         return out if self.background is None else out + self.background(coords)
 

@@ -10,12 +10,13 @@ on the poses and equivariant to the order of the latents.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from enf.geometry import Geometry
 from enf.nn.embedding import RandomFourierFeatures
 
-__all__ = ["MessagePassingBlock", "edge_embedding"]
+__all__ = ["MessagePassingBlock", "edge_embedding", "nearest_latent_mask"]
 
 
 def edge_embedding(
@@ -32,6 +33,18 @@ def edge_embedding(
         nn.Linear(basis_dim, basis_dim),
         nn.GELU(),
     )
+
+
+def nearest_latent_mask(geometry: Geometry, poses: Tensor, k_nearest: int | None) -> Tensor | None:
+    """``[B, L(i), L(j)]`` bool: is latent ``j`` among the ``k_nearest`` nearest of latent ``i`` (by the
+    invariant distance of ``j``'s pose to ``i``'s position; ties with the k-th all kept, so the selection is
+    equivariant). ``None`` when every latent counts (``k_nearest`` is ``None`` or ``>= L``). No gradient."""
+    if k_nearest is None or k_nearest >= poses.shape[1]:
+        return None
+    with torch.no_grad():
+        d2 = geometry.distance2(poses[..., : geometry.position_dim].detach(), poses.detach())
+        kth = torch.topk(d2, k_nearest, dim=-1, largest=False).values[..., -1:]
+        return d2 <= kth
 
 
 class MessagePassingBlock(nn.Module):

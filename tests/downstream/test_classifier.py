@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _common import F64
 
 from enf import Latents
 from enf.downstream import LatentClassifier, PixelCNN
 from enf.geometry import get
 from enf.testing import random_latents
 
-F64 = torch.float64
 GEOMETRIES = ["translation2d", "se2", "torus2d", "sphere", "se3", "ball"]
 
 

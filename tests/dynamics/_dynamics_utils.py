@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
+from _common import F64
 
 from enf.dynamics import EquivariantLatentField
 from enf.latents import Latents
-
-F64 = torch.float64
 
 
 def random_latents(geom, batch_size=3, num_latents=6, context_dim=5, *, seed=0, dtype=F64) -> Latents:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _common import F64
 from _dynamics_utils import make_field, random_latents
 
 from enf import geometry
@@ -11,7 +12,6 @@ from enf.dynamics import EquivariantLatentField, MLPLatentField
 from enf.latents import Latents
 from enf.testing import act_args, act_latent_velocity, act_latents, assert_equivariant, equivariance_error
 
-F64 = torch.float64
 EQUIVARIANT = geometry.names(equivariant=True)
 CONTROLS = geometry.names(equivariant=False)
 

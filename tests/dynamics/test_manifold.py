@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _common import F64
 from _dynamics_utils import make_field, random_latents
 
 from enf import geometry
@@ -12,7 +13,6 @@ from enf.dynamics import rollout
 from enf.geometry import Geometry
 from enf.testing import act_latents, equivariance_error
 
-F64 = torch.float64
 CURVED = ["sphere", "sphere_axial", "absolute_sphere", "ball"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _common import F64
 from _dynamics_utils import make_field, random_latents
 from torch import nn
 
@@ -11,8 +12,6 @@ from enf import geometry
 from enf.dynamics import EquivariantLatentField, rollout
 from enf.latents import Latents
 from enf.testing import act_args, act_latents, assert_equivariant, equivariance_error
-
-F64 = torch.float64
 
 
 class LinearField(nn.Module):

@@ -6,7 +6,6 @@ import torch
 
 from enf import EquivariantNeuralField
 
-F64 = torch.float64
 CONTEXT_DIM = 8
 SMALL = dict(
     context_dim=CONTEXT_DIM,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _common import F64
 
 from enf import EquivariantNeuralField, Latents, geometry
 from enf.fitting import AutoDecoderTable, optimise_latents
 from enf.metrics import per_sample_mse
 
-F64 = torch.float64
 SMALL = dict(
     context_dim=8,
     hidden_dim=32,

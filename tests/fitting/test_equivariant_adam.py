@@ -6,7 +6,8 @@ import math
 
 import pytest
 import torch
-from _fitting_utils import CONTEXT_DIM, F64, SMALL, gen  # noqa: E402
+from _common import F64
+from _fitting_utils import CONTEXT_DIM, SMALL, gen  # noqa: E402
 
 from enf import EquivariantNeuralField, Latents, geometry
 from enf.fitting import BlockAdam, optimise_latents, sample_coordinate_subsets

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _fitting_utils import CONTEXT_DIM, F64, gen  # noqa: E402
+from _common import F64
+from _fitting_utils import CONTEXT_DIM, gen  # noqa: E402
 from _fitting_utils import make_decoder as _make_decoder  # noqa: E402
 
 from enf import EquivariantNeuralField, Latents, geometry

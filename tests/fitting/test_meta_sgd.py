@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _fitting_utils import CONTEXT_DIM, F64, SMALL, gen, make_decoder  # noqa: E402
+from _common import F64
+from _fitting_utils import CONTEXT_DIM, SMALL, gen, make_decoder  # noqa: E402
 
 from enf import EquivariantNeuralField, Latents, geometry
 from enf.fitting import MetaSGD, optimise_latents, sample_coordinate_subsets, unsquash_step_size

@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
+from _common import F64
 
 from enf import EquivariantNeuralField
 from enf.fitting import MetaSGD, sample_coordinate_subsets, squash_step_size, unsquash_step_size
 from enf.metrics import per_sample_mse
 
-F64 = torch.float64
 SMALL = dict(
     context_dim=4,
     hidden_dim=16,

@@ -8,11 +8,11 @@ import math
 
 import pytest
 import torch
+from _common import F64
 
 from enf import EquivariantNeuralField, Latents, geometry, testing
 from enf.geometry import AbsoluteSphere, fibonacci_sphere
 
-F64 = torch.float64
 NAME = "absolute_sphere"
 
 

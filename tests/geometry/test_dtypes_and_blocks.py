@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _common import F64
 
 from enf import geometry
 
-F64 = torch.float64
 ALL = geometry.names()
 
 

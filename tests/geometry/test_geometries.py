@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from _common import F64
 
 from enf import geometry, testing
 from enf.geometry import SE2, gram_schmidt
@@ -13,7 +14,6 @@ from enf.geometry.frames import tangent_frame
 
 NAMES = geometry.names(equivariant=True)  # the controls (absolute2d, absolute_sphere) must fail
 ORIENTED = ["se2", "sphere", "ball", "se3"]
-F64 = torch.float64
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -7,6 +7,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from _common import F64
 
 from enf import EquivariantNeuralField, Latents, geometry
 from enf import testing as enf_testing
@@ -14,7 +15,6 @@ from enf.geometry import SE2
 from enf.geometry.frames import rotation_2d
 from enf.nn import RandomFourierFeatures
 
-F64 = torch.float64
 EQUIVARIANT = geometry.names(equivariant=True)
 CONTEXT_DIM = 8
 #: value-conditioning MLP width: 0 (linear in gamma_v; the fully separable path for translations) or 16

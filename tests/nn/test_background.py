@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from _common import F64
 
 from enf import EquivariantNeuralField, Latents, geometry
 from enf.nn import ZonalProfile
@@ -21,8 +22,6 @@ from enf.testing import (
     assert_equivariant,
     equivariance_error,
 )
-
-F64 = torch.float64
 
 
 def profile(num_rows: int = 9, num_channels: int = 2, seed: int = 0) -> ZonalProfile:

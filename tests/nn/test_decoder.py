@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _common import F64
 from _decoder_utils import (
     EQUIVARIANT,
-    F64,
     VALUE_HIDDEN,
     BrokenSE2,
     gen,

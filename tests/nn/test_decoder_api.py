@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _common import F64
 from _decoder_utils import (
     CONTEXT_DIM,
-    F64,
     SMALL,
     VALUE_HIDDEN,
     gen,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _decoder_utils import F64, make_model, random_coords, random_latents
+from _common import F64
+from _decoder_utils import make_model, random_coords, random_latents
 
 from enf import Latents, geometry
 

@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
+from _common import F64
 from _decoder_utils import (
-    F64,
     gen,
     make_model,
     random_coords,

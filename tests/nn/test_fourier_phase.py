@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _decoder_utils import F64, gen, make_model, random_coords, random_latents
+from _common import F64
+from _decoder_utils import gen, make_model, random_coords, random_latents
 
 import enf.nn.attention
 import enf.nn.embedding

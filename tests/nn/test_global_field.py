@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from _common import F64
 
 from enf import EquivariantNeuralField, GlobalLatentField, Latents, geometry
 from enf.fitting import MetaSGD
 from enf.metrics import per_sample_mse
 
-F64 = torch.float64
 SMALL = dict(context_dim=8, hidden_dim=24, num_layers=2, num_frequencies=8)
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "fit"
 

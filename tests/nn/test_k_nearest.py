@@ -8,7 +8,8 @@ import math
 
 import pytest
 import torch
-from _decoder_utils import CONTEXT_DIM, F64, gen, make_model, random_coords, random_latents, reference_decode
+from _common import F64
+from _decoder_utils import CONTEXT_DIM, gen, make_model, random_coords, random_latents, reference_decode
 
 from enf import Latents, geometry, testing
 from enf.data import pixel_coords

@@ -7,11 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from _common import F64
 
 from enf import geometry
 from enf.training.forecast_references import nearest_fill, rollout_errors, training_mean_field
-
-F64 = torch.float64
 
 
 def test_rollout_errors_against_numpy() -> None:

@@ -12,6 +12,8 @@ import torch
 pytest.importorskip("igl", reason='signed distances need the mesh extra: pip install -e ".[mesh]"')
 pytest.importorskip("skimage", reason='marching cubes need the mesh extra: pip install -e ".[mesh]"')
 
+from _common import F64
+
 from enf import EquivariantNeuralField, Latents, geometry  # noqa: E402
 from enf.data.shapes.meshes import Mesh, procedural_shapes  # noqa: E402
 from enf.data.shapes.sdf import sample_sdf, sample_surface, signed_distance  # noqa: E402
@@ -20,7 +22,6 @@ from enf.metrics import per_sample_tanh_l1  # noqa: E402
 from enf.testing import assert_steerable  # noqa: E402
 from enf.training.shapes3d import decode_grid, grid_coords, reconstruct_meshes, surface_chamfer  # noqa: E402
 
-F64 = torch.float64
 BOUND = 1.1
 
 

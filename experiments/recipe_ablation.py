@@ -1,0 +1,135 @@
+"""Equal-budget comparison of fitting recipes: today's configs against the new recipe options.
+
+Every arm is ``enf fit --config configs/fit/<dataset>.yaml`` plus command-line overrides, at the config's own
+wall-clock budget (``trainer.max_time``), with ``--workers`` runs at a time and one torch thread each (so each
+arm gets the same share of the machine). Test PSNR is read from each run's ``metrics.json``; the validation
+PSNR against wall-clock time from its TensorBoard events. Writes ``<out>/<run>.json`` per run and ``<out>/recipe_ablation.json`` and ``.png`` over every run there.
+
+    python experiments/recipe_ablation.py --datasets mnist natural faces --arms baseline recipe --seeds 0 1
+    python experiments/recipe_ablation.py --datasets mnist --arms step_tables geglu latent_attention all_coords
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+DECODER = "--model.decoder.init_args."
+FITTER = "--model.fitter.init_args."
+OPTIONS = {
+    "step_tables": [f"{FITTER}per_step_lr", "true", f"{FITTER}per_latent_lr", "true"],
+    "geglu": [f"{DECODER}feed_forward", "geglu"],
+    "latent_attention": [f"{DECODER}num_latent_layers", "1"],
+    "all_coords": ["--model.num_sampled_coords", "null"],
+}
+#: arm name -> overrides of the config
+ARMS = {
+    "baseline": [],
+    "recipe": OPTIONS["step_tables"] + OPTIONS["geglu"] + OPTIONS["latent_attention"],
+    **OPTIONS,
+}
+
+
+def run_arm(dataset: str, arm: str, seed: int, out: Path) -> dict:
+    name = f"{dataset}_{arm}_s{seed}"
+    cmd = [
+        sys.executable, "-m", "enf.cli", "fit", "--config", f"configs/fit/{dataset}.yaml", *ARMS[arm],
+        "--seed_everything", str(seed), "--trainer.enable_progress_bar", "false",
+        "--trainer.logger.init_args.save_dir", str(out), "--trainer.logger.init_args.name", name,
+    ]  # fmt: skip
+    log = out / f"{name}.log"
+    t0 = time.perf_counter()
+    with log.open("w") as f:
+        subprocess.run(
+            cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=os.environ | {"OMP_NUM_THREADS": "1"}
+        )
+    wall = time.perf_counter() - t0
+    run = max((out / name).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+    metrics = json.loads((run / "metrics.json").read_text())
+    result = {
+        "dataset": dataset, "arm": arm, "seed": seed, "run": str(run), "wall_s": wall,
+        "psnr_test": metrics["psnr_test"], "psnr_train": metrics["psnr_train"],
+        "global_step": metrics["global_step"], "num_parameters": metrics["num_parameters"],
+        "equivariance_error": metrics.get("equivariance_error"), "val_curve": val_curve(run),
+    }  # fmt: skip
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1))  # kept if a later run fails
+    return result
+
+
+def val_curve(run: Path) -> list[tuple[float, int, float]]:
+    """``(seconds since the first event, step, val PSNR)`` from the run's TensorBoard events."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run)).Reload()
+    tags = [t for t in acc.Tags()["scalars"] if t.startswith("val") and "psnr" in t]
+    if not tags:
+        return []
+    events = acc.Scalars(tags[0])
+    t0 = min(e.wall_time for tag in acc.Tags()["scalars"] for e in acc.Scalars(tag))
+    return [(e.wall_time - t0, e.step, e.value) for e in events]
+
+
+def plot(results: list[dict], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    datasets = sorted({r["dataset"] for r in results})
+    fig = Figure(figsize=(4.5 * len(datasets), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(datasets), squeeze=False)[0]
+    colours = {}
+    for ax, dataset in zip(axes, datasets, strict=True):
+        for r in (r for r in results if r["dataset"] == dataset and r["val_curve"]):
+            colour = colours.setdefault(r["arm"], f"C{len(colours)}")
+            t, _, v = zip(*r["val_curve"], strict=True)
+            ax.plot([s / 60 for s in t], v, color=colour, alpha=0.8, label=f"{r['arm']} s{r['seed']}")
+            ax.scatter([r["wall_s"] / 60], [r["psnr_test"]], color=colour, marker="*", s=60)
+        ax.set(
+            title=f"{dataset}: validation PSNR (line), test (star)", xlabel="wall-clock minutes", ylabel="dB"
+        )
+        ax.legend(fontsize=7)
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--datasets", nargs="+", default=["mnist"], help="configs/fit/<name>.yaml (default: mnist)"
+    )
+    parser.add_argument(
+        "--arms", nargs="+", default=["baseline", "recipe"], choices=sorted(ARMS), help="arms to run"
+    )
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, default=[0], help="seed_everything values (default: 0)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="runs at a time, one torch thread each (default: 2)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/recipe"), help="output folder (default: runs/recipe)"
+    )
+    parser.add_argument(
+        "--collect", action="store_true", help="only gather finished runs into the table and figure"
+    )
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    jobs = [(d, a, s) for s in args.seeds for d in args.datasets for a in args.arms]
+    if not args.collect:
+        with ThreadPoolExecutor(args.workers) as pool:
+            list(pool.map(lambda job: run_arm(*job, args.out), jobs))
+    results = [json.loads(p.read_text()) for p in sorted(args.out.glob("*_s*.json"))]
+    (args.out / "recipe_ablation.json").write_text(json.dumps(results, indent=1))
+    plot(results, args.out / "recipe_ablation.png")
+    for r in results:
+        print(f"{r['dataset']:8s} {r['arm']:17s} seed {r['seed']}: test PSNR {r['psnr_test']:.2f} dB, "
+              f"{int(r['global_step'])} steps, {r['wall_s'] / 60:.1f} min")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
