@@ -14,6 +14,7 @@ import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -92,13 +93,19 @@ def run_benchmark(
     num_threads: int | None = None,
     outer_step: bool = True,
     seed: int = 0,
-) -> dict[str, float | int | str | bool | None]:
+    decoder_options: dict[str, Any] | None = None,
+    fitter_options: dict[str, Any] | None = None,
+    matmul_precision: str | None = None,
+) -> dict[str, Any]:
     """Time attention and decoder forward+backward, and one Meta-SGD outer step.
 
     The outer step is the inner loop (``num_inner_steps`` steps on ``num_coords`` random pixels, second
     order unless ``first_order``), the outer forward on fresh pixels, backward and an Adam step.
     ``num_threads`` sets ``torch.set_num_threads`` for the run (restored afterwards); ``outer_step=False``
-    skips the Meta-SGD timing.
+    skips the Meta-SGD timing. ``decoder_options`` / ``fitter_options`` are extra keyword arguments of
+    :class:`~enf.EquivariantNeuralField` / :class:`~enf.fitting.MetaSGD` (the recipe options, e.g.
+    ``{"head_hidden_dim": 64}``); ``matmul_precision`` runs under ``torch.set_float32_matmul_precision``
+    (restored afterwards).
 
     Returns a flat dict: ``*_s`` times (minimum of ``repeats``; ``*_median_s`` the median), pairs per second
     (coordinate-latent pairs attended: ``B N min(k, L)``), the matmul work of one outer step
@@ -108,8 +115,11 @@ def run_benchmark(
     """
     dev = torch.device(device)
     previous_threads = torch.get_num_threads()
+    previous_precision = torch.get_float32_matmul_precision()
     if num_threads is not None:
         torch.set_num_threads(num_threads)
+    if matmul_precision is not None:
+        torch.set_float32_matmul_precision(matmul_precision)
     try:
         torch.manual_seed(seed)
         geom = geometry_registry.get(geometry)
@@ -122,6 +132,7 @@ def run_benchmark(
             k_nearest=k_nearest,
             k_nearest_mode=k_nearest_mode,
             value_hidden_dim=value_hidden_dim,
+            **(decoder_options or {}),
         ).to(dev)
         meta = MetaSGD(
             geometry=geom,
@@ -129,6 +140,7 @@ def run_benchmark(
             context_dim=context_dim,
             num_inner_steps=num_inner_steps,
             first_order=first_order,
+            **(fitter_options or {}),
         ).to(dev)
         opt = torch.optim.Adam([*model.parameters(), *meta.parameters()], lr=1e-4)
         num_pixels = image_size * image_size
@@ -163,8 +175,10 @@ def run_benchmark(
         step_flops = _matmul_flops(meta_outer_step) if outer_step else None
         sgemm = sgemm_rate(dev) if outer_step else None
         threads = torch.get_num_threads()
+        num_parameters = sum(p.numel() for p in [*model.parameters(), *meta.parameters()])
     finally:
         torch.set_num_threads(previous_threads)
+        torch.set_float32_matmul_precision(previous_precision)
     if dev.type == "cuda":
         peak, mem_kind = torch.cuda.max_memory_allocated(dev) / 2**20, "cuda_max_allocated"
     else:
@@ -184,6 +198,10 @@ def run_benchmark(
         "value_hidden_dim": value_hidden_dim,
         "num_inner_steps": num_inner_steps,
         "second_order": not first_order,
+        "decoder_options": dict(decoder_options or {}),
+        "fitter_options": dict(fitter_options or {}),
+        "matmul_precision": matmul_precision or previous_precision,
+        "num_parameters": num_parameters,
         "repeats": repeats,
         "attention_fwd_bwd_s": min(att),
         "attention_fwd_bwd_median_s": statistics.median(att),

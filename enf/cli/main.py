@@ -130,6 +130,19 @@ def _data(argv: Sequence[str]) -> None:
     data_main(list(argv))
 
 
+def _key_values(parser: argparse.ArgumentParser, flag: str, items: Sequence[str]) -> dict[str, object]:
+    """``["a=1", "b=true"] -> {"a": 1, "b": True}`` (values read as YAML), or a usage error naming the item."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            parser.error(f"{flag} expects KEY=VALUE with KEY a Python identifier, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
 def _bench(argv: Sequence[str]) -> None:
     from enf.benchmark import run_benchmark, run_latent_sweep
     from enf.io import write_json_atomic
@@ -156,6 +169,13 @@ def _bench(argv: Sequence[str]) -> None:
     )
     parser.add_argument("--sweep-latents", type=int, nargs="+", default=[144, 576],
                         help="latent counts of --sweep")  # fmt: skip
+    parser.add_argument("--decoder", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra EquivariantNeuralField argument (YAML value), e.g. head_hidden_dim=64; "
+                        "repeatable")  # fmt: skip
+    parser.add_argument("--fitter", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra MetaSGD argument (YAML value), e.g. per_step_lr=true; repeatable")  # fmt: skip
+    parser.add_argument("--matmul-precision", default=None, choices=["highest", "high", "medium"],
+                        help="torch.set_float32_matmul_precision for the run (None: unchanged)")  # fmt: skip
     parser.add_argument("--out", default=None, help="also write the result to this JSON file")
     args = parser.parse_args(argv)
     common = dict(
@@ -167,13 +187,16 @@ def _bench(argv: Sequence[str]) -> None:
         batch_size=args.batch_size,
         first_order=args.first_order,
         num_threads=args.threads,
+        decoder_options=_key_values(parser, "--decoder", args.decoder),
+        fitter_options=_key_values(parser, "--fitter", args.fitter),
+        matmul_precision=args.matmul_precision,
     )
     try:
         if args.sweep:
             result = run_latent_sweep(num_latents=args.sweep_latents, **common)
         else:
             result = run_benchmark(num_latents=args.num_latents, **common)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise SystemExit(f"enf bench: {exc}") from None
     print(json.dumps(result, indent=2))
     if args.out:

@@ -41,6 +41,9 @@ class EquivariantNeuralField(nn.Module):
             instead of per head (``beta`` is always per channel).
         num_output_layers: hidden layers of the output MLP (``feed_forward="mlp"``) or residual GeGLU blocks
             (``"geglu"``).
+        head_hidden_dim: width of the output MLP / GeGLU blocks (``None``: ``hidden_dim``). The head is the
+            widest per-query work; a narrower head (``hidden_dim -> head_hidden_dim`` first) is cheaper per
+            query.
         feed_forward: ``"mlp"`` (``num_output_layers`` Linear + GELU layers, the ENF head) or ``"geglu"``
             (pre-norm residual gated blocks, :class:`~enf.nn.GatedFeedForward`, as in MetaLF).
         num_latent_layers: layers of invariant self-attention over the latents before decoding
@@ -67,6 +70,7 @@ class EquivariantNeuralField(nn.Module):
         use_window: bool = True,
         channel_modulation: bool = False,
         num_output_layers: int = 2,
+        head_hidden_dim: int | None = None,
         feed_forward: str = "mlp",
         num_latent_layers: int = 0,
         latent_k_nearest: int | None = None,
@@ -79,6 +83,8 @@ class EquivariantNeuralField(nn.Module):
         self.context_dim = context_dim
         if feed_forward not in FEED_FORWARDS:
             raise ValueError(f"feed_forward must be one of {FEED_FORWARDS}, got {feed_forward!r}")
+        if head_hidden_dim is not None and head_hidden_dim < 1:
+            raise ValueError(f"head_hidden_dim must be None or >= 1, got {head_hidden_dim}")
         if num_latent_layers < 0:
             raise ValueError(f"num_latent_layers must be >= 0, got {num_latent_layers}")
         self.feed_forward = feed_forward
@@ -110,15 +116,19 @@ class EquivariantNeuralField(nn.Module):
             use_window=use_window,
             channel_modulation=channel_modulation,
         )
+        width = hidden_dim if head_hidden_dim is None else head_hidden_dim
         layers: list[nn.Module] = []
-        for _ in range(num_output_layers):
-            if feed_forward == "geglu":
-                layers.append(GatedFeedForward(dim=hidden_dim))
-            else:
-                layers += [nn.Linear(hidden_dim, hidden_dim), nn.GELU()]
         if feed_forward == "geglu":
-            layers.append(nn.LayerNorm(hidden_dim))
-        layers.append(nn.Linear(hidden_dim, num_out))
+            if width != hidden_dim:
+                layers.append(nn.Linear(hidden_dim, width))
+            layers += [GatedFeedForward(dim=width) for _ in range(num_output_layers)]
+            layers.append(nn.LayerNorm(width))
+        else:
+            for i in range(num_output_layers):
+                layers += [nn.Linear(hidden_dim if i == 0 else width, width), nn.GELU()]
+            if num_output_layers == 0:
+                width = hidden_dim
+        layers.append(nn.Linear(width, num_out))
         self.head = nn.Sequential(*layers)
         #: an optional fixed field added to the output (:mod:`enf.nn.background`; set by the fitting module
         #: from the data, e.g. a zonal mean): the latents then encode deviations from it

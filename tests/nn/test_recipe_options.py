@@ -16,6 +16,8 @@ OPTIONS = [
     dict(feed_forward="geglu"),
     dict(num_latent_layers=2),
     dict(num_latent_layers=1, latent_k_nearest=4, feed_forward="geglu"),
+    dict(head_hidden_dim=16),
+    dict(head_hidden_dim=16, feed_forward="geglu"),
 ]
 
 
@@ -28,7 +30,9 @@ class PoseBrokenSE2(SE2):
         return torch.cat([d, torch.zeros_like(d)], dim=-1)
 
 
-@pytest.mark.parametrize("options", OPTIONS, ids=["geglu", "latent_attention", "both_k4"])
+@pytest.mark.parametrize(
+    "options", OPTIONS, ids=["geglu", "latent_attention", "both_k4", "narrow", "narrow_geglu"]
+)
 @pytest.mark.parametrize("name", EQUIVARIANT)
 def test_options_keep_the_decoder_steerable(name, options):
     geom = geometry.get(name)
@@ -56,7 +60,7 @@ def test_latent_attention_with_a_non_invariant_edge_breaks_steerability():
     )
 
 
-@pytest.mark.parametrize("options", OPTIONS[1:], ids=["latent_attention", "both_k4"])
+@pytest.mark.parametrize("options", OPTIONS[1:3], ids=["latent_attention", "both_k4"])
 def test_absolute2d_with_options_is_not_steerable(options):
     geom = geometry.get("absolute2d")
     model = make_model(geom, **options)
@@ -121,5 +125,16 @@ def test_bad_option_values_are_refused():
         make_model(geometry.get("se2"), feed_forward="swiglu")
     with pytest.raises(ValueError, match="num_latent_layers must be >= 0"):
         make_model(geometry.get("se2"), num_latent_layers=-1)
+    with pytest.raises(ValueError, match="head_hidden_dim must be None or >= 1"):
+        make_model(geometry.get("se2"), head_hidden_dim=0)
     with pytest.raises(ValueError, match="divide context_dim"):
         LatentSelfAttention(geometry=geometry.get("se2"), context_dim=9, num_heads=2)
+
+
+def test_a_narrow_head_has_fewer_parameters_and_the_default_head_keeps_its_state_dict_keys():
+    geom = geometry.get("se2")
+    wide, narrow = make_model(geom), make_model(geom, head_hidden_dim=8)
+    head_size = sum(p.numel() for p in wide.head.parameters())
+    assert sum(p.numel() for p in narrow.head.parameters()) < head_size / 2
+    # today's layout: Linear, GELU per hidden layer, then the output Linear (checkpoints keep loading)
+    assert [k for k in wide.head.state_dict()] == ["0.weight", "0.bias", "2.weight", "2.bias"]
