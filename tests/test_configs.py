@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from _common import write_fake_cifar
 from PIL import Image
 
 from enf.cli.lightning import ENFLightningCLI, run_lightning_cli
@@ -206,24 +206,9 @@ def test_config_with_missing_root_names_it(
     assert root in str(exc.value)
 
 
-def _write_fake_cifar(root: Path) -> dict[str, np.ndarray]:
-    """The "python version" layout: pickled dicts, bytes keys, ``data`` uint8 [N, 3072] (R, G, B planes)."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    written = {}
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        images = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
-        rows = images.transpose(0, 3, 1, 2).reshape(2, 3072)
-        with open(folder / name, "wb") as f:
-            pickle.dump({b"batch_label": name.encode(), b"data": rows, b"labels": [1, 7]}, f, protocol=2)
-        written[name] = images
-    return written
-
-
 def test_cifar10_config_with_a_local_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    written = _write_fake_cifar(tmp_path / "cifar")
+    written = write_fake_cifar(tmp_path / "cifar")
     path = next(p for p in CONFIGS if p.stem == "cifar10")
     cli = instantiate(path, "--data.init_args.root", str(tmp_path / "cifar"))
     check_matches_yaml(cli, load(path), root=str(tmp_path / "cifar"))

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from _common import write_fake_cifar
 
 from enf.cli import main
 from enf.data import ImageDataModule
@@ -153,3 +154,42 @@ def test_two_stage_under_ddp_with_two_cpu_processes(enf_ckpt: Path, tmp_path: Pa
     runs = sorted((tmp_path / "runs" / "classify_mnist").iterdir())
     assert [p.name for p in runs] == ["version_0"], runs
     _check_run(runs[0])
+
+
+def test_cifar10_config_runs_on_a_local_root(tmp_path: Path, monkeypatch, capsys) -> None:
+    """configs/classify/cifar10.yaml end to end on a fake local CIFAR-10 root: a tiny translation2d ENF from
+    configs/fit/cifar10.yaml, then the classifier; without the root, the error says where to get the data."""
+    monkeypatch.chdir(tmp_path)
+    write_fake_cifar(tmp_path / "cifar")
+    root = ["--data.init_args.root", str(tmp_path / "cifar"), "--data.init_args.num_workers", "0"]
+    tiny = ["--trainer.enable_progress_bar", "false", "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+            "--data.init_args.batch_size", "4", "--artifacts.num_train_eval", "4"]  # fmt: skip
+    main(["fit", "--config", str(REPO / "configs" / "fit" / "cifar10.yaml"), *tiny, *root,
+          "--model.fitter.init_args.num_latents", "9", "--model.decoder.init_args.hidden_dim", "16",
+          "--model.decoder.init_args.context_dim", "8", "--model.num_sampled_coords", "64"])  # fmt: skip
+    ckpt = tmp_path / "runs" / "cifar10" / "version_0" / "checkpoints" / "last.ckpt"
+    config = str(REPO / "configs" / "classify" / "cifar10.yaml")
+    main(
+        [
+            "classify",
+            "fit",
+            "--config",
+            config,
+            *tiny,
+            *root,
+            *LATENT_TINY,
+            "--model.fit_checkpoint",
+            str(ckpt),
+        ]
+    )
+    run = tmp_path / "runs" / "classify_cifar10" / "version_0"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["num_test"] == 2 and "accuracy_test_rotated" not in metrics  # num_rotated_test: 0
+    matrix = json.loads((run / "confusion_test.json").read_text())["rows_true_columns_predicted"]
+    assert sum(map(sum, matrix)) == 2 and sum(matrix[k][k] for k in range(10)) / 2 == metrics["accuracy_test"]
+    capsys.readouterr()
+    with pytest.raises((FileNotFoundError, SystemExit)) as exc:
+        main(["classify", "fit", "--config", config, *tiny, *LATENT_TINY, "--data.init_args.root",
+              str(tmp_path / "nowhere"), "--model.fit_checkpoint", str(ckpt)])  # fmt: skip
+    message = str(exc.value) + capsys.readouterr().err
+    assert "nowhere" in message and "cifar-10-python.tar.gz" in message
