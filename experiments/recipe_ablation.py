@@ -27,6 +27,7 @@ OPTIONS = {
     "geglu": [f"{DECODER}feed_forward", "geglu"],
     "latent_attention": [f"{DECODER}num_latent_layers", "1"],
     "all_coords": ["--model.num_sampled_coords", "null"],
+    "narrow_head": [f"{DECODER}head_hidden_dim", "32"],
 }
 #: arm name -> overrides of the config
 ARMS = {
