@@ -2,7 +2,8 @@
 
 Every arm is ``enf fit --config configs/fit/<dataset>.yaml`` plus command-line overrides, at the config's own
 wall-clock budget (``trainer.max_time``), with ``--workers`` runs at a time and one torch thread each (so each
-arm gets the same share of the machine). Test PSNR is read from each run's ``metrics.json``; the validation
+arm gets the same share of the machine). Test PSNR is read from each run's ``metrics.json`` (the final model) and from ``enf test`` of the checkpoint
+the validation split selected (``psnr_test_best``); the validation
 PSNR against wall-clock time from its TensorBoard events. Writes ``<out>/<run>.json`` per run and ``<out>/recipe_ablation.json`` and ``.png`` over every run there.
 
     python experiments/recipe_ablation.py --datasets mnist natural faces --arms baseline recipe --seeds 0 1
@@ -62,8 +63,25 @@ def run_arm(dataset: str, arm: str, seed: int, out: Path) -> dict:
         "global_step": metrics["global_step"], "num_parameters": metrics["num_parameters"],
         "equivariance_error": metrics.get("equivariance_error"), "val_curve": val_curve(run),
     }  # fmt: skip
+    result |= test_best(run)
     (out / f"{name}.json").write_text(json.dumps(result, indent=1))  # kept if a later run fails
     return result
+
+
+def test_best(run: Path) -> dict:
+    """Test PSNR of the checkpoint the validation split selected (``best.ckpt``), beside the final model's:
+    ``enf test`` on the run's own config; its ``metrics.json`` (test only) is kept as ``metrics_best.json``."""
+    final = (run / "metrics.json").read_bytes()
+    cmd = [sys.executable, "-m", "enf.cli", "test", "--config", str(run / "config.yaml"),
+           "--ckpt_path", str(run / "checkpoints" / "best.ckpt"), "--trainer.enable_progress_bar", "false"]  # fmt: skip
+    with (run / "test_best.log").open("w") as f:
+        subprocess.run(
+            cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=os.environ | {"OMP_NUM_THREADS": "1"}
+        )
+    best = json.loads((run / "metrics.json").read_text())
+    (run / "metrics_best.json").write_text(json.dumps(best, indent=1))
+    (run / "metrics.json").write_bytes(final)  # metrics.json keeps describing the final model
+    return {"psnr_test_best": best["psnr_test"], "best_step": best["global_step"]}
 
 
 def val_curve(run: Path) -> list[tuple[float, int, float]]:
@@ -127,7 +145,13 @@ def main() -> None:
     if not args.collect:
         with ThreadPoolExecutor(args.workers) as pool:
             list(pool.map(lambda job: run_arm(*job, args.out), jobs))
-    results = [json.loads(p.read_text()) for p in sorted(args.out.glob("*_s*.json"))]
+    results = []
+    for path in sorted(args.out.glob("*_s*.json")):
+        result = json.loads(path.read_text())
+        if "psnr_test_best" not in result:  # a run from before test_best existed
+            result |= test_best(Path(result["run"]))
+            path.write_text(json.dumps(result, indent=1))
+        results.append(result)
     (args.out / "recipe_ablation.json").write_text(json.dumps(results, indent=1))
     plot(results, args.out / "recipe_ablation.png")
     for r in results:
