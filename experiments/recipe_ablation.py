@@ -109,9 +109,11 @@ def plot(results: list[dict], path: Path) -> None:
             colour = colours.setdefault(r["arm"], f"C{len(colours)}")
             t, _, v = zip(*r["val_curve"], strict=True)
             ax.plot([s / 60 for s in t], v, color=colour, alpha=0.8, label=f"{r['arm']} s{r['seed']}")
-            ax.scatter([r["wall_s"] / 60], [r["psnr_test"]], color=colour, marker="*", s=60)
+            ax.scatter([r["wall_s"] / 60], [r["psnr_test"]], color=colour, marker="x", s=30)
+            if "psnr_test_best" in r:
+                ax.scatter([r["wall_s"] / 60], [r["psnr_test_best"]], color=colour, marker="*", s=60)
         ax.set(
-            title=f"{dataset}: validation PSNR (line), test (star)", xlabel="wall-clock minutes", ylabel="dB"
+            title=f"{dataset}: val PSNR; test: best (*), final (x)", xlabel="wall-clock minutes", ylabel="dB"
         )
         ax.legend(fontsize=7)
     fig.savefig(path, dpi=120)
