@@ -51,9 +51,26 @@ def run_arm(dataset: str, arm: str, seed: int, out: Path) -> dict:
     log = out / f"{name}.log"
     t0 = time.perf_counter()
     with log.open("w") as f:
-        subprocess.run(
-            cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=os.environ | {"OMP_NUM_THREADS": "1"}
-        )
+        code = subprocess.run(
+            cmd, stdout=f, stderr=subprocess.STDOUT, env=os.environ | {"OMP_NUM_THREADS": "1"}
+        ).returncode
+    if code != 0:  # a failed (e.g. diverged) run is a result too: recorded with its error, the rest go on
+        error = " ".join(log.read_text().strip().splitlines()[-2:])
+        result = {
+            "dataset": dataset,
+            "arm": arm,
+            "seed": seed,
+            "failed": True,
+            "error": error,
+            "psnr_test": None,
+        }
+        runs = sorted((out / name).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+        if runs:
+            result |= {"run": str(runs[-1]), "val_curve": val_curve(runs[-1])}
+            if (runs[-1] / "checkpoints" / "best.ckpt").is_file():
+                result |= test_best(runs[-1])
+        (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+        return result
     wall = time.perf_counter() - t0
     run = max((out / name).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
     metrics = json.loads((run / "metrics.json").read_text())
@@ -71,7 +88,7 @@ def run_arm(dataset: str, arm: str, seed: int, out: Path) -> dict:
 def test_best(run: Path) -> dict:
     """Test PSNR of the checkpoint the validation split selected (``best.ckpt``), beside the final model's:
     ``enf test`` on the run's own config; its ``metrics.json`` (test only) is kept as ``metrics_best.json``."""
-    final = (run / "metrics.json").read_bytes()
+    final = (run / "metrics.json").read_bytes() if (run / "metrics.json").is_file() else None
     cmd = [sys.executable, "-m", "enf.cli", "test", "--config", str(run / "config.yaml"),
            "--ckpt_path", str(run / "checkpoints" / "best.ckpt"), "--trainer.enable_progress_bar", "false"]  # fmt: skip
     with (run / "test_best.log").open("w") as f:
@@ -80,7 +97,8 @@ def test_best(run: Path) -> dict:
         )
     best = json.loads((run / "metrics.json").read_text())
     (run / "metrics_best.json").write_text(json.dumps(best, indent=1))
-    (run / "metrics.json").write_bytes(final)  # metrics.json keeps describing the final model
+    if final is not None:
+        (run / "metrics.json").write_bytes(final)  # metrics.json keeps describing the final model
     return {"psnr_test_best": best["psnr_test"], "best_step": best["global_step"]}
 
 
@@ -105,13 +123,15 @@ def plot(results: list[dict], path: Path) -> None:
     axes = fig.subplots(1, len(datasets), squeeze=False)[0]
     colours = {}
     for ax, dataset in zip(axes, datasets, strict=True):
-        for r in (r for r in results if r["dataset"] == dataset and r["val_curve"]):
+        for r in (r for r in results if r["dataset"] == dataset and r.get("val_curve")):
             colour = colours.setdefault(r["arm"], f"C{len(colours)}")
             t, _, v = zip(*r["val_curve"], strict=True)
             ax.plot([s / 60 for s in t], v, color=colour, alpha=0.8, label=f"{r['arm']} s{r['seed']}")
-            ax.scatter([r["wall_s"] / 60], [r["psnr_test"]], color=colour, marker="x", s=30)
+            end = r["val_curve"][-1][0] / 60
+            if r["psnr_test"] is not None:
+                ax.scatter([end], [r["psnr_test"]], color=colour, marker="x", s=30)
             if "psnr_test_best" in r:
-                ax.scatter([r["wall_s"] / 60], [r["psnr_test_best"]], color=colour, marker="*", s=60)
+                ax.scatter([end], [r["psnr_test_best"]], color=colour, marker="*", s=60)
         ax.set(
             title=f"{dataset}: val PSNR; test: best (*), final (x)", xlabel="wall-clock minutes", ylabel="dB"
         )
@@ -144,19 +164,21 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = [(d, a, s) for s in args.seeds for d in args.datasets for a in args.arms]
+    if args.skip_done:
+        jobs = [(d, a, s) for d, a, s in jobs if not (args.out / f"{d}_{a}_s{s}.json").exists()]
     if not args.collect:
         with ThreadPoolExecutor(args.workers) as pool:
             list(pool.map(lambda job: run_arm(*job, args.out), jobs))
     results = []
     for path in sorted(args.out.glob("*_s*.json")):
         result = json.loads(path.read_text())
-        if "psnr_test_best" not in result:  # a run from before test_best existed
+        if "psnr_test_best" not in result and not result.get("failed"):  # a run from before test_best existed
             result |= test_best(Path(result["run"]))
             path.write_text(json.dumps(result, indent=1))
         results.append(result)
     (args.out / "recipe_ablation.json").write_text(json.dumps(results, indent=1))
     plot(results, args.out / "recipe_ablation.png")
-    for r in results:
+    for r in (r for r in results if not r.get("failed")):
         print(f"{r['dataset']:8s} {r['arm']:17s} seed {r['seed']}: test PSNR {r['psnr_test']:.2f} dB, "
               f"{int(r['global_step'])} steps, {r['wall_s'] / 60:.1f} min")  # fmt: skip
 
