@@ -159,6 +159,9 @@ def main() -> None:
         "--out", type=Path, default=Path("runs/recipe"), help="output folder (default: runs/recipe)"
     )
     parser.add_argument(
+        "--skip-done", action="store_true", help="skip the runs whose <out>/<run>.json exists"
+    )
+    parser.add_argument(
         "--collect", action="store_true", help="only gather finished runs into the table and figure"
     )
     args = parser.parse_args()
