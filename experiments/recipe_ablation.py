@@ -139,6 +139,35 @@ def plot(results: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def table(results: list[dict]) -> str:
+    """Markdown: per dataset and arm, test PSNR (validation-selected and final model) mean ± std over seeds."""
+    import statistics
+
+    def stat(values: list[float]) -> str:
+        if not values:
+            return "–"
+        spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+        return f"{statistics.mean(values):.2f}{spread}"
+
+    rows = ["| dataset | arm | seeds | test PSNR, best val ckpt (dB) | test PSNR, final (dB) | outer steps | parameters |",
+            "|---|---|---|---|---|---|---|"]  # fmt: skip
+    keys = sorted({(r["dataset"], r["arm"]) for r in results}, key=lambda k: (k[0], k[1] != "baseline", k[1]))
+    for dataset, arm in keys:
+        runs = sorted(
+            (r for r in results if (r["dataset"], r["arm"]) == (dataset, arm)), key=lambda r: r["seed"]
+        )
+        best = [r["psnr_test_best"] for r in runs if "psnr_test_best" in r]
+        final = [r["psnr_test"] for r in runs if r.get("psnr_test") is not None]
+        failed = [f"s{r['seed']} failed" for r in runs if r.get("failed")]
+        steps = "/".join(str(int(r["global_step"])) for r in runs if "global_step" in r) or "–"
+        params = next((str(int(r["num_parameters"])) for r in runs if "num_parameters" in r), "–")
+        seeds = ",".join(str(r["seed"]) for r in runs)
+        rows.append(
+            f"| {dataset} | {arm} | {seeds} | {stat(best)} | {stat(final)}{' (' + ', '.join(failed) + ')' if failed else ''} | {steps} | {params} |"
+        )
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -181,6 +210,8 @@ def main() -> None:
         results.append(result)
     (args.out / "recipe_ablation.json").write_text(json.dumps(results, indent=1))
     plot(results, args.out / "recipe_ablation.png")
+    (args.out / "recipe_ablation.md").write_text(table(results) + "\n")
+    print(table(results))
     for r in (r for r in results if not r.get("failed")):
         print(f"{r['dataset']:8s} {r['arm']:17s} seed {r['seed']}: test PSNR {r['psnr_test']:.2f} dB, "
               f"{int(r['global_step'])} steps, {r['wall_s'] / 60:.1f} min")  # fmt: skip
