@@ -87,18 +87,17 @@ def run_arm(dataset: str, arm: str, seed: int, out: Path) -> dict:
 
 def test_best(run: Path) -> dict:
     """Test PSNR of the checkpoint the validation split selected (``best.ckpt``), beside the final model's:
-    ``enf test`` on the run's own config; its ``metrics.json`` (test only) is kept as ``metrics_best.json``."""
-    final = (run / "metrics.json").read_bytes() if (run / "metrics.json").is_file() else None
+    ``enf test`` on the run's own config writes a new version folder, moved to ``<run>/test_best/``."""
+    before = set(run.parent.glob("version_*"))
     cmd = [sys.executable, "-m", "enf.cli", "test", "--config", str(run / "config.yaml"),
            "--ckpt_path", str(run / "checkpoints" / "best.ckpt"), "--trainer.enable_progress_bar", "false"]  # fmt: skip
     with (run / "test_best.log").open("w") as f:
         subprocess.run(
             cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=os.environ | {"OMP_NUM_THREADS": "1"}
         )
-    best = json.loads((run / "metrics.json").read_text())
-    (run / "metrics_best.json").write_text(json.dumps(best, indent=1))
-    if final is not None:
-        (run / "metrics.json").write_bytes(final)  # metrics.json keeps describing the final model
+    (folder,) = set(run.parent.glob("version_*")) - before
+    folder.rename(run / "test_best")
+    best = json.loads((run / "test_best" / "metrics.json").read_text())
     return {"psnr_test_best": best["psnr_test"], "best_step": best["global_step"]}
 
 
