@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -87,18 +88,21 @@ def run_arm(dataset: str, arm: str, seed: int, out: Path) -> dict:
 
 def test_best(run: Path) -> dict:
     """Test PSNR of the checkpoint the validation split selected (``best.ckpt``), beside the final model's:
-    ``enf test`` on the run's own config writes a new version folder, moved to ``<run>/test_best/``."""
-    before = set(run.parent.glob("version_*"))
+    ``enf test`` on the run's own config, logged to ``<run>/test_best/``."""
+    name = f"{run.parent.name}_{run.name}_test_best"
     cmd = [sys.executable, "-m", "enf.cli", "test", "--config", str(run / "config.yaml"),
-           "--ckpt_path", str(run / "checkpoints" / "best.ckpt"), "--trainer.enable_progress_bar", "false"]  # fmt: skip
+           "--ckpt_path", str(run / "checkpoints" / "best.ckpt"), "--trainer.enable_progress_bar", "false",
+           "--trainer.logger.init_args.save_dir", str(run), "--trainer.logger.init_args.name", name,
+           "--trainer.logger.init_args.version", "0"]  # fmt: skip
     with (run / "test_best.log").open("w") as f:
         subprocess.run(
             cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=os.environ | {"OMP_NUM_THREADS": "1"}
         )
-    (folder,) = set(run.parent.glob("version_*")) - before
-    folder.rename(run / "test_best")
+    shutil.rmtree(run / "test_best", ignore_errors=True)
+    (run / name / "version_0").rename(run / "test_best")
+    (run / name).rmdir()
     best = json.loads((run / "test_best" / "metrics.json").read_text())
-    return {"psnr_test_best": best["psnr_test"], "best_step": best["global_step"]}
+    return {"psnr_test_best": best["psnr_test"]}
 
 
 def val_curve(run: Path) -> list[tuple[float, int, float]]:
