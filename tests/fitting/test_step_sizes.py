@@ -62,7 +62,7 @@ def test_squash_derivative_matches_the_analytic_one_in_both_tails():
     assert g_naive.item() == 0.0  # what the stable form avoids
 
 
-def _clamped_step_sizes(self: MetaSGD) -> dict[str, torch.Tensor]:
+def _clamped_step_sizes(self: MetaSGD, step: int | None = None) -> dict[str, torch.Tensor]:
     """The old parametrisation: the raw parameter *is* the step size, clamped into the bounds."""
     lo, hi = self.lr_bounds
     geom = self.geometry
