@@ -148,14 +148,14 @@ class EquivariantNeuralField(nn.Module):
         self._check_inputs(coords, latents)
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size}")
+        if self.latent_attention is not None:  # once per call, not once per chunk
+            latents = self.latent_attention(latents)
         if chunk_size is not None and coords.shape[1] > chunk_size:
             parts = [self._decode(c, latents) for c in coords.split(chunk_size, dim=1)]
             return torch.cat(parts, dim=1)
         return self._decode(coords, latents)
 
     def _decode(self, coords: Tensor, latents: Latents) -> Tensor:
-        if self.latent_attention is not None:
-            latents = self.latent_attention(latents)
         out = self.head(self.attention(coords, latents))
         return out if self.background is None else out + self.background(coords)
 

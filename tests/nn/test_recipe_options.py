@@ -138,3 +138,11 @@ def test_a_narrow_head_has_fewer_parameters_and_the_default_head_keeps_its_state
     assert sum(p.numel() for p in narrow.head.parameters()) < head_size / 2
     # today's layout: Linear, GELU per hidden layer, then the output Linear (checkpoints keep loading)
     assert [k for k in wide.head.state_dict()] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+
+
+def test_chunked_decoding_with_latent_attention_is_the_same_function():
+    geom = geometry.get("se2")
+    model = make_model(geom, num_latent_layers=1, latent_k_nearest=4)
+    z = random_latents(geom, 2, 12, seed=20)
+    x = random_coords(geom, 2, 24, seed=21)
+    torch.testing.assert_close(model(x, z, chunk_size=5), model(x, z), atol=1e-12, rtol=0)
