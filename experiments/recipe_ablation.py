@@ -2,12 +2,15 @@
 
 Every arm is ``enf fit --config configs/fit/<dataset>.yaml`` plus command-line overrides, at the config's own
 wall-clock budget (``trainer.max_time``), with ``--workers`` runs at a time and one torch thread each (so each
-arm gets the same share of the machine). Test PSNR is read from each run's ``metrics.json`` (the final model) and from ``enf test`` of the checkpoint
-the validation split selected (``psnr_test_best``); the validation
-PSNR against wall-clock time from its TensorBoard events. Writes ``<out>/<run>.json`` per run and ``<out>/recipe_ablation.json`` and ``.png`` over every run there.
+arm gets the same share of the machine). The metric is test PSNR for images and test IoU (on held-out points of
+fresh shapes) for signed distances (``shapes``), read from each run's ``metrics.json`` (the final model) and from
+``enf test`` of the checkpoint the validation split selected (``<metric>_test_best``); the validation metric
+against wall-clock time comes from the run's TensorBoard events. Writes ``<out>/<run>.json`` per run and
+``<out>/recipe_ablation.json`` and ``.png`` over every run there.
 
     python experiments/recipe_ablation.py --datasets mnist natural faces --arms baseline recipe --seeds 0 1
     python experiments/recipe_ablation.py --datasets mnist --arms step_tables geglu latent_attention narrow_head all_coords
+    python experiments/recipe_ablation.py --datasets shapes --arms baseline recipe --seeds 0 1
 """
 
 from __future__ import annotations
@@ -40,9 +43,16 @@ ARMS = {
     "recipe_all": OPTIONS["step_tables"] + OPTIONS["geglu"] + OPTIONS["latent_attention"],
     **OPTIONS,
 }
+#: the metric of each dataset (``<metric>_test`` in ``metrics.json``): PSNR unless listed
+METRICS = {"shapes": "iou", "shapes_bundled": "iou"}
+
+
+def metric_of(dataset: str) -> str:
+    return METRICS.get(dataset, "psnr")
 
 
 def run_arm(dataset: str, arm: str, seed: int, out: Path) -> dict:
+    metric = metric_of(dataset)
     name = f"{dataset}_{arm}_s{seed}"
     cmd = [
         sys.executable, "-m", "enf.cli", "fit", "--config", f"configs/fit/{dataset}.yaml", *ARMS[arm],
@@ -63,13 +73,13 @@ def run_arm(dataset: str, arm: str, seed: int, out: Path) -> dict:
             "seed": seed,
             "failed": True,
             "error": error,
-            "psnr_test": None,
+            f"{metric}_test": None,
         }
         runs = sorted((out / name).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
         if runs:
-            result |= {"run": str(runs[-1]), "val_curve": val_curve(runs[-1])}
+            result |= {"run": str(runs[-1]), "val_curve": val_curve(runs[-1], metric)}
             if (runs[-1] / "checkpoints" / "best.ckpt").is_file():
-                result |= test_best(runs[-1])
+                result |= test_best(runs[-1], metric)
         (out / f"{name}.json").write_text(json.dumps(result, indent=1))
         return result
     wall = time.perf_counter() - t0
@@ -77,17 +87,17 @@ def run_arm(dataset: str, arm: str, seed: int, out: Path) -> dict:
     metrics = json.loads((run / "metrics.json").read_text())
     result = {
         "dataset": dataset, "arm": arm, "seed": seed, "run": str(run), "wall_s": wall,
-        "psnr_test": metrics["psnr_test"], "psnr_train": metrics["psnr_train"],
-        "global_step": metrics["global_step"], "num_parameters": metrics["num_parameters"],
-        "equivariance_error": metrics.get("equivariance_error"), "val_curve": val_curve(run),
+        f"{metric}_test": metrics[f"{metric}_test"], f"{metric}_train": metrics[f"{metric}_train"],
+        "global_step": metrics["global_step"], "num_parameters": metrics.get("num_parameters"),
+        "equivariance_error": metrics.get("equivariance_error"), "val_curve": val_curve(run, metric),
     }  # fmt: skip
-    result |= test_best(run)
+    result |= test_best(run, metric)
     (out / f"{name}.json").write_text(json.dumps(result, indent=1))  # kept if a later run fails
     return result
 
 
-def test_best(run: Path) -> dict:
-    """Test PSNR of the checkpoint the validation split selected (``best.ckpt``), beside the final model's:
+def test_best(run: Path, metric: str = "psnr") -> dict:
+    """Test metric of the checkpoint the validation split selected (``best.ckpt``), beside the final model's:
     ``enf test`` on the run's own config, logged to ``<run>/test_best/``."""
     name = f"{run.parent.name}_{run.name}_test_best"
     cmd = [sys.executable, "-m", "enf.cli", "test", "--config", str(run / "config.yaml"),
@@ -102,15 +112,15 @@ def test_best(run: Path) -> dict:
     (run / name / "version_0").rename(run / "test_best")
     (run / name).rmdir()
     best = json.loads((run / "test_best" / "metrics.json").read_text())
-    return {"psnr_test_best": best["psnr_test"]}
+    return {f"{metric}_test_best": best[f"{metric}_test"]}
 
 
-def val_curve(run: Path) -> list[tuple[float, int, float]]:
-    """``(seconds since the first event, step, val PSNR)`` from the run's TensorBoard events."""
+def val_curve(run: Path, metric: str = "psnr") -> list[tuple[float, int, float]]:
+    """``(seconds since the first event, step, validation metric)`` from the run's TensorBoard events."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run)).Reload()
-    tags = [t for t in acc.Tags()["scalars"] if t.startswith("val") and "psnr" in t]
+    tags = [t for t in acc.Tags()["scalars"] if t.startswith("val") and metric in t]
     if not tags:
         return []
     events = acc.Scalars(tags[0])
@@ -128,45 +138,52 @@ def plot(results: list[dict], path: Path) -> None:
     for ax, dataset in zip(axes, datasets, strict=True):
         for r in (r for r in results if r["dataset"] == dataset and r.get("val_curve")):
             colour = colours.setdefault(r["arm"], f"C{len(colours)}")
+            m = metric_of(dataset)
             t, _, v = zip(*r["val_curve"], strict=True)
             ax.plot([s / 60 for s in t], v, color=colour, alpha=0.8, label=f"{r['arm']} s{r['seed']}")
             end = r["val_curve"][-1][0] / 60
-            if r["psnr_test"] is not None:
-                ax.scatter([end], [r["psnr_test"]], color=colour, marker="x", s=30)
-            if "psnr_test_best" in r:
-                ax.scatter([end], [r["psnr_test_best"]], color=colour, marker="*", s=60)
+            if r.get(f"{m}_test") is not None:
+                ax.scatter([end], [r[f"{m}_test"]], color=colour, marker="x", s=30)
+            if f"{m}_test_best" in r:
+                ax.scatter([end], [r[f"{m}_test_best"]], color=colour, marker="*", s=60)
+        label = {"psnr": "PSNR (dB)", "iou": "IoU"}[metric_of(dataset)]
         ax.set(
-            title=f"{dataset}: val PSNR; test: best (*), final (x)", xlabel="wall-clock minutes", ylabel="dB"
+            title=f"{dataset}: val {label.split()[0]}; test: best (*), final (x)",
+            xlabel="wall-clock minutes",
+            ylabel=label,
         )
         ax.legend(fontsize=7)
     fig.savefig(path, dpi=120)
 
 
 def table(results: list[dict]) -> str:
-    """Markdown: per dataset and arm, test PSNR (validation-selected and final model) mean ± std over seeds."""
+    """Markdown: per dataset and arm, the test metric (PSNR in dB, or IoU; validation-selected checkpoint and final
+    model), mean ± std over seeds."""
     import statistics
 
-    def stat(values: list[float]) -> str:
+    def stat(values: list[float], digits: int) -> str:
         if not values:
             return "–"
-        spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
-        return f"{statistics.mean(values):.2f}{spread}"
+        spread = f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
+        return f"{statistics.mean(values):.{digits}f}{spread}"
 
-    rows = ["| dataset | arm | seeds | test PSNR, best val ckpt (dB) | test PSNR, final (dB) | outer steps | parameters |",
-            "|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = ["| dataset | arm | seeds | metric | test, best val ckpt | test, final | outer steps | parameters |",
+            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     keys = sorted({(r["dataset"], r["arm"]) for r in results}, key=lambda k: (k[0], k[1] != "baseline", k[1]))
     for dataset, arm in keys:
         runs = sorted(
             (r for r in results if (r["dataset"], r["arm"]) == (dataset, arm)), key=lambda r: r["seed"]
         )
-        best = [r["psnr_test_best"] for r in runs if "psnr_test_best" in r]
-        final = [r["psnr_test"] for r in runs if r.get("psnr_test") is not None]
+        m = metric_of(dataset)
+        digits = 2 if m == "psnr" else 3
+        best = [r[f"{m}_test_best"] for r in runs if f"{m}_test_best" in r]
+        final = [r[f"{m}_test"] for r in runs if r.get(f"{m}_test") is not None]
         failed = [f"s{r['seed']} failed" for r in runs if r.get("failed")]
         steps = "/".join(str(int(r["global_step"])) for r in runs if "global_step" in r) or "–"
-        params = next((str(int(r["num_parameters"])) for r in runs if "num_parameters" in r), "–")
+        params = next((str(int(r["num_parameters"])) for r in runs if r.get("num_parameters")), "–")
         seeds = ",".join(str(r["seed"]) for r in runs)
         rows.append(
-            f"| {dataset} | {arm} | {seeds} | {stat(best)} | {stat(final)}{' (' + ', '.join(failed) + ')' if failed else ''} | {steps} | {params} |"
+            f"| {dataset} | {arm} | {seeds} | {'PSNR (dB)' if m == 'psnr' else 'IoU'} | {stat(best, digits)} | {stat(final, digits)}{' (' + ', '.join(failed) + ')' if failed else ''} | {steps} | {params} |"
         )
     return "\n".join(rows)
 
@@ -207,8 +224,9 @@ def main() -> None:
     results = []
     for path in sorted(args.out.glob("*_s*.json")):
         result = json.loads(path.read_text())
-        if "psnr_test_best" not in result and not result.get("failed"):  # a run from before test_best existed
-            result |= test_best(Path(result["run"]))
+        m = metric_of(result["dataset"])
+        if f"{m}_test_best" not in result and not result.get("failed"):  # a run from before test_best existed
+            result |= test_best(Path(result["run"]), m)
             path.write_text(json.dumps(result, indent=1))
         results.append(result)
     (args.out / "recipe_ablation.json").write_text(json.dumps(results, indent=1))
@@ -216,7 +234,8 @@ def main() -> None:
     (args.out / "recipe_ablation.md").write_text(table(results) + "\n")
     print(table(results))
     for r in (r for r in results if not r.get("failed")):
-        print(f"{r['dataset']:8s} {r['arm']:17s} seed {r['seed']}: test PSNR {r['psnr_test']:.2f} dB, "
+        m = metric_of(r["dataset"])
+        print(f"{r['dataset']:8s} {r['arm']:17s} seed {r['seed']}: test {m} {r[f'{m}_test']:.3f}, "
               f"{int(r['global_step'])} steps, {r['wall_s'] / 60:.1f} min")  # fmt: skip
 
 
