@@ -219,13 +219,17 @@ class MetaSGD(Fitter):
             self.lr_orientation.requires_grad_(False)
 
     def initial(self, batch_size: int) -> Latents:
-        """The shared initial latent repeated ``batch_size`` times (differentiable w.r.t. the init)."""
+        """The shared initial latent repeated ``batch_size`` times (differentiable w.r.t. the init).
+
+        The learned initial window is clamped to ``min_window`` like every inner-loop window: an outer step that
+        pushes it to zero or below (a large ``lr``) leaves a narrow but valid window instead of stopping the fit.
+        """
         self._require_bound("initial")
         expand = (batch_size, -1, -1)
         return Latents(
             poses=self.init_poses.expand(*expand),
             context=self.init_context.expand(*expand),
-            window=self.init_window.expand(*expand),
+            window=self.init_window.clamp_min(self.min_window).expand(*expand),
         )
 
     def step_sizes(self, step: int | None = None) -> dict[str, Tensor]:

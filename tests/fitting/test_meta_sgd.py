@@ -388,6 +388,27 @@ def test_initial_latent_is_shared_and_learnable():
     assert not any(p.requires_grad for p in frozen.parameters())
 
 
+def test_initial_window_is_clamped_to_min_window():
+    """An outer step (large ``lr``) that drives the learned initial window to zero or below gives the narrowest
+    valid window (``min_window``), not a decoder error that stops the fit; above it the window is unchanged and
+    its gradient flows."""
+    geom = geometry.get("se2")
+    decoder = make_decoder(geom)
+    meta = make_meta(geom, min_window=0.05)
+    window = meta.initial(2).window
+    torch.testing.assert_close(window, meta.init_window.detach().expand(2, -1, -1), atol=0, rtol=0)
+    with torch.no_grad():
+        meta.init_window[0, :3] = torch.tensor([-0.5, 0.0, 0.01], dtype=F64).unsqueeze(-1)
+    z = meta.initial(2)
+    assert torch.equal(z.window[:, :3], torch.full((2, 3, 1), 0.05, dtype=F64))
+    x, y = problem(geom)
+    fit = meta(decoder, x, y, subsets=fixed_subsets(30, 20, 3))  # the decoder rejects windows <= 0
+    per_sample_mse(decoder(x, fit), y).mean().backward()
+    grad = meta.init_window.grad[0, :, 0]
+    assert torch.equal(grad[:3], torch.zeros(3, dtype=F64))  # clamped: no gradient
+    assert grad[3:].abs().min() > 0
+
+
 # ---------------------------------------------------------------------------------- test-time refinement
 def test_refinement_is_block_adam_after_the_eval_steps():
     """``num_refine_steps``: the unrefined test-time fit, then cosine-decayed pose-block Adam on the same
