@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from enf import geometry as geometry_registry
+from enf.cli.allocator import allocator_setting
 from enf.fitting import MetaSGD
 from enf.metrics import per_sample_mse
 from enf.nn import EquivariantNeuralField
@@ -201,6 +202,7 @@ def run_benchmark(
         "decoder_options": dict(decoder_options or {}),
         "fitter_options": dict(fitter_options or {}),
         "matmul_precision": matmul_precision or previous_precision,
+        "allocator": allocator_setting(),
         "num_parameters": num_parameters,
         "repeats": repeats,
         "attention_fwd_bwd_s": min(att),

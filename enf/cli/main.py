@@ -27,6 +27,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from enf.cli.allocator import tune_allocator
 from enf.cli.text import plain_text, short_error
 
 __all__ = ["main"]
@@ -217,6 +218,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         print(f"enf {version('enf')}")
         return
+    try:
+        tune_allocator()  # large CPU tensors stay on the heap: no page faults per step (enf.cli.allocator)
+    except ValueError as exc:
+        raise SystemExit(f"enf: {exc}") from None
     command, rest = argv[0], argv[1:]
     if command in LIGHTNING_COMMANDS:
         _lightning(argv)

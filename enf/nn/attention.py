@@ -206,7 +206,12 @@ class BiInvariantCrossAttention(nn.Module):
         ``out [B, N, H, D]``, ``weights [B, N, K, H]``, ``e [B, N, K, E]`` -> ``[B, N, C]``.
         """
         heads = self.num_heads
-        e_mean = torch.einsum("bnkh,bnke->bnhe", weights, e)
+        # one [K] x [K, E] product per (coordinate, head) as an explicit batched matmul: its backward gives a
+        # contiguous [B N, K, E] gradient of e (an einsum's backward returned it transposed, and the add of that
+        # strided gradient to e's other gradient cost more than the product itself)
+        w_t = rearrange(weights, "b n k h -> (b n) h k")
+        e_mean = torch.matmul(w_t, rearrange(e, "b n k e -> (b n) k e"))  # [B N, H, E]
+        e_mean = e_mean.view(*weights.shape[:2], heads, -1)
         w_beta = rearrange(self.value_shift.weight, "(h d) e -> h d e", h=heads)
         out = out + torch.einsum("bnhe,hde->bnhd", e_mean, w_beta)
         out = out + rearrange(self.value_shift.bias, "(h d) -> h d", h=heads)
