@@ -133,7 +133,12 @@ def encode_main(argv: list[str]) -> None:
     parser.add_argument(
         "--config", default=None, help="the run's config.yaml (default: next to checkpoints/)"
     )
-    parser.add_argument("--split", default="test", choices=["train", "test"])
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=["train", "val", "test"],
+        help="val: the validation split, where the data module has one (images)",
+    )
     parser.add_argument("--out", required=True, help="output HDF5 file")
     parser.add_argument("--num-steps", type=int, default=None, help="inner steps (default: as trained)")
     parser.add_argument("--batch-size", type=int, default=None)

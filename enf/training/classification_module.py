@@ -8,8 +8,9 @@ Modes (``mode``):
 
 * ``two_stage``: a frozen fitted ENF (``fit_checkpoint``, written by ``enf fit``) encodes every image by its
   test-time inner loop (no refinement); the latents of the training and validation splits are encoded once
-  and kept in memory, the classifier (:class:`~enf.downstream.LatentClassifier`) trains on them, optionally
-  with every training cloud moved by a random group element (``augment``).
+  and kept in memory (or read from ``enf encode`` files, ``latent_files``), the classifier
+  (:class:`~enf.downstream.LatentClassifier`) trains on them, optionally with every training cloud moved by a
+  random group element (``augment``).
 * ``end_to_end``: the ENF of ``fit_checkpoint`` is the starting point; every step adapts the latents with
   the differentiable inner loop (reconstruction only, as in training) and minimises the cross-entropy of the
   classifier on them plus ``recon_weight`` times the reconstruction loss, so the decoder, the initial latent
@@ -42,6 +43,7 @@ from enf.data import keys
 from enf.data.grid import image_to_signal, rotate_images, signal_to_image
 from enf.downstream import LatentClassifier, PixelCNN
 from enf.latents import Latents
+from enf.training.encoded_latents import ENCODED_SPLITS, load_encoded_split
 from enf.training.task import TaskModule, move_batch
 
 __all__ = ["MODES", "ClassificationModule"]
@@ -67,6 +69,9 @@ class ClassificationModule(TaskModule):
         num_rotated_test: test images rotated for ``accuracy_test_rotated`` (``None``: all; ``0``: skip).
         num_plot_samples: misclassified examples drawn.
         seed: seed of the rotation angles and of the augmentation.
+        latent_files: ``two_stage``: ``{"train": path, "val": path}`` (either or both), ``enf encode --split``
+            files of ``fit_checkpoint`` read instead of encoding those splits at the start of the run
+            (checked against the data and the ENF: :func:`~enf.training.encoded_latents.load_encoded_split`).
     """
 
     run_prefix = "classify_"
@@ -85,6 +90,7 @@ class ClassificationModule(TaskModule):
         num_rotated_test: int | None = None,
         num_plot_samples: int = 16,
         seed: int = 0,
+        latent_files: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         if mode not in MODES:
@@ -112,6 +118,15 @@ class ClassificationModule(TaskModule):
             raise ValueError(f"recon_weight must be a finite number >= 0, got {recon_weight!r}")
         if num_rotated_test is not None and num_rotated_test < 0:
             raise ValueError(f"num_rotated_test must be None or >= 0, got {num_rotated_test}")
+        if latent_files:
+            if mode != "two_stage":
+                raise ValueError(f"model.latent_files is for mode 'two_stage' (encoded once), not {mode!r}")
+            unknown = sorted(set(latent_files) - set(ENCODED_SPLITS))
+            if unknown:
+                raise ValueError(
+                    f"model.latent_files keys must be among {ENCODED_SPLITS}, got {unknown} "
+                    "(the test split is always encoded by the run)"
+                )
         self.save_hyperparameters(ignore=["classifier"])
         self.classifier = classifier
         self.mode = mode
@@ -202,7 +217,18 @@ class ClassificationModule(TaskModule):
         return self.classifier(self._for_classifier(z)), z
 
     def _encode_split(self, split: str) -> tuple[Latents, Tensor]:
-        """Every latent cloud and label of ``split``, encoded once (two-stage)."""
+        """Every latent cloud and label of ``split``, encoded once or read from ``latent_files`` (two-stage)."""
+        path = (self.hparams.latent_files or {}).get(split)
+        if split not in self._cache and path is not None:
+            self._cache[split] = load_encoded_split(
+                path,
+                split=split,
+                geometry_name=self.geometry.name,
+                loader=self.attached_datamodule("encoding").eval_dataloader(split),
+                encode=self.encode,
+                device=self.device,
+            )
+            log.info("read the %s split from %s: %d latent clouds", split, path, len(self._cache[split][1]))
         if split not in self._cache:
             loader = self.attached_datamodule("encoding").eval_dataloader(split)
             clouds, labels = [], []

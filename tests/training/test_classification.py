@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from _common import write_fake_cifar
 
 from enf.cli import main
@@ -193,3 +194,50 @@ def test_cifar10_config_runs_on_a_local_root(tmp_path: Path, monkeypatch, capsys
               str(tmp_path / "nowhere"), "--model.fit_checkpoint", str(ckpt)])  # fmt: skip
     message = str(exc.value) + capsys.readouterr().err
     assert "nowhere" in message and "cifar-10-python.tar.gz" in message
+
+
+def test_two_stage_reads_enf_encode_files(enf_ckpt: Path, tmp_path: Path, monkeypatch, caplog) -> None:
+    """``model.latent_files``: the training and validation clouds from ``enf encode --split train|val`` are the
+    clouds the run would encode itself; files of another split, other labels or another ENF are refused."""
+    import numpy as np
+
+    from enf.data.hdf5 import read_h5, write_h5
+    from enf.training.encoded_latents import load_encoded_split
+
+    monkeypatch.chdir(tmp_path)
+    for split in ("train", "val"):
+        main(["encode", "--ckpt", str(enf_ckpt), "--split", split, "--out", f"{split}.h5"])
+    config = str(REPO / "configs" / "classify" / "mnist.yaml")
+    with caplog.at_level("INFO", logger="enf.training.classification_module"):
+        main(["classify", "fit", "--config", config, *CLASSIFY_TINY, *LATENT_TINY, "--model.fit_checkpoint",
+              str(enf_ckpt), "--model.latent_files", '{"train": "train.h5", "val": "val.h5"}'])  # fmt: skip
+    assert "read the train split from train.h5: 40 latent clouds" in caplog.text
+    assert "read the val split from val.h5: 20 latent clouds" in caplog.text
+    _check_run(tmp_path / "runs" / "classify_mnist" / "version_0")
+
+    # the file's rows are the clouds the ENF encodes from the same signals (all of them, not only the first batch)
+    clf = LatentClassifier(geometry="se2", context_dim=8, num_classes=10, hidden_dim=16, basis_dim=8)
+    module = ClassificationModule(classifier=clf, fit_checkpoint=str(enf_ckpt))
+    dm = ImageDataModule(dataset="mnist", num_train=40, num_test=20, batch_size=10)
+    load = dict(geometry_name="se2", loader=dm.eval_dataloader("train"), encode=module.encode)
+    z, labels = load_encoded_split("train.h5", split="train", **load)
+    for batch in dm.eval_dataloader("train"):
+        now, rows = module.encode(batch), batch["index"]
+        for name in ("poses", "context", "window"):
+            torch.testing.assert_close(getattr(z, name)[rows], getattr(now, name), atol=1e-5, rtol=1e-5)
+        assert torch.equal(labels[rows], batch["label"].long())
+
+    # refusals: the wrong split, other labels, latents of another ENF, no file
+    with pytest.raises(ValueError, match="holds the 'val' split, not 'train'"):
+        load_encoded_split("val.h5", split="train", **load)
+    arrays, attrs = read_h5("train.h5")
+    write_h5("relabelled.h5", {**arrays, "label": np.roll(arrays["label"], 1)}, attrs)
+    with pytest.raises(ValueError, match="labels differ"):
+        load_encoded_split("relabelled.h5", split="train", **load)
+    write_h5("other.h5", {**arrays, "context": arrays["context"] + 0.1}, attrs)
+    with pytest.raises(ValueError, match="context differ from what model.fit_checkpoint encodes"):
+        load_encoded_split("other.h5", split="train", **load)
+    with pytest.raises(FileNotFoundError, match="enf encode --ckpt"):
+        load_encoded_split("missing.h5", split="train", **load)
+    with pytest.raises(ValueError, match="latent_files keys must be among"):
+        ClassificationModule(classifier=clf, fit_checkpoint=str(enf_ckpt), latent_files={"test": "x.h5"})
