@@ -19,6 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
 #: arm -> configs/classify/<arm>.yaml; the latent arms read the encoded files
 LATENT_ARMS = ("mnist", "mnist_absolute")
 OTHER_ARMS = ("mnist_cnn", "mnist_e2e")
@@ -44,7 +45,7 @@ def encode(ckpt: str, out: Path, threads: int) -> dict[str, float]:
 
 def classify(arm: str, args: argparse.Namespace) -> dict:
     name = f"classify_{arm}_s{args.seed}"
-    cmd = [sys.executable, "-m", "enf.cli", "classify", "fit", "--config", f"configs/classify/{arm}.yaml",
+    cmd = [sys.executable, "-m", "enf.cli", "classify", "fit", "--config", str(REPO / "configs" / "classify" / f"{arm}.yaml"),
            "--trainer.max_time", args.max_time, "--seed_everything", str(args.seed),
            "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir", str(args.out),
            "--trainer.logger.init_args.name", name]  # fmt: skip
