@@ -111,7 +111,8 @@ def run_benchmark(
     Returns a flat dict: ``*_s`` times (minimum of ``repeats``; ``*_median_s`` the median), pairs per second
     (coordinate-latent pairs attended: ``B N min(k, L)``), the matmul work of one outer step
     (``outer_step_matmul_gflop``, counted by ``FlopCounterMode``, forward and both backward passes) and the
-    rate it runs at (``outer_step_matmul_gflop_per_s``), peak memory (CUDA allocator peak on GPU; process
+    rate it runs at (``outer_step_matmul_gflop_per_s``), the minor page faults per outer step
+    (``outer_step_page_faults``; see :mod:`enf.cli.allocator`) and the allocator setting, peak memory (CUDA allocator peak on GPU; process
     peak RSS on CPU).
     """
     dev = torch.device(device)
@@ -172,7 +173,10 @@ def run_benchmark(
             torch.cuda.reset_peak_memory_stats(dev)
         att = _timed(attention_fwd_bwd, repeats, dev)
         dec = _timed(decoder_fwd_bwd, repeats, dev)
+        faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         step = _timed(meta_outer_step, repeats, dev) if outer_step else None
+        # minor page faults per outer step (the warm-up included): memory the allocator maps afresh
+        step_faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before) / (repeats + 1)
         step_flops = _matmul_flops(meta_outer_step) if outer_step else None
         sgemm = sgemm_rate(dev) if outer_step else None
         threads = torch.get_num_threads()
@@ -213,6 +217,7 @@ def run_benchmark(
         "meta_sgd_outer_step_s": None if step is None else min(step),
         "meta_sgd_outer_step_median_s": None if step is None else statistics.median(step),
         "outer_steps_per_s": None if step is None else 1.0 / min(step),
+        "outer_step_page_faults": None if step is None else step_faults,
         "outer_step_matmul_gflop": None if step is None else step_flops / 1e9,
         "outer_step_matmul_gflop_per_s": None if step is None else step_flops / 1e9 / min(step),
         "sgemm_gflop_per_s": sgemm,
