@@ -42,7 +42,7 @@ def plot_misclassified(
     num = max(1, len(images))
     cols = min(num, 8)
     rows = (num + cols - 1) // cols
-    fig = Figure(figsize=(1.6 * cols, 1.8 * rows))
+    fig = Figure(figsize=(1.6 * cols, 1.8 * rows), layout="constrained")  # captions clear of the row above
     for k in range(len(images)):
         ax = fig.add_subplot(rows, cols, k + 1)
         h, w, c = images[k].shape
@@ -58,5 +58,4 @@ def plot_misclassified(
     if not len(images):
         fig.add_subplot().text(0.5, 0.5, "no misclassified example", ha="center", va="center")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
