@@ -38,11 +38,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def _timed(fn: Callable[[], None], repeats: int, device: torch.device) -> list[float]:
-    """Wall times of ``repeats`` calls after one warm-up call."""
+    """Wall times of ``repeats`` calls after one warm-up call (``_timed.faults``: minor page faults per timed
+    call)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     fn()
+    faults = _minor_faults()
     times = []
     for _ in range(repeats):
         _sync(device)
@@ -50,6 +56,7 @@ def _timed(fn: Callable[[], None], repeats: int, device: torch.device) -> list[f
         fn()
         _sync(device)
         times.append(time.perf_counter() - t0)
+    _timed.faults = (_minor_faults() - faults) / repeats
     return times
 
 
@@ -173,10 +180,9 @@ def run_benchmark(
             torch.cuda.reset_peak_memory_stats(dev)
         att = _timed(attention_fwd_bwd, repeats, dev)
         dec = _timed(decoder_fwd_bwd, repeats, dev)
-        faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         step = _timed(meta_outer_step, repeats, dev) if outer_step else None
-        # minor page faults per outer step (the warm-up included): memory the allocator maps afresh
-        step_faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before) / (repeats + 1)
+        # minor page faults per timed outer step: memory the allocator maps afresh
+        step_faults = _timed.faults if outer_step else None
         step_flops = _matmul_flops(meta_outer_step) if outer_step else None
         sgemm = sgemm_rate(dev) if outer_step else None
         threads = torch.get_num_threads()

@@ -78,7 +78,9 @@ def load_encoded_split(
         labels.append(torch.as_tensor(batch[keys.LABEL]).long())
         index.append(torch.as_tensor(batch[keys.INDEX]).long())
     if first is None:
-        raise ValueError(f"the {split} split of this run's data is empty: there is nothing to read {path} for")
+        raise ValueError(
+            f"the {split} split of this run's data is empty: there is nothing to read {path} for"
+        )
     data_labels = torch.empty(sum(len(i) for i in index), dtype=torch.long)
     data_labels[torch.cat(index)] = torch.cat(labels)
     rows = arrays["index"].astype(np.int64)
