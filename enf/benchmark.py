@@ -42,9 +42,8 @@ def _minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def _timed(fn: Callable[[], None], repeats: int, device: torch.device) -> list[float]:
-    """Wall times of ``repeats`` calls after one warm-up call (``_timed.faults``: minor page faults per timed
-    call)."""
+def _timed(fn: Callable[[], None], repeats: int, device: torch.device) -> tuple[list[float], float]:
+    """Wall times of ``repeats`` calls after one warm-up call, and the minor page faults per timed call."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     fn()
@@ -56,8 +55,7 @@ def _timed(fn: Callable[[], None], repeats: int, device: torch.device) -> list[f
         fn()
         _sync(device)
         times.append(time.perf_counter() - t0)
-    _timed.faults = (_minor_faults() - faults) / repeats
-    return times
+    return times, (_minor_faults() - faults) / repeats
 
 
 def _matmul_flops(fn: Callable[[], None]) -> int:
@@ -76,7 +74,7 @@ def sgemm_rate(device: torch.device, *, size: int = 2048, repeats: int = 3) -> f
     roof the outer step's matmul rate is compared with."""
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
-    best = min(_timed(lambda: torch.mm(a, b), repeats, device))
+    best = min(_timed(lambda: torch.mm(a, b), repeats, device)[0])
     return 2 * size**3 / best / 1e9
 
 
@@ -178,11 +176,10 @@ def run_benchmark(
 
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
-        att = _timed(attention_fwd_bwd, repeats, dev)
-        dec = _timed(decoder_fwd_bwd, repeats, dev)
-        step = _timed(meta_outer_step, repeats, dev) if outer_step else None
+        att, _ = _timed(attention_fwd_bwd, repeats, dev)
+        dec, _ = _timed(decoder_fwd_bwd, repeats, dev)
         # minor page faults per timed outer step: memory the allocator maps afresh
-        step_faults = _timed.faults if outer_step else None
+        step, step_faults = _timed(meta_outer_step, repeats, dev) if outer_step else (None, None)
         step_flops = _matmul_flops(meta_outer_step) if outer_step else None
         sgemm = sgemm_rate(dev) if outer_step else None
         threads = torch.get_num_threads()

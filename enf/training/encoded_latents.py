@@ -84,6 +84,14 @@ def load_encoded_split(
     data_labels = torch.empty(sum(len(i) for i in index), dtype=torch.long)
     data_labels[torch.cat(index)] = torch.cat(labels)
     rows = arrays["index"].astype(np.int64)
+    for name in ("poses", "context", "window", keys.LABEL):
+        if arrays[name].shape[0] != len(rows):
+            raise ValueError(
+                f"latent file {path}: {name!r} has {arrays[name].shape[0]} rows but 'index' has {len(rows)}"
+            )
+    for name in ("poses", "context", "window"):
+        if not np.isfinite(arrays[name]).all():
+            raise ValueError(f"latent file {path}: {name!r} holds NaN or inf; encode the split again")
     num_signals = len(data_labels)
     if len(rows) != num_signals or not np.array_equal(np.sort(rows), np.arange(num_signals)):
         raise ValueError(

@@ -237,6 +237,11 @@ def test_two_stage_reads_enf_encode_files(enf_ckpt: Path, tmp_path: Path, monkey
     write_h5("other.h5", {**arrays, "context": arrays["context"] + 0.1}, attrs)
     with pytest.raises(ValueError, match="context differ from what model.fit_checkpoint encodes"):
         load_encoded_split("other.h5", split="train", **load)
+    context = arrays["context"].copy()
+    context[3, 0, 0] = float("nan")
+    write_h5("nan.h5", {**arrays, "context": context}, attrs)
+    with pytest.raises(ValueError, match="'context' holds NaN"):
+        load_encoded_split("nan.h5", split="train", **load)
     with pytest.raises(FileNotFoundError, match="enf encode --ckpt"):
         load_encoded_split("missing.h5", split="train", **load)
     with pytest.raises(ValueError, match="latent_files keys must be among"):
