@@ -5,7 +5,7 @@ curves (:mod:`~enf.plotting.rollout`), 3-D meshes (:mod:`~enf.plotting.mesh`), i
 (:mod:`~enf.plotting.pde`).
 """
 
-from enf.plotting.classify import plot_confusion, plot_misclassified
+from enf.plotting.classify import plot_confusion, plot_misclassified, plot_misclassified_shapes
 from enf.plotting.edits import draw_panel, plot_edit
 from enf.plotting.fields import (
     BALL_SLICE_HALF_WIDTH,
@@ -30,6 +30,7 @@ __all__ = [
     "plot_confusion",
     "plot_edit",
     "plot_misclassified",
+    "plot_misclassified_shapes",
     "plot_error_curves",
     "plot_fields",
     "plot_latents",

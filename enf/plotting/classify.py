@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from matplotlib.figure import Figure
 
 from enf.data.grid import imshow_extent
 
-__all__ = ["plot_confusion", "plot_misclassified"]
+__all__ = ["plot_confusion", "plot_misclassified", "plot_misclassified_shapes"]
 
 
 def plot_confusion(matrix: np.ndarray, *, title: str = "") -> Figure:
@@ -56,6 +58,38 @@ def plot_misclassified(
         ax.set_xticks([])
         ax.set_yticks([])
     if not len(images):
+        fig.add_subplot().text(0.5, 0.5, "no misclassified example", ha="center", va="center")
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def plot_misclassified_shapes(
+    surfaces: np.ndarray,
+    poses: np.ndarray | None,
+    true: np.ndarray,
+    pred: np.ndarray,
+    *,
+    class_names: Sequence[str] | None = None,
+    title: str = "",
+) -> Figure:
+    """3-D shapes as their surface points ``[M, Q, 3]`` (grey) with the latents ``[M, L, pose_dim]`` of each
+    (black dots; se3 frames as coloured segments), captioned ``true -> predicted`` (by ``class_names``)."""
+    from enf.plotting.mesh import _axis, draw_latents, draw_points
+
+    def name(k) -> str:
+        return class_names[int(k)] if class_names is not None else str(int(k))
+
+    num = max(1, len(surfaces))
+    cols = min(num, 4)
+    rows = (num + cols - 1) // cols
+    fig = Figure(figsize=(2.4 * cols, 2.5 * rows), layout="constrained")
+    for k in range(len(surfaces)):
+        ax = _axis(fig, rows, cols, k + 1, f"{name(true[k])} -> {name(pred[k])}")
+        ax.title.set_fontsize(8)
+        draw_points(ax, surfaces[k], max_points=1500)
+        if poses is not None:
+            draw_latents(ax, poses[k])
+    if not len(surfaces):
         fig.add_subplot().text(0.5, 0.5, "no misclassified example", ha="center", va="center")
     fig.suptitle(title, fontsize=9)
     return fig

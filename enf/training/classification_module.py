@@ -17,10 +17,14 @@ Modes (``mode``):
   and the Meta-SGD step sizes learn with the classifier.
 * ``pixels``: the classifier (:class:`~enf.downstream.PixelCNN`) reads the images themselves.
 
+Data: labelled images (``ImageDataModule``, e.g. ``mnist``) or labelled signed-distance samples of 3-D shapes
+(``SDFDataModule`` with ``dataset: primitives``; modes ``two_stage`` and ``end_to_end``).
+
 Evaluation (``metrics.json``): ``accuracy_<split>``, ``accuracy_test_class<k>`` per class and
-``accuracy_test_rotated``: the test images rotated by random angles about the image centre
-(:func:`enf.data.grid.rotate_images`, seeded) and encoded again. Figures: ``confusion_test.png``,
-``confusion_test_rotated.png`` and misclassified test examples with their latents.
+``accuracy_test_rotated``: the test fields rotated and encoded again, seeded: images by random angles about the
+image centre (:func:`enf.data.grid.rotate_images`), 3-D shapes by random rotations about the origin (every sample
+point and surface point moved, the signed distances kept: the samples of the rotated shape). Figures:
+``confusion_test.png``, ``confusion_test_rotated.png`` and misclassified test examples with their latents.
 
 A classifier whose geometry has only positions (``absolute2d``) on latents with orientations reads their
 positions: the non-equivariant baseline on the same latents.
@@ -46,11 +50,21 @@ from enf.latents import Latents
 from enf.training.encoded_latents import ENCODED_SPLITS, load_encoded_split
 from enf.training.task import TaskModule, move_batch
 
-__all__ = ["MODES", "ClassificationModule"]
+__all__ = ["MODES", "ClassificationModule", "random_rotations"]
 
 log = logging.getLogger(__name__)
 
 MODES = ("two_stage", "end_to_end", "pixels")
+
+
+def random_rotations(num: int, *, dim: int = 3, generator: torch.Generator | None = None) -> Tensor:
+    """``num`` rotations ``[num, dim, dim]`` (float64) drawn uniformly (Haar) from SO(dim), seeded by
+    ``generator``: the QR decomposition of a Gaussian matrix with the signs of ``R``'s diagonal fixed."""
+    q, r = torch.linalg.qr(torch.randn(num, dim, dim, generator=generator, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+    flip = torch.linalg.det(q) < 0
+    q[flip, :, 0] = -q[flip, :, 0]
+    return q
 
 
 class ClassificationModule(TaskModule):
@@ -179,6 +193,21 @@ class ClassificationModule(TaskModule):
         return self.fit.encode(batch, train=False, refine=False).detach()
 
     # ------------------------------------------------------------------------------------ the data
+    @property
+    def field_kind(self) -> str:
+        """``image`` or ``sdf``: the kind of the attached data's fields (others are refused)."""
+        kind = self.attached_datamodule("classification").field_spec.kind
+        if kind not in ("image", "sdf"):
+            raise ValueError(
+                f"classification reads labelled images (ImageDataModule) or 3-D shapes (SDFDataModule, "
+                f"dataset: primitives), got a {kind!r} field"
+            )
+        return kind
+
+    def _examples(self, batch: Mapping[str, Tensor]) -> Tensor:
+        """What a figure shows of each field: images ``[B, H, W, C]`` or surface points ``[B, Q, 3]``."""
+        return self._images(batch) if self.field_kind == "image" else batch[keys.SURFACE]
+
     def _images(self, batch: Mapping[str, Tensor]) -> Tensor:
         h, w, _ = self.image_shape
         return signal_to_image(batch[keys.SIGNAL], h, w)
@@ -194,8 +223,19 @@ class ClassificationModule(TaskModule):
             self._image_shape = (*spec.grid_shape, spec.num_channels)
         return self._image_shape
 
-    def rotated(self, batch: Mapping[str, Tensor], *, generator: torch.Generator) -> dict[str, Any]:
-        """The batch with every image rotated by a random angle in ``[0, 2 pi)`` about the image centre."""
+    def rotated(
+        self, batch: Mapping[str, Tensor], *, generator: torch.Generator, kind: str | None = None
+    ) -> dict[str, Any]:
+        """The batch with every field rotated at random: an image by an angle in ``[0, 2 pi)`` about its
+        centre; a 3-D shape by a uniform random rotation about the origin (its sample and surface points).
+        ``kind``: ``image`` or ``sdf`` (default: :attr:`field_kind` of the attached data)."""
+        if (kind or self.field_kind) == "sdf":
+            rotation = random_rotations(batch[keys.COORDS].shape[0], generator=generator)
+            out = dict(batch)
+            for key in (keys.COORDS, keys.SURFACE, keys.HELDOUT_COORDS):
+                if key in batch:
+                    out[key] = torch.einsum("bij,bnj->bni", rotation.to(batch[key]), batch[key])
+            return out
         images = self._images(batch)
         angle = torch.rand(images.shape[0], generator=generator, dtype=torch.float64) * (2 * math.pi)
         out = dict(batch)
@@ -339,11 +379,11 @@ class ClassificationModule(TaskModule):
     def predictions(
         self, split: str, *, max_samples: int | None = None, rotate: bool = False
     ) -> dict[str, Tensor]:
-        """``pred``, ``label`` ``[M]`` over ``split`` (``rotate``: every image rotated by a random angle, seeded
-        by ``seed``), and the first misclassified examples (``images``, ``positions``)."""
+        """``pred``, ``label`` ``[M]`` over ``split`` (``rotate``: every field rotated at random, seeded by
+        ``seed``), and the first misclassified examples (``examples``: images or surface points, ``poses``)."""
         loader = self.attached_datamodule("evaluation").eval_dataloader(split, max_samples=max_samples)
         generator = torch.Generator().manual_seed(self.hparams.seed + 1)
-        preds, labels, wrong_images, wrong_pos = [], [], [], []
+        preds, labels, wrong_examples, wrong_poses = [], [], [], []
         was_training = self.training
         self.eval()
         try:
@@ -357,17 +397,17 @@ class ClassificationModule(TaskModule):
                 preds.append(pred)
                 labels.append(label)
                 miss = (pred != label).nonzero().flatten()
-                if sum(len(m) for m in wrong_images) < self.hparams.num_plot_samples and len(miss):
-                    wrong_images.append(self._images(batch)[miss].cpu())
+                if sum(len(m) for m in wrong_examples) < self.hparams.num_plot_samples and len(miss):
+                    wrong_examples.append(self._examples(batch)[miss].cpu())
                     if z is not None:
-                        wrong_pos.append(z.poses[miss][..., :2].detach().cpu())
+                        wrong_poses.append(z.poses[miss].detach().cpu())
         finally:
             self.train(was_training)
         out = {"pred": torch.cat(preds), "label": torch.cat(labels)}
         n = self.hparams.num_plot_samples
-        if wrong_images:
-            out["images"] = torch.cat(wrong_images)[:n]
-            out["positions"] = torch.cat(wrong_pos)[:n] if wrong_pos else None
+        if wrong_examples:
+            out["examples"] = torch.cat(wrong_examples)[:n]
+            out["poses"] = torch.cat(wrong_poses)[:n] if wrong_poses else None
         return out
 
     def evaluate(self, split: str, *, max_samples: int | None = None) -> dict[str, float]:
@@ -409,19 +449,29 @@ class ClassificationModule(TaskModule):
         return metrics
 
     def figures(self, batch: Mapping[str, Tensor]) -> dict[str, Figure]:
-        """Validation figure: the plot batch's images, their latents and predicted classes."""
-        from enf.plotting import plot_misclassified
-
+        """Validation figure: the plot batch's fields, their latents and predicted classes."""
         batch = move_batch(batch, self.device)
         with torch.no_grad() if self.mode == "pixels" else torch.enable_grad():
             logits, z = self.logits(batch)
-        positions = None if z is None else z.poses[..., :2].detach().cpu().numpy()
-        fig = plot_misclassified(self._images(batch).cpu().numpy(), positions, self._labels(batch).cpu().numpy(),
-                                 logits.argmax(-1).cpu().numpy(), title="test images: true -> predicted")  # fmt: skip
+        poses = None if z is None else z.poses.detach().cpu()
+        fig = self._plot_examples(self._examples(batch).cpu(), poses, self._labels(batch).cpu(),
+                                  logits.argmax(-1).cpu(), title="true -> predicted")  # fmt: skip
         return {"predictions": fig}
 
+    def _plot_examples(
+        self, examples: Tensor, poses: Tensor | None, true: Tensor, pred: Tensor, *, title: str
+    ):
+        from enf.plotting import plot_misclassified, plot_misclassified_shapes
+
+        if self.field_kind == "sdf":
+            names = getattr(self.attached_datamodule("figures"), "class_names", None)
+            return plot_misclassified_shapes(examples.numpy(), None if poses is None else poses.numpy(),
+                                             true.numpy(), pred.numpy(), class_names=names, title=title)  # fmt: skip
+        positions = None if poses is None else poses[..., :2].numpy()
+        return plot_misclassified(examples.numpy(), positions, true.numpy(), pred.numpy(), title=title)
+
     def artifacts(self) -> dict[str, Any]:
-        from enf.plotting import plot_confusion, plot_misclassified
+        from enf.plotting import plot_confusion
 
         out: dict[str, Any] = {}
         num_classes = self.classifier.num_classes
@@ -431,14 +481,10 @@ class ClassificationModule(TaskModule):
             acc = float((res["pred"] == res["label"]).float().mean())
             out[f"confusion_{name}.json"] = {"rows_true_columns_predicted": matrix.tolist()}
             out[f"confusion_{name}.png"] = plot_confusion(matrix, title=f"{name}: accuracy {acc:.4f}")
-            if "images" in res:
-                positions = None if res["positions"] is None else res["positions"].numpy()
-                wrong = (res["pred"] != res["label"]).nonzero().flatten()[: len(res["images"])]
-                out[f"misclassified_{name}.png"] = plot_misclassified(
-                    res["images"].numpy(),
-                    positions,
-                    res["label"][wrong].numpy(),
-                    res["pred"][wrong].numpy(),
-                    title=f"misclassified ({name}): true -> predicted, latent positions in red",
-                )
+            if "examples" in res:
+                wrong = (res["pred"] != res["label"]).nonzero().flatten()[: len(res["examples"])]
+                out[f"misclassified_{name}.png"] = self._plot_examples(
+                    res["examples"], res["poses"], res["label"][wrong], res["pred"][wrong],
+                    title=f"misclassified ({name}): true -> predicted, with the latents",
+                )  # fmt: skip
         return out

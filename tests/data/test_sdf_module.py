@@ -95,3 +95,35 @@ def test_procedural_validation_shapes_are_neither_test_nor_training_shapes(tmp_p
     assert not bundled.has_val_split
     with pytest.raises(ValueError, match=r"split must be one of \['train', 'test'\]"):
         bundled.dataset("val")
+
+
+def test_primitives_are_labelled_shapes_of_one_kind_in_their_own_axes(tmp_path: Path) -> None:
+    """The class of a ``primitives`` shape is the kind of all its parts, stored as ``label`` (from the shape's
+    name) and yielded with every item; parts are axis-aligned; the validation shapes follow the test ones in the
+    other seed's stream; unlabelled sources yield no label."""
+    from enf.data.shapes import meshes as m
+
+    dm = SDFDataModule(dataset="primitives", cache_dir=str(tmp_path), num_val=2, **TINY)
+    train, val, test = (dm.dataset(s) for s in ("train", "val", "test"))
+    for data in (train, val, test):
+        assert data.labels.tolist() == [m.PRIMITIVES.index(n.rsplit("_", 1)[1]) for n in data.names]
+        assert data[0]["label"] == data.labels[0]
+    assert [n.split("_")[2] for n in test.names + val.names] == ["0", "1", "2", "3"]
+    assert dm.class_names == m.PRIMITIVES and dm.has_val_split
+    assert "label" not in SDFDataModule(cache_dir=str(tmp_path / "p"), **TINY).dataset("train")[0]
+    rng = np.random.default_rng(0)
+    parts = m._random_parts(rng, 3, kind="torus", aligned=True)
+    assert all(kind == "torus" and np.array_equal(rot, np.eye(3)) for kind, _, rot, _ in parts)
+    free = m._random_parts(np.random.default_rng(0), 3)
+    assert not all(np.array_equal(rot, np.eye(3)) for _, _, rot, _ in free)  # control: random rotations
+    single = next(s for s in m.iter_primitive_shapes(seed=5, max_parts=1) if s.name.endswith("_box"))
+
+    def on_bounding_box(v: np.ndarray) -> np.ndarray:  # |v - centre| / half-extent, largest axis
+        low, high = v.min(0), v.max(0)
+        return (np.abs(v - (low + high) / 2) / ((high - low) / 2)).max(1)
+
+    assert on_bounding_box(single.vertices).min() > 0.97  # an aligned box is its own bounding box
+    turned = single.vertices @ m._rotation(np.random.default_rng(1)).T
+    assert on_bounding_box(turned).min() < 0.5  # control: a turned box is not
+    with pytest.raises(ValueError, match="is not a shape of iter_primitive_shapes"):
+        m.primitive_label("procedural_0_3")

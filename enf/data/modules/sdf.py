@@ -3,7 +3,7 @@
 Items carry ``coords [P, 3]`` (near-surface points first, then uniform points in ``[-1.1, 1.1]^3``),
 ``signal [P, 1]`` (the signed distance, negative inside), ``uniform [P]`` (bool, the uniform samples: occupancy
 IoU on the fitted samples is measured on them), ``surface [Q, 3]`` (points sampled on the true mesh with a seed of
-their own and never fitted: Chamfer distance) and ``index``. The field spec is of kind ``sdf`` (one channel
+their own and never fitted: Chamfer distance), ``index`` and, for the labelled ``primitives`` source, ``label``. The field spec is of kind ``sdf`` (one channel
 ``sdf``; ``extra["bound"]`` is the half-width of the sampled cube, ``extra["test_is_heldout"]`` whether the test
 shapes are other shapes than the training ones). Samples are computed once per split and cached under
 ``cache_dir`` (:func:`enf.data.shapes.sdf.build_sdf_file`).
@@ -18,6 +18,11 @@ Shape sources (``dataset``):
 - ``procedural``: seeded unions of primitives (:func:`enf.data.shapes.meshes.procedural_shapes`), ``num_train``
   shapes, and as test the first ``num_test`` shapes of another seed's stream that duplicate no training shape
   (:func:`enf.data.shapes.dedup.unique_shapes`; the skipped ones are missing from the test names);
+- ``primitives``: labelled shapes for classification (:func:`enf.data.shapes.meshes.iter_primitive_shapes`): each
+  the union of 1..3 axis-aligned primitives of one kind, the class (``label``: sphere, box, torus, capsule);
+  ``num_train`` shapes of the seed's stream, and as test and validation the first ``num_test`` and next
+  ``num_val`` shapes of another seed's stream (an independent draw; not deduplicated: a single normalised
+  sphere is the same shape in every split);
 - ``bundled``: the sample meshes of installed wheels (``names``, default all of
   :data:`enf.data.shapes.meshes.BUNDLED_MESHES`); without ``test_names`` train and test are the same shapes with
   independent samples (a **fit set**: the metrics say ``fit`` instead of ``test``), with ``test_names`` those
@@ -43,7 +48,9 @@ from enf.data.field import FieldSpec
 from enf.data.hdf5 import read_h5
 from enf.data.modules.field import FieldDataModule
 
-__all__ = ["HeldoutDataset", "SDFDataModule", "SDFDataset"]
+__all__ = ["DATASETS", "HeldoutDataset", "SDFDataModule", "SDFDataset"]
+
+DATASETS = ("procedural", "primitives", "bundled", "folder", "shapenet")
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,11 @@ class SDFDataset(Dataset):
         self.surface = torch.as_tensor(arrays["surface"], dtype=torch.float32)
         self._meshes = {k: v for k, v in arrays.items() if k.startswith("mesh_")}
         self.names = list((attrs.get("settings") or {}).get("names", []))
+        self.labels = torch.as_tensor(arrays["label"], dtype=torch.long) if "label" in arrays else None
+        if self.labels is not None and self.labels.shape != (self.coords.shape[0],):
+            raise ValueError(
+                f"{path}: {tuple(self.labels.shape)} labels for {self.coords.shape[0]} shapes; delete the file"
+            )
         if self.uniform.shape[0] != self.coords.shape[1] or not torch.isfinite(self.signal).all():
             raise ValueError(
                 f"{path}: inconsistent or non-finite SDF samples; delete the file to sample again"
@@ -83,17 +95,20 @@ class SDFDataset(Dataset):
         return self.coords.shape[0]
 
     def __getitem__(self, i: int) -> dict[str, object]:
-        return {keys.COORDS: self.coords[i], keys.SIGNAL: self.signal[i], keys.INDEX: int(i),
+        item = {keys.COORDS: self.coords[i], keys.SIGNAL: self.signal[i], keys.INDEX: int(i),
                 keys.UNIFORM: self.uniform, keys.SURFACE: self.surface[i]}  # fmt: skip
+        if self.labels is not None:
+            item[keys.LABEL] = self.labels[i]
+        return item
 
 
 class SDFDataModule(FieldDataModule):
     """Signed-distance samples of procedural, bundled or user-given meshes.
 
     Args:
-        dataset: ``procedural``, ``bundled``, ``folder`` or ``shapenet`` (see the module docstring).
+        dataset: ``procedural``, ``primitives``, ``bundled``, ``folder`` or ``shapenet`` (module docstring).
         num_train, num_test: procedural shapes per split; at most that many ShapeNet models.
-        num_val: procedural validation shapes (model selection, ``best.ckpt``): the next ``num_val`` shapes of
+        num_val: procedural (and primitives) validation shapes (model selection, ``best.ckpt``): the next ``num_val`` shapes of
             the test stream after the test ones, also duplicating no training shape (``None``: ``min(8,
             num_test)``). The other sources validate on their test split.
         names: bundled meshes to use (default: all).
@@ -113,7 +128,7 @@ class SDFDataModule(FieldDataModule):
     def __init__(
         self,
         *,
-        dataset: Literal["procedural", "bundled", "folder", "shapenet"] = "procedural",
+        dataset: Literal["procedural", "primitives", "bundled", "folder", "shapenet"] = "procedural",
         num_train: int = 64,
         num_test: int = 16,
         num_val: int | None = None,
@@ -135,8 +150,8 @@ class SDFDataModule(FieldDataModule):
         super().__init__(
             batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers, seed=seed
         )
-        if dataset not in ("procedural", "bundled", "folder", "shapenet"):
-            raise ValueError(f"dataset must be procedural, bundled, folder or shapenet, got {dataset!r}")
+        if dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
         if dataset == "folder" and not root:
             raise ValueError("dataset='folder' needs root: the folder holding your OBJ/PLY/STL/OFF files")
         if dataset == "shapenet" and not root:
@@ -165,12 +180,26 @@ class SDFDataModule(FieldDataModule):
     @property
     def has_val_split(self) -> bool:
         """Whether model selection has shapes of its own (procedural), else it uses the test split."""
-        return self.hparams.dataset == "procedural"
+        return self.hparams.dataset in ("procedural", "primitives")
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The class of each ``label`` (``primitives``), ``None`` for unlabelled sources."""
+        from enf.data.shapes.meshes import PRIMITIVES
+
+        return PRIMITIVES if self.hparams.dataset == "primitives" else None
 
     def _meshes(self, split: str):
         from enf.data.shapes import meshes as m
 
         hp = self.hparams
+        if hp.dataset == "primitives":
+            import itertools
+
+            start, count = {"train": (0, hp.num_train), "test": (0, hp.num_test),
+                            "val": (hp.num_test, self.num_val)}[split]  # fmt: skip
+            stream = m.iter_primitive_shapes(seed=hp.seed + (0 if split == "train" else 100_003))
+            return list(itertools.islice(stream, start, start + count))
         if hp.dataset == "procedural":
             if self._procedural_train is None:
                 self._procedural_train = m.procedural_shapes(hp.num_train, seed=hp.seed)
@@ -254,8 +283,14 @@ class SDFDataModule(FieldDataModule):
 
                 return build_samples_file(files, path, num_points=hp.num_near + hp.num_uniform,
                                           num_surface=hp.num_surface, seed=seed)  # fmt: skip
-        return build_sdf_file(self._meshes(split), path, num_near=hp.num_near, num_uniform=hp.num_uniform,
-                              num_surface=hp.num_surface, seed=seed)  # fmt: skip
+        meshes = self._meshes(split)
+        labels = None
+        if hp.dataset == "primitives":
+            from enf.data.shapes.meshes import primitive_label
+
+            labels = [primitive_label(mesh.name) for mesh in meshes]
+        return build_sdf_file(meshes, path, num_near=hp.num_near, num_uniform=hp.num_uniform,
+                              num_surface=hp.num_surface, seed=seed, labels=labels)  # fmt: skip
 
     def metrics_dataloader(self, split: str, *, max_samples: int | None = None) -> DataLoader:
         """:meth:`eval_dataloader` with ``num_heldout`` held-out points per shape (``keys.HELDOUT_COORDS``,

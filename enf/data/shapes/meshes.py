@@ -30,9 +30,12 @@ __all__ = [
     "Mesh",
     "bundled_mesh",
     "check_watertight",
+    "PRIMITIVES",
+    "iter_primitive_shapes",
     "iter_procedural_shapes",
     "load_mesh",
     "mesh_from_grid",
+    "primitive_label",
     "normalize_mesh",
     "procedural_shapes",
     "save_mesh",
@@ -189,20 +192,23 @@ PRIMITIVES = ("sphere", "box", "torus", "capsule")
 
 
 def _random_parts(
-    rng: np.random.Generator, num_parts: int
+    rng: np.random.Generator, num_parts: int, *, kind: str | None = None, aligned: bool = False
 ) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """Random primitives: of random kinds (``kind=None``) or all of ``kind``; randomly rotated, or in their own
+    axes (``aligned``). The default draws the stream :func:`procedural_shapes` has always drawn."""
     parts = []
     for _ in range(num_parts):
-        kind = PRIMITIVES[rng.integers(len(PRIMITIVES))]
-        if kind == "sphere":
+        part_kind = PRIMITIVES[rng.integers(len(PRIMITIVES))] if kind is None else kind
+        if part_kind == "sphere":
             size = np.array([rng.uniform(0.25, 0.5)])
-        elif kind == "box":
+        elif part_kind == "box":
             size = rng.uniform(0.15, 0.45, size=3)
-        elif kind == "torus":
+        elif part_kind == "torus":
             size = np.array([rng.uniform(0.25, 0.4), rng.uniform(0.08, 0.15)])
         else:
             size = np.array([rng.uniform(0.15, 0.4), rng.uniform(0.1, 0.2)])
-        parts.append((kind, size, _rotation(rng), rng.uniform(-0.2, 0.2, size=3)))
+        rotation = np.eye(3) if aligned else _rotation(rng)
+        parts.append((part_kind, size, rotation, rng.uniform(-0.2, 0.2, size=3)))
     return parts
 
 
@@ -227,18 +233,45 @@ def iter_procedural_shapes(*, seed: int = 0, resolution: int = 64, max_parts: in
     return _procedural_stream(seed, resolution, max_parts)
 
 
-def _procedural_stream(seed: int, resolution: int, max_parts: int) -> Iterator[Mesh]:
+def _procedural_stream(
+    seed: int, resolution: int, max_parts: int, *, labelled: bool = False
+) -> Iterator[Mesh]:
     rng = np.random.default_rng(seed)
     axis = np.linspace(-1.25, 1.25, resolution)  # every part fits inside: the level set is closed
     grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1)  # [R, R, R, 3]
     for i in itertools.count():
-        parts = _random_parts(rng, int(rng.integers(1, max_parts + 1)))
+        if labelled:
+            kind = PRIMITIVES[rng.integers(len(PRIMITIVES))]
+            parts = _random_parts(rng, int(rng.integers(1, max_parts + 1)), kind=kind, aligned=True)
+            name = f"primitives_{seed}_{i}_{kind}"
+        else:
+            parts = _random_parts(rng, int(rng.integers(1, max_parts + 1)))
+            name = f"procedural_{seed}_{i}"
         sdf = np.full(grid.shape[:-1], np.inf)
-        for kind, size, rot, shift in parts:
+        for kind_i, size, rot, shift in parts:
             local = (grid - shift) @ rot  # the primitive's frame: x = rot p + shift
-            sdf = np.minimum(sdf, _primitive_sdf(kind, local, size))
-        mesh = mesh_from_grid(sdf, bound=1.25, name=f"procedural_{seed}_{i}")
+            sdf = np.minimum(sdf, _primitive_sdf(kind_i, local, size))
+        mesh = mesh_from_grid(sdf, bound=1.25, name=name)
         yield normalize_mesh(check_watertight(mesh))
+
+
+def iter_primitive_shapes(*, seed: int = 0, resolution: int = 64, max_parts: int = 3) -> Iterator[Mesh]:
+    """A seeded endless stream of labelled shapes: each the union of 1..``max_parts`` primitives of one kind
+    (drawn uniformly from :data:`PRIMITIVES`, the class), with random sizes and offsets, **axis-aligned** (a torus
+    lies in the xy-plane, a capsule along z: a canonically oriented dataset, as ShapeNet is), meshed and
+    normalised like :func:`procedural_shapes`. Shape ``i`` is named ``primitives_<seed>_<i>_<kind>``; its class
+    index is :func:`primitive_label` of the name."""
+    if max_parts < 1 or resolution < 16:
+        raise ValueError(f"need max_parts >= 1, resolution >= 16; got {max_parts}, {resolution}")
+    return _procedural_stream(seed, resolution, max_parts, labelled=True)
+
+
+def primitive_label(name: str) -> int:
+    """The class index (into :data:`PRIMITIVES`) of a shape of :func:`iter_primitive_shapes`, read from its name."""
+    kind = name.rsplit("_", 1)[-1]
+    if not name.startswith("primitives_") or kind not in PRIMITIVES:
+        raise ValueError(f"{name!r} is not a shape of iter_primitive_shapes (primitives_<seed>_<i>_<kind>)")
+    return PRIMITIVES.index(kind)
 
 
 def mesh_from_grid(values: np.ndarray, *, bound: float, level: float = 0.0, name: str = "") -> Mesh | None:

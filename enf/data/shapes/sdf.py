@@ -163,11 +163,13 @@ def build_sdf_file(
     near_std: float = 0.01,
     bound: float = 1.1,
     seed: int = 0,
+    labels: Sequence[int] | None = None,
     progress: bool = True,
 ) -> Path:
     """Sample every mesh once and write ``coords [S, P, 3]``, ``signal [S, P, 1]`` (signed distance),
     ``surface [S, Q, 3]``, ``uniform [P]`` (bool: the uniform volume samples; the first ``num_near`` of each
-    row are near-surface), the meshes (:func:`pack_meshes`) and their names to ``path`` (atomic). A file
+    row are near-surface), the meshes (:func:`pack_meshes`), their names and, when given, their class ``labels``
+    (``label [S]``) to ``path`` (atomic). A file
     already there with the same settings and meshes (keyed by their content's SHA-256) is reused after its
     arrays are verified against the digest stored with them."""
     path = Path(path)
@@ -176,6 +178,10 @@ def build_sdf_file(
                 "names": [m.name for m in meshes],
                 "num_faces": [int(len(m.faces)) for m in meshes],
                 "mesh_sha256": content_digest(pack_meshes(meshes))}  # fmt: skip
+    if labels is not None:
+        if len(labels) != len(meshes):
+            raise ValueError(f"got {len(labels)} labels for {len(meshes)} meshes")
+        settings["labels"] = [int(k) for k in labels]
     if is_cached(path, settings):
         return path
     coords, signal, surface = [], [], []
@@ -188,6 +194,8 @@ def build_sdf_file(
     arrays = {"coords": np.stack(coords), "signal": np.stack(signal),
               "surface": np.stack(surface).astype(np.float32), "index": np.arange(len(meshes)),
               "uniform": np.arange(num_near + num_uniform) >= num_near, **pack_meshes(meshes)}  # fmt: skip
+    if labels is not None:
+        arrays["label"] = np.asarray(labels, dtype=np.int64)
     return write_h5(path, arrays, {"settings": settings, "sign": "negative inside"})
 
 
