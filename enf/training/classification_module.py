@@ -259,6 +259,12 @@ class ClassificationModule(TaskModule):
     def _encode_split(self, split: str) -> tuple[Latents, Tensor]:
         """Every latent cloud and label of ``split``, encoded once or read from ``latent_files`` (two-stage)."""
         path = (self.hparams.latent_files or {}).get(split)
+        if path is not None and self.field_kind != "image":
+            raise ValueError(
+                f"model.latent_files are for images: encoding a {self.field_kind!r} field draws random sample "
+                "points in every inner step, so a stored file cannot be checked against model.fit_checkpoint; "
+                "remove model.latent_files (each run encodes its shapes)"
+            )
         if split not in self._cache and path is not None:
             self._cache[split] = load_encoded_split(
                 path,

@@ -60,6 +60,16 @@ def test_shapes_classify_through_the_cli(shape_ckpt: Path, tmp_path: Path, monke
         assert (run / "figures" / name).is_file(), name
 
 
+def test_latent_files_are_refused_for_shapes(shape_ckpt: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["classify", "fit", "--config", str(REPO / "configs" / "classify" / "primitives.yaml"),
+              "--trainer.enable_progress_bar", "false", "--trainer.max_steps", "1",
+              "--model.classifier.init_args.context_dim", "8", "--model.fit_checkpoint", str(shape_ckpt),
+              "--model.latent_files", '{"train": "latents_train.h5"}', *DATA_ARGS])  # fmt: skip
+    assert "model.latent_files are for images" in capsys.readouterr().err
+
+
 def test_se3_pipeline_is_invariant_to_rotations_of_the_shape(
     shape_ckpt: Path, tmp_path: Path, monkeypatch
 ) -> None:
