@@ -47,7 +47,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SDF_FORMAT_VERSION = 2
+SDF_FORMAT_VERSION = 3  # 3: the packed meshes in chunks of 64 KiB (2: one chunk per vertex, slow to read)
 #: first word of the held-out samples' seed sequence ("HELD"): fitting samples are seeded by single integers
 HELDOUT_ENTROPY = 0x48454C44
 
