@@ -19,7 +19,12 @@ from enf.training import FieldFittingModule, RunArtifacts, TaskCheckpoint
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 CONFIGS = sorted((REPO_CONFIGS / "fit").glob("*.yaml"))
-SHAPE_CONFIGS = ["shapes", "shapes_bundled"]  # signed distances of 3-D shapes (the mesh extra)
+SHAPE_CONFIGS = [
+    "shapes",
+    "shapes_bundled",
+    "primitives_se3",
+    "primitives_translation3d",
+]  # SDFs (the mesh extra)
 IMAGE_CHANNELS = {"mnist": 1, "mnist_se2": 1, "faces": 1, "natural": 3, "cifar10": 3, "folder": 3}
 PDE_CONFIGS = [
     "diffusion_plane",
