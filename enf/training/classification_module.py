@@ -46,25 +46,16 @@ from torch import Tensor, nn
 from enf.data import keys
 from enf.data.grid import image_to_signal, rotate_images, signal_to_image
 from enf.downstream import LatentClassifier, PixelCNN
+from enf.geometry import random_rotation
 from enf.latents import Latents
 from enf.training.encoded_latents import ENCODED_SPLITS, load_encoded_split
 from enf.training.task import TaskModule, move_batch
 
-__all__ = ["MODES", "ClassificationModule", "random_rotations"]
+__all__ = ["MODES", "ClassificationModule"]
 
 log = logging.getLogger(__name__)
 
 MODES = ("two_stage", "end_to_end", "pixels")
-
-
-def random_rotations(num: int, *, dim: int = 3, generator: torch.Generator | None = None) -> Tensor:
-    """``num`` rotations ``[num, dim, dim]`` (float64) drawn uniformly (Haar) from SO(dim), seeded by
-    ``generator``: the QR decomposition of a Gaussian matrix with the signs of ``R``'s diagonal fixed."""
-    q, r = torch.linalg.qr(torch.randn(num, dim, dim, generator=generator, dtype=torch.float64))
-    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
-    flip = torch.linalg.det(q) < 0
-    q[flip, :, 0] = -q[flip, :, 0]
-    return q
 
 
 class ClassificationModule(TaskModule):
@@ -230,7 +221,9 @@ class ClassificationModule(TaskModule):
         centre; a 3-D shape by a uniform random rotation about the origin (its sample and surface points).
         ``kind``: ``image`` or ``sdf`` (default: :attr:`field_kind` of the attached data)."""
         if (kind or self.field_kind) == "sdf":
-            rotation = random_rotations(batch[keys.COORDS].shape[0], generator=generator)
+            rotation = random_rotation(
+                batch[keys.COORDS].shape[0], 3, generator=generator, dtype=torch.float64
+            )
             out = dict(batch)
             for key in (keys.COORDS, keys.SURFACE, keys.HELDOUT_COORDS):
                 if key in batch:

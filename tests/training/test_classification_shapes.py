@@ -16,7 +16,6 @@ from enf.cli import main  # noqa: E402
 from enf.data import SDFDataModule  # noqa: E402
 from enf.downstream import LatentClassifier  # noqa: E402
 from enf.training import ClassificationModule  # noqa: E402
-from enf.training.classification_module import random_rotations  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = dict(num_train=8, num_test=8, num_val=4, num_near=400, num_uniform=100, num_surface=100, num_heldout=200,
@@ -99,16 +98,3 @@ def test_se3_pipeline_is_invariant_to_rotations_of_the_shape(
             assert error < 1e-8, error
         else:
             assert error > 1e-3, error
-
-
-def test_random_rotations_are_seeded_proper_and_uniform() -> None:
-    r = random_rotations(4000, generator=torch.Generator().manual_seed(0))
-    eye = torch.eye(3, dtype=torch.float64)
-    assert torch.allclose(r @ r.transpose(-1, -2), eye.expand_as(r), atol=1e-12)
-    assert torch.allclose(torch.linalg.det(r), torch.ones(4000, dtype=torch.float64))
-    assert torch.equal(r, random_rotations(4000, generator=torch.Generator().manual_seed(0)))  # seeded
-    # Haar measure: E[R] = 0 and E[R_ij^2] = 1/3; rotations about one fixed axis (control) keep E[R_zz] = 1
-    assert r.mean(0).abs().max() < 0.05 and ((r**2).mean(0) - 1 / 3).abs().max() < 0.03
-    about_z = r.clone()
-    about_z[:, 2, :], about_z[:, :, 2], about_z[:, 2, 2] = 0.0, 0.0, 1.0
-    assert about_z.mean(0).abs().max() > 0.5
