@@ -117,7 +117,7 @@ def test_an_edited_file_is_refused(tmp_path: Path) -> None:
 def test_chunks_hold_one_large_entry_or_many_small_ones(tmp_path: Path) -> None:
     """An entry of 64 KiB or more is a chunk of its own (a shape's samples); small entries (mesh vertices,
     12 bytes) share chunks of at least 64 KiB: one chunk per vertex made reading two million vertices take 48 s
-    and 7 GB."""
+    and 8 GB."""
     from enf.data.hdf5 import MIN_CHUNK_BYTES, chunk_rows
 
     arrays = {"samples": np.zeros((5, 25_000, 3), np.float32), "vertices": np.arange(300_000, dtype=np.float32).reshape(-1, 3),
